@@ -1,0 +1,63 @@
+"""``iad-workstation``: with no arguments it opens the GUI; subcommands do the rest."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from workstation import __version__
+from workstation.cli import COMMAND_MODULES
+from workstation.core.errors import CancelledError, UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iad-workstation",
+        description="Labeling and active-learning workstation for industrial anomaly detection. "
+        "Run with no command to open the review window.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--db", help="store file (default: the user data directory)")
+    parser.add_argument(
+        "--self-check", action="store_true", help="run the health check (same as `doctor`)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"workstation.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"workstation.cli.{name}":
+                raise
+            continue  # command not built yet in this checkout
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.self_check:
+            from workstation.cli.doctor import run_doctor
+
+            return run_doctor(args)
+        if args.command is None:
+            from workstation.gui.launch import launch_gui
+
+            return launch_gui(db=args.db)
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CancelledError:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

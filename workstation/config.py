@@ -1,0 +1,112 @@
+"""Frozen settings: ``resources/default_config.toml`` overlaid by the user's ``config.toml``."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from workstation.core.errors import UserError
+from workstation.paths import resources_dir, user_data_dir
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    preference: str = "auto"
+
+
+@dataclass(frozen=True)
+class ExpertSettings:
+    enabled: tuple[str, ...] = ("fewshot",)
+    backbone: str = "filterbank"
+    image_size: int = 512
+    memory_budget: int = 20000
+    augment_references: bool = False
+    top_percent: float = 1.0
+    clip_model: str = "clip-b16-plus"
+    target_false_positive_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 < self.target_false_positive_rate < 1:
+            raise UserError("experts.target_false_positive_rate must be between 0 and 1")
+        if self.image_size < 32:
+            raise UserError("experts.image_size must be at least 32 pixels")
+
+
+@dataclass(frozen=True)
+class ExplainerSettings:
+    kind: str = "template"
+    vlm: str = "qwen2.5-vl-3b"
+    max_new_tokens: int = 256
+    use_reference_image: bool = True
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    reviewer: str = ""
+    text_autosave_ms: int = 800
+    undo_depth: int = 250
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    holdout_fraction: float = 0.3
+    regression_tolerance: float = 0.01
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: DeviceSettings = field(default_factory=DeviceSettings)
+    experts: ExpertSettings = field(default_factory=ExpertSettings)
+    explainer: ExplainerSettings = field(default_factory=ExplainerSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+
+def user_config_path() -> Path:
+    return user_data_dir() / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"settings file {path} is not valid TOML: {exc}") from exc
+
+
+def _section(cls: type, values: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise UserError(f"unknown setting(s) in [{name}]: {', '.join(sorted(unknown))}")
+    coerced = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**coerced)
+
+
+def merge(settings: Settings, overrides: dict[str, Any]) -> Settings:
+    """Overlay a parsed TOML mapping onto ``settings``; unknown keys are an error, not ignored."""
+    changes: dict[str, Any] = {}
+    for section in fields(Settings):
+        values = overrides.get(section.name)
+        if values is None:
+            continue
+        current = getattr(settings, section.name)
+        merged = {f.name: getattr(current, f.name) for f in fields(current)} | values
+        changes[section.name] = _section(type(current), merged, section.name)
+    unknown = set(overrides) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise UserError(f"unknown settings section(s): {', '.join(sorted(unknown))}")
+    return replace(settings, **changes)
+
+
+def load_settings(user_file: Path | None = None) -> Settings:
+    settings = Settings()
+    default_file = resources_dir() / "default_config.toml"
+    if default_file.is_file():
+        settings = merge(settings, _read_toml(default_file))
+    user_file = user_file or user_config_path()
+    if user_file.is_file():
+        settings = merge(settings, _read_toml(user_file))
+    return settings

@@ -1,0 +1,50 @@
+"""Where the application keeps its data, per platform (no Qt needed, so the CLI stays light)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_DIR_NAME = "iad-workstation"
+
+
+def user_data_dir() -> Path:
+    """The platform's per-user data directory; ``IAD_WORKSTATION_HOME`` overrides it."""
+    override = os.environ.get("IAD_WORKSTATION_HOME")
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / APP_DIR_NAME
+
+
+def default_db_path() -> Path:
+    return user_data_dir() / "store" / "workstation.sqlite"
+
+
+def demo_db_path() -> Path:
+    return user_data_dir() / "demo" / "demo.sqlite"
+
+
+def models_dir() -> Path:
+    """Installed offline model bundles and trained adapters live here."""
+    return user_data_dir() / "models"
+
+
+def resources_dir() -> Path:
+    """Default config, prompt templates, icons; works from a checkout, a wheel and a frozen app."""
+    override = os.environ.get("IAD_WORKSTATION_RESOURCES")
+    if override:
+        return Path(override)
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root:
+        return Path(frozen_root) / "resources"
+    bundled = Path(__file__).resolve().parent / "_resources"
+    if bundled.is_dir():
+        return bundled
+    return Path(__file__).resolve().parent.parent / "resources"
