@@ -1,0 +1,1 @@
+"""Vision experts: backbones, few-shot and zero-shot experts, fusion and calibration."""
