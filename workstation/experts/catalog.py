@@ -1,0 +1,182 @@
+"""The model catalogue: every named model the workstation knows how to fetch, bundle and load.
+
+A catalogue entry says *what* a model is (its kind, where it comes from on the Hugging
+Face hub, which files make it whole, its native image size and the layers the experts
+read); :mod:`workstation.experts.weights` decides *where on this machine* it is. Names not
+in the catalogue still work when they are installed bundles or local folders; the
+catalogue only adds the knowledge needed to download or build them from scratch.
+
+No heavy imports here: help texts and ``models list`` read this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from workstation.core.errors import UserError
+
+ModelFamily = Literal["open_clip", "dinov2", "vlm"]
+
+OPEN_CLIP_WEIGHT_FILES: tuple[str, ...] = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+)
+"""Checkpoint names open_clip publishes on the hub, in order of preference."""
+
+HF_DOWNLOAD_PATTERNS: tuple[str, ...] = (
+    "*.json",
+    "*.safetensors",
+    "*.txt",
+    "*.jinja",
+    "*.model",
+    "*.tiktoken",
+)
+"""What a transformers model folder needs (config, weights, tokenizer, processor, chat
+template); ``pytorch_model.bin`` duplicates are left out on purpose."""
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One downloadable model.
+
+    ``repo_id`` is the hub repository that holds the weights (for open_clip models the one
+    open_clip itself resolves its ``pretrained_tag`` to). ``files`` are the hub file
+    patterns that make the model whole; for open_clip, the first checkpoint name found is
+    enough. ``feature_layers`` are 1-based transformer block indices read by the
+    backbones (the last one is the final block).
+    """
+
+    name: str
+    family: ModelFamily
+    repo_id: str
+    files: tuple[str, ...]
+    summary: str
+    image_size: int = 224
+    patch_size: int = 16
+    feature_layers: tuple[int, ...] = ()
+    architecture: str = ""
+    """open_clip model config name (``ViT-B-16-plus-240``); empty for transformers models."""
+    pretrained_tag: str = ""
+    """open_clip pretrained tag (``laion400m_e31``)."""
+    quick_gelu: bool = False
+    """open_clip: the checkpoint was trained with QuickGELU (OpenAI weights)."""
+    approx_size_mb: int = 0
+
+    def __post_init__(self) -> None:
+        if self.family == "open_clip" and not (self.architecture and self.pretrained_tag):
+            raise ValueError(f"open_clip entry {self.name!r} needs architecture and pretrained_tag")
+        if any(layer < 1 for layer in self.feature_layers):
+            raise ValueError(f"{self.name!r}: feature layers are 1-based")
+
+    @property
+    def source(self) -> str:
+        """Human-readable origin, e.g. ``ViT-B-16-plus-240/laion400m_e31 (hub: timm/...)``."""
+        if self.family == "open_clip":
+            return f"open_clip {self.architecture}/{self.pretrained_tag} (hub: {self.repo_id})"
+        return f"hub: {self.repo_id}"
+
+
+_ENTRIES: tuple[CatalogEntry, ...] = (
+    CatalogEntry(
+        name="clip-b16-plus",
+        family="open_clip",
+        repo_id="timm/vit_base_patch16_plus_clip_240.laion400m_e31",
+        files=OPEN_CLIP_WEIGHT_FILES,
+        summary="CLIP ViT-B/16+ 240 px trained on LAION-400M (the WinCLIP backbone)",
+        image_size=240,
+        patch_size=16,
+        feature_layers=(6, 9, 12),
+        architecture="ViT-B-16-plus-240",
+        pretrained_tag="laion400m_e31",
+        approx_size_mb=830,
+    ),
+    CatalogEntry(
+        name="clip-l14-336",
+        family="open_clip",
+        repo_id="timm/vit_large_patch14_clip_336.openai",
+        files=OPEN_CLIP_WEIGHT_FILES,
+        summary="OpenAI CLIP ViT-L/14 at 336 px (the APRIL-GAN backbone)",
+        image_size=336,
+        patch_size=14,
+        feature_layers=(12, 18, 24),
+        architecture="ViT-L-14-336",
+        pretrained_tag="openai",
+        quick_gelu=True,
+        approx_size_mb=1710,
+    ),
+    CatalogEntry(
+        name="dinov2-small",
+        family="dinov2",
+        repo_id="facebook/dinov2-small",
+        files=("config.json", "model.safetensors"),
+        summary="DINOv2 ViT-S/14 (AnomalyDINO's default few-shot backbone)",
+        image_size=448,
+        patch_size=14,
+        feature_layers=(8, 12),
+        approx_size_mb=90,
+    ),
+    CatalogEntry(
+        name="dinov2-base",
+        family="dinov2",
+        repo_id="facebook/dinov2-base",
+        files=("config.json", "model.safetensors"),
+        summary="DINOv2 ViT-B/14: stronger, about 4x slower than dinov2-small",
+        image_size=448,
+        patch_size=14,
+        feature_layers=(8, 12),
+        approx_size_mb=350,
+    ),
+    CatalogEntry(
+        name="qwen2.5-vl-3b",
+        family="vlm",
+        repo_id="Qwen/Qwen2.5-VL-3B-Instruct",
+        files=HF_DOWNLOAD_PATTERNS,
+        summary="Qwen2.5-VL 3B instruct: the default explainer VLM",
+        approx_size_mb=7500,
+    ),
+    CatalogEntry(
+        name="qwen2-vl-2b",
+        family="vlm",
+        repo_id="Qwen/Qwen2-VL-2B-Instruct",
+        files=HF_DOWNLOAD_PATTERNS,
+        summary="Qwen2-VL 2B instruct: smaller explainer VLM",
+        approx_size_mb=4500,
+    ),
+    CatalogEntry(
+        name="smolvlm",
+        family="vlm",
+        repo_id="HuggingFaceTB/SmolVLM-Instruct",
+        files=HF_DOWNLOAD_PATTERNS,
+        summary="SmolVLM 2B instruct: the lightest explainer VLM, usable on CPU",
+        approx_size_mb=4500,
+    ),
+)
+
+CATALOG: dict[str, CatalogEntry] = {entry.name: entry for entry in _ENTRIES}
+DEFAULT_VLM = "qwen2.5-vl-3b"
+DEFAULT_CLIP = "clip-b16-plus"
+DEFAULT_DINOV2 = "dinov2-small"
+
+
+def catalog_names(family: ModelFamily | None = None) -> tuple[str, ...]:
+    return tuple(e.name for e in _ENTRIES if family is None or e.family == family)
+
+
+def find_entry(name: str) -> CatalogEntry | None:
+    return CATALOG.get(name)
+
+
+def get_entry(name: str) -> CatalogEntry:
+    """The catalogue entry ``name``; an unknown name is a UserError that lists the known ones."""
+    entry = CATALOG.get(name)
+    if entry is None:
+        raise UserError(
+            f"unknown model {name!r}; the catalogue has: {', '.join(catalog_names())}"
+        )
+    return entry
