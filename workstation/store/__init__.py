@@ -1,0 +1,1 @@
+"""The feedback store: the only package that speaks SQL (see ``repository.Store``)."""

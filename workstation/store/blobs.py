@@ -1,0 +1,148 @@
+"""Content-addressed array files: ``<store dir>/blobs/ab/<sha256>.npy`` (or ``.npz``).
+
+The address is the sha256 of the array itself (dtype, shape and bytes), so the same mask
+saved twice is one file, whatever the file encoding. Masks (bool / uint8) are written
+zlib-compressed as ``.npz`` because they are mostly zeros; float maps are plain ``.npy``.
+
+A file is written under a temporary name in its final folder, flushed to disk and renamed
+into place, so a crash leaves either the whole file or a temp file, never half a blob.
+Temp names carry the writer's process id, which lets :meth:`BlobStore.remove_stale_temps`
+delete the leftovers of dead writers without touching a live writer's file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from workstation.core.errors import UserError
+
+TEMP_PREFIX = ".tmp-"
+STALE_TEMP_AGE_S = 3600.0
+"""A temp file older than this is stale even if its process id was reused by another program."""
+COMPRESSED_DTYPES = (np.dtype(np.bool_), np.dtype(np.uint8))
+
+
+def array_sha256(array: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{array.dtype.str}|{array.shape}|".encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours (or the platform cannot tell): keep its file
+    return True
+
+
+class BlobStore:
+    """Arrays by content hash. Safe to share across threads and processes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _candidates(self, sha: str) -> tuple[Path, Path]:
+        folder = self.root / sha[:2]
+        return folder / f"{sha}.npz", folder / f"{sha}.npy"
+
+    def path_of(self, sha: str) -> Path | None:
+        for candidate in self._candidates(sha):
+            if candidate.exists():
+                return candidate
+        return None
+
+    def exists(self, sha: str) -> bool:
+        return self.path_of(sha) is not None
+
+    def put_array(self, array: np.ndarray) -> str:
+        """Store ``array`` and return its sha256 (a no-op when the content is already there)."""
+        return self.put_array_tracked(array)[0]
+
+    def put_array_tracked(self, array: np.ndarray) -> tuple[str, Path | None]:
+        """Like :meth:`put_array`, also returning the file when this call created it."""
+        array = np.ascontiguousarray(array)
+        sha = array_sha256(array)
+        if self.exists(sha):
+            return sha, None
+        compressed = array.dtype in COMPRESSED_DTYPES
+        final = self._candidates(sha)[0 if compressed else 1]
+        buffer = io.BytesIO()
+        if compressed:
+            np.savez_compressed(buffer, array=array)
+        else:
+            np.save(buffer, array, allow_pickle=False)
+        self._write_atomic(final, buffer.getbuffer())
+        return sha, final
+
+    def _write_atomic(self, final: Path, data: memoryview) -> None:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = final.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{final.suffix}"
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, final)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+    def get_array(self, sha: str) -> np.ndarray:
+        path = self.path_of(sha)
+        if path is None:
+            raise UserError(f"array {sha[:12]} is missing from {self.root}; the store is damaged")
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return archive["array"]
+        return np.load(path, allow_pickle=False)
+
+    def delete(self, sha: str) -> None:
+        for candidate in self._candidates(sha):
+            candidate.unlink(missing_ok=True)
+
+    def iter_blobs(self, *, newer_than: float | None = None) -> Iterator[str]:
+        """Hashes of stored blobs, optionally only files modified after ``newer_than``."""
+        for folder in self._folders():
+            for entry in os.scandir(folder):
+                if entry.name.startswith(TEMP_PREFIX) or not entry.is_file():
+                    continue
+                if newer_than is not None and entry.stat().st_mtime < newer_than:
+                    continue
+                yield entry.name.split(".", 1)[0]
+
+    def remove_stale_temps(self) -> int:
+        """Delete temp files left by writers that died mid-write; return how many."""
+        removed = 0
+        now = time.time()
+        for folder in self._folders():
+            for entry in os.scandir(folder):
+                if not entry.name.startswith(TEMP_PREFIX):
+                    continue
+                pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+                dead = not pid_text.isdigit() or not _pid_alive(int(pid_text))
+                if dead or now - entry.stat().st_mtime > STALE_TEMP_AGE_S:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+    def _folders(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for entry in os.scandir(self.root):
+            if entry.is_dir() and len(entry.name) == 2:
+                yield entry.path

@@ -1,0 +1,48 @@
+"""Values the store hands out or takes in batches, beyond the domain types in ``core.types``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from workstation.core.types import ImageRecord, Split
+
+ReviewState = Literal["unreviewed", "reviewed"]
+ImageOrder = Literal["priority", "score", "name"]
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One line of the review queue: the image and the newest facts about it."""
+
+    image: ImageRecord
+    score: float | None
+    anomalous: bool | None
+    review_verdict: str | None
+    defect_type: str | None
+    """Defect type of the newest explanation (None when there is none or it says normal)."""
+    priority: float | None
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to add in a batch, optionally with its ground-truth mask (uint8 0/1)."""
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    split: Split
+    source_label: str | None
+    ground_truth_mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    image_id: int
+    model_version: str
+    score: float
+    anomalous: bool
+    anomaly_map: np.ndarray | None = None

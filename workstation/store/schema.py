@@ -1,0 +1,185 @@
+"""Schema migrations, applied in order; ``PRAGMA user_version`` counts how many ran.
+
+Append a function to :data:`MIGRATIONS` to change the schema; never edit a released one.
+
+Revision tables (masks, explanations, reviews) are append-only and the source of truth.
+The ``latest_*`` columns on ``images`` are a denormalised copy of the newest revision,
+written in the same transaction as the revision, so that the review queue can filter and
+sort 100,000 images through an index instead of joining four tables per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("products").create(
+        {
+            "id": int,
+            "name": str,
+            "description": str,
+            "normality_rules": str,
+            "defect_vocabulary": str,
+            "threshold": float,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"name", "description", "normality_rules", "defect_vocabulary", "created_at"},
+    )
+    db.table("products").create_index(["name"], unique=True)
+
+    db.table("images").create(
+        {
+            "id": int,
+            "product_id": int,
+            "path": str,
+            "name": str,
+            "sha256": str,
+            "width": int,
+            "height": int,
+            "split": str,
+            "source_label": str,
+            "imported_at": str,
+            "latest_score": float,
+            "latest_anomalous": int,
+            "latest_review_verdict": str,
+            "reviewed": int,
+            "latest_defect_type": str,
+            "priority": float,
+        },
+        pk="id",
+        foreign_keys=[("product_id", "products", "id")],
+        not_null={"product_id", "path", "name", "sha256", "width", "height", "split", "reviewed"},
+        defaults={"reviewed": 0},
+    )
+    images = db.table("images")
+    images.create_index(["product_id", "sha256"], unique=True)
+    images.create_index(["product_id", "reviewed", "latest_score"])
+    images.create_index(["product_id", "reviewed", "priority"])
+    images.create_index(["product_id", "latest_score"])
+    images.create_index(["product_id", "priority"])
+    images.create_index(["product_id", "split", "source_label"])
+
+    revision_columns = {
+        "id": int,
+        "image_id": int,
+        "source": str,
+        "author": str,
+        "created_at": str,
+        "parent_id": int,
+        "model_version": str,
+    }
+    db.table("mask_revisions").create(
+        {**revision_columns, "blob": str},
+        pk="id",
+        foreign_keys=[("image_id", "images", "id"), ("parent_id", "mask_revisions", "id")],
+        not_null={"image_id", "source", "author", "created_at", "blob"},
+    )
+    db.table("mask_revisions").create_index(["image_id", "id"])
+    db.table("mask_revisions").create_index(["blob"])
+
+    db.table("explanation_revisions").create(
+        {
+            **revision_columns,
+            "verdict": str,
+            "defect_type": str,
+            "location": str,
+            "severity": str,
+            "description": str,
+        },
+        pk="id",
+        foreign_keys=[("image_id", "images", "id"), ("parent_id", "explanation_revisions", "id")],
+        not_null={"image_id", "source", "author", "created_at", "verdict"},
+    )
+    db.table("explanation_revisions").create_index(["image_id", "id"])
+
+    db.table("reviews").create(
+        {
+            "id": int,
+            "image_id": int,
+            "verdict": str,
+            "reason": str,
+            "reviewer": str,
+            "created_at": str,
+            "model_version": str,
+        },
+        pk="id",
+        foreign_keys=[("image_id", "images", "id")],
+        not_null={"image_id", "verdict", "reason", "reviewer", "created_at"},
+    )
+    db.table("reviews").create_index(["image_id", "id"])
+
+    db.table("predictions").create(
+        {
+            "id": int,
+            "image_id": int,
+            "model_version": str,
+            "score": float,
+            "anomalous": int,
+            "map_blob": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("image_id", "images", "id")],
+        not_null={"image_id", "model_version", "score", "anomalous", "created_at"},
+    )
+    db.table("predictions").create_index(["image_id", "model_version"], unique=True)
+    db.table("predictions").create_index(["model_version", "image_id"])
+    db.table("predictions").create_index(["map_blob"])
+
+    db.table("rounds").create(
+        {
+            "id": int,
+            "product_id": int,
+            "kind": str,
+            "status": str,
+            "manifest_path": str,
+            "started_at": str,
+            "finished_at": str,
+            "result_version_id": int,
+            "message": str,
+        },
+        pk="id",
+        foreign_keys=[("product_id", "products", "id")],
+        not_null={"product_id", "kind", "status", "manifest_path", "started_at", "message"},
+    )
+    db.table("model_versions").create(
+        {
+            "id": int,
+            "product_id": int,
+            "name": str,
+            "kind": str,
+            "state": str,
+            "parent_id": int,
+            "round_id": int,
+            "path": str,
+            "metrics": str,
+            "config": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[
+            ("product_id", "products", "id"),
+            ("parent_id", "model_versions", "id"),
+            ("round_id", "rounds", "id"),
+        ],
+        not_null={"product_id", "name", "kind", "state", "metrics", "config", "created_at"},
+    )
+    db.table("model_versions").create_index(["name"], unique=True)
+    db.table("model_versions").create_index(["product_id", "kind", "state"])
+
+    db.table("queue_priorities").create(
+        {"image_id": int, "product_id": int, "priority": float},
+        pk="image_id",
+        foreign_keys=[("image_id", "images", "id"), ("product_id", "products", "id")],
+        not_null={"product_id", "priority"},
+    )
+    db.table("queue_priorities").create_index(["product_id"])
+
+    db.table("app_state").create({"key": str, "value": str}, pk="key", not_null={"value"})
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
