@@ -21,7 +21,9 @@ def amap(values: np.ndarray, *, threshold: float | None = 1.0) -> AnomalyMap:
 def test_normal_map() -> None:
     result = explain(amap(background()))
     assert result.verdict == "normal" and result.defect_type == "" and result.location == ""
-    assert result.description.startswith("No region") and "0.50x the threshold" in result.description
+    assert (
+        result.description.startswith("No region") and "0.50x the threshold" in result.description
+    )
 
 
 def test_scratch_upper_right() -> None:

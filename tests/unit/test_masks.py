@@ -15,8 +15,14 @@ def blank(h: int = 90, w: int = 120) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("cell", "words"),
-    [((0, 0), "upper left"), ((0, 1), "upper center"), ((1, 1), "center"),
-     ((1, 2), "center right"), ((2, 1), "lower center"), ((2, 2), "lower right")],
+    [
+        ((0, 0), "upper left"),
+        ((0, 1), "upper center"),
+        ((1, 1), "center"),
+        ((1, 2), "center right"),
+        ((2, 1), "lower center"),
+        ((2, 2), "lower right"),
+    ],
 )
 def test_grid_words_round_trip(cell: masks.Cell, words: str) -> None:
     assert masks.grid_words(cell) == words
@@ -25,8 +31,16 @@ def test_grid_words_round_trip(cell: masks.Cell, words: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "cell"),
-    [("Top-Left corner", (0, 0)), ("bottom middle", (2, 1)), ("middle right", (1, 2)),
-     ("centre", (1, 1)), ("left", (1, 0)), ("at the top", (0, 1)), ("nowhere", None), ("", None)],
+    [
+        ("Top-Left corner", (0, 0)),
+        ("bottom middle", (2, 1)),
+        ("middle right", (1, 2)),
+        ("centre", (1, 1)),
+        ("left", (1, 0)),
+        ("at the top", (0, 1)),
+        ("nowhere", None),
+        ("", None),
+    ],
 )
 def test_cell_from_synonyms(text: str, cell: masks.Cell | None) -> None:
     assert masks.cell_from_words(text) == cell
@@ -61,8 +75,12 @@ def test_empty_mask() -> None:
 
 
 def test_binarize_accepts_common_encodings() -> None:
-    for array in (np.array([[0, 255]], np.uint8), np.array([[False, True]]),
-                  np.array([[0.0, 0.9]], np.float32), np.array([[[0], [1]]], np.uint8)):
+    for array in (
+        np.array([[0, 255]], np.uint8),
+        np.array([[False, True]]),
+        np.array([[0.0, 0.9]], np.float32),
+        np.array([[[0], [1]]], np.uint8),
+    ):
         assert masks.binarize(array).tolist() == [[0, 1]]
 
 

@@ -24,13 +24,25 @@ GRID_COLS: tuple[str, str, str] = ("left", "center", "right")
 
 # Words people (and language models) use for the same rows / columns.
 _ROW_SYNONYMS: dict[str, int] = {
-    "upper": 0, "top": 0, "above": 0,
-    "middle": 1, "center": 1, "centre": 1, "central": 1, "mid": 1,
-    "lower": 2, "bottom": 2, "below": 2,
+    "upper": 0,
+    "top": 0,
+    "above": 0,
+    "middle": 1,
+    "center": 1,
+    "centre": 1,
+    "central": 1,
+    "mid": 1,
+    "lower": 2,
+    "bottom": 2,
+    "below": 2,
 }
 _COL_SYNONYMS: dict[str, int] = {
     "left": 0,
-    "middle": 1, "center": 1, "centre": 1, "central": 1, "mid": 1,
+    "middle": 1,
+    "center": 1,
+    "centre": 1,
+    "central": 1,
+    "mid": 1,
     "right": 2,
 }
 _WORD = re.compile(r"[a-z]+")
@@ -80,7 +92,7 @@ def cell_from_words(text: str) -> Cell | None:
 
 def band_edges(length: int) -> tuple[int, int, int, int]:
     """Pixel boundaries of the three grid bands along an axis of ``length`` pixels."""
-    return (0, int(round(length / 3)), int(round(2 * length / 3)), length)
+    return (0, round(length / 3), round(2 * length / 3), length)
 
 
 def grid_cell_counts(mask: np.ndarray) -> np.ndarray:
@@ -269,7 +281,7 @@ def analyze_regions(
     regions = []
     for label in range(1, count):
         x, y, w, h, blocks = (int(v) for v in stats[label])
-        area = int(round(blocks * scale))
+        area = round(blocks * scale)
         if area < min_area_px:
             continue
         crop = labels[y : y + h, x : x + w] == label

@@ -24,8 +24,19 @@ ShapeClass = Literal["scratch", "pit", "stain", "missing material"]
 SHAPE_SYNONYMS: dict[ShapeClass, tuple[str, ...]] = {
     "scratch": ("scratch", "crack", "scuff", "cut", "line", "fissure", "groove"),
     "pit": ("pit", "spot", "dent", "hole", "dot", "speck", "pore", "bubble", "particle"),
-    "stain": ("stain", "contamination", "discolo", "color", "colour", "dirt", "residue",
-              "smudge", "oil", "rust", "corrosion"),
+    "stain": (
+        "stain",
+        "contamination",
+        "discolo",
+        "color",
+        "colour",
+        "dirt",
+        "residue",
+        "smudge",
+        "oil",
+        "rust",
+        "corrosion",
+    ),
     "missing material": ("missing", "chip", "broken", "break", "fracture", "crush", "damage"),
 }
 SHAPE_PHRASES: dict[ShapeClass, str] = {
