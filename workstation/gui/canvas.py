@@ -1,0 +1,486 @@
+"""The image canvas: tiled image, heatmap, threshold contour and mask layers, plus mask tools.
+
+A QGraphicsView paints only the tiles in view, so an 8000 x 8000 image pans as smoothly as
+a small one. Mouse input becomes :class:`~workstation.gui.mask_tools.MaskEditor` calls; a
+finished edit is announced with ``mask_edited(diff)`` on mouse release so it can be
+committed at once. The normal reference image sits beside it in :class:`ReferenceView`,
+following the canvas's zoom and pan when the sizes match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsEllipseItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QWidget,
+)
+
+from workstation.gui.mask_tools import MaskEditor, Tool
+from workstation.gui.render import (
+    HeatmapDisplay,
+    heatmap_qimage,
+    mask_outline,
+    mask_qimage,
+    threshold_contour,
+)
+from workstation.gui.undo import Box, MaskDiff
+
+MASK_TILE = 512
+MASK_RGBA = (255, 64, 96, 110)
+MASK_OUTLINE = QColor(255, 80, 110)
+CONTOUR_COLOR = QColor(255, 255, 255)
+MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
+Z_IMAGE, Z_HEAT, Z_CONTOUR, Z_MASK, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class CanvasContent:
+    """Everything one image needs on screen, prepared off the GUI thread."""
+
+    image_id: int
+    rgb: np.ndarray
+    tiles: list[tuple[int, int, QImage]]
+    heatmap: HeatmapDisplay | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.rgb.shape[:2]
+        return w, h
+
+
+def _tile_items(scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int) -> list[QGraphicsPixmapItem]:
+    items = []
+    for x, y, image in tiles:
+        item = QGraphicsPixmapItem(QPixmap.fromImage(image))
+        item.setPos(x, y)
+        item.setZValue(z)
+        item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
+        scene.addItem(item)
+        items.append(item)
+    return items
+
+
+class _BaseView(QGraphicsView):
+    """Shared view set-up: dark backdrop, cheap repaints, zoom-dependent smoothing."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setBackgroundBrush(QColor(24, 26, 30))
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, factor: float) -> None:
+        factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
+        self.setTransform(self.transform().fromScale(factor, factor))
+        # pixels stay crisp when magnified (an inspector wants to see them), smooth when reduced
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, factor < 2.0)
+
+    def fit(self) -> None:
+        rect = self.sceneRect()
+        if rect.isEmpty():
+            return
+        view = self.viewport().rect()
+        factor = min(view.width() / rect.width(), view.height() / rect.height()) * 0.98
+        self.set_zoom(factor)
+        self.centerOn(rect.center())
+
+
+class ReferenceView(_BaseView):
+    """A known-normal image of the same product beside the canvas, for comparison."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setInteractive(False)
+        self._items: list[QGraphicsPixmapItem] = []
+
+    def set_reference(self, tiles: list[tuple[int, int, QImage]] | None, size: tuple[int, int] | None) -> None:
+        for item in self._items:
+            self.scene().removeItem(item)
+        self._items = _tile_items(self.scene(), tiles, Z_IMAGE) if tiles else []
+        if size:
+            self.setSceneRect(QRectF(0, 0, size[0], size[1]))
+        self.fit()
+
+    def follow(self, canvas: Canvas) -> None:
+        """Mirror the canvas's zoom and centre (relative), so the same spot is compared."""
+        mine, theirs = self.sceneRect(), canvas.sceneRect()
+        if mine.isEmpty() or theirs.isEmpty():
+            return
+        ratio = theirs.width() / mine.width()
+        self.set_zoom(canvas.zoom() * ratio)
+        centre = canvas.mapToScene(canvas.viewport().rect().center())
+        self.centerOn(centre.x() / ratio, centre.y() * mine.height() / theirs.height())
+
+
+class Canvas(_BaseView):
+    """Review canvas; see the module docstring."""
+
+    mask_edited = Signal(object)
+    """A finished edit (MaskDiff), emitted on mouse release / polygon close."""
+    view_changed = Signal()
+    brush_size_changed = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.content: CanvasContent | None = None
+        self.editor: MaskEditor | None = None
+        self.tool: Tool = "brush"
+        self.colormap = "cividis"
+        self.heat_opacity = 0.55
+        self.heat_visible = True
+        self.contour_visible = True
+        self.mask_visible = True
+        self._image_items: list[QGraphicsPixmapItem] = []
+        self._mask_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}
+        scene = self.scene()
+        self._heat_item = QGraphicsPixmapItem()
+        self._heat_item.setZValue(Z_HEAT)
+        self._heat_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        scene.addItem(self._heat_item)
+        self._contour_item = self._path_item(CONTOUR_COLOR, Z_CONTOUR, Qt.PenStyle.DashLine)
+        self._outline_item = self._path_item(MASK_OUTLINE, Z_OUTLINE, Qt.PenStyle.SolidLine)
+        self._poly_item = self._path_item(QColor(255, 220, 0), Z_TOOL, Qt.PenStyle.SolidLine)
+        self._cursor = QGraphicsEllipseItem()
+        self._cursor.setPen(self._cosmetic_pen(QColor(255, 255, 255, 200), Qt.PenStyle.SolidLine))
+        self._cursor.setZValue(Z_TOOL)
+        self._cursor.setVisible(False)
+        scene.addItem(self._cursor)
+        self._poly: list[QPointF] = []
+        self._space = False
+        self._pan_from: QPointF | None = None
+        self._brush_erase = False
+
+    # -- construction helpers ----------------------------------------------------------------
+    @staticmethod
+    def _cosmetic_pen(color: QColor, style: Qt.PenStyle) -> QPen:
+        pen = QPen(color, 1.5, style)
+        pen.setCosmetic(True)
+        return pen
+
+    def _path_item(self, color: QColor, z: int, style: Qt.PenStyle) -> QGraphicsPathItem:
+        item = QGraphicsPathItem()
+        item.setPen(self._cosmetic_pen(color, style))
+        item.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        item.setZValue(z)
+        self.scene().addItem(item)
+        return item
+
+    # -- content -----------------------------------------------------------------------------
+    def set_content(self, content: CanvasContent, editor: MaskEditor, *, keep_view: bool = False) -> None:
+        """Show a new image with its heatmap and mask; the view is fitted unless kept."""
+        scene = self.scene()
+        same_size = self.content is not None and self.content.size == content.size
+        for item in self._image_items:
+            scene.removeItem(item)
+        self._image_items = _tile_items(scene, content.tiles, Z_IMAGE)
+        self.content = content
+        self.editor = editor
+        self._poly = []
+        self._poly_item.setPath(QPainterPath())
+        w, h = content.size
+        self.setSceneRect(QRectF(0, 0, w, h))
+        self._render_heatmap()
+        self.refresh_mask()
+        if not (keep_view and same_size):
+            self.fit()
+        self._update_cursor_shape()
+
+    def clear(self) -> None:
+        scene = self.scene()
+        for item in self._image_items:
+            scene.removeItem(item)
+        self._image_items = []
+        for item in self._mask_items.values():
+            scene.removeItem(item)
+        self._mask_items = {}
+        self._heat_item.setPixmap(QPixmap())
+        self._contour_item.setPath(QPainterPath())
+        self._outline_item.setPath(QPainterPath())
+        self.content = None
+        self.editor = None
+
+    def _render_heatmap(self) -> None:
+        heat = self.content.heatmap if self.content else None
+        if heat is None:
+            self._heat_item.setPixmap(QPixmap())
+            self._contour_item.setPath(QPainterPath())
+            return
+        self._heat_item.setPixmap(QPixmap.fromImage(heatmap_qimage(heat, self.colormap)))
+        self._heat_item.setScale(heat.scale)
+        self._heat_item.setOpacity(self.heat_opacity)
+        self._heat_item.setVisible(self.heat_visible)
+        self._contour_item.setPath(threshold_contour(heat))
+        self._contour_item.setVisible(self.heat_visible and self.contour_visible)
+
+    def refresh_mask(self, box: Box | None = None, *, outline: bool = True) -> None:
+        """Repaint the mask tiles touching ``box`` (all when None) and, if asked, the outline."""
+        if self.editor is None:
+            return
+        mask = self.editor.mask
+        h, w = mask.shape
+        y0, x0, y1, x1 = box if box is not None else (0, 0, h, w)
+        scene = self.scene()
+        for ty in range(y0 // MASK_TILE, (max(y1, 1) - 1) // MASK_TILE + 1):
+            for tx in range(x0 // MASK_TILE, (max(x1, 1) - 1) // MASK_TILE + 1):
+                patch = mask[ty * MASK_TILE : (ty + 1) * MASK_TILE, tx * MASK_TILE : (tx + 1) * MASK_TILE]
+                item = self._mask_items.get((ty, tx))
+                if not patch.any():
+                    if item is not None:
+                        scene.removeItem(item)
+                        del self._mask_items[(ty, tx)]
+                    continue
+                pixmap = QPixmap.fromImage(mask_qimage(patch, MASK_RGBA))
+                if item is None:
+                    item = QGraphicsPixmapItem(pixmap)
+                    item.setPos(tx * MASK_TILE, ty * MASK_TILE)
+                    item.setZValue(Z_MASK)
+                    item.setVisible(self.mask_visible)
+                    scene.addItem(item)
+                    self._mask_items[(ty, tx)] = item
+                else:
+                    item.setPixmap(pixmap)
+        if box is None:  # a whole refresh also drops tiles of a previous, larger image
+            for key in [k for k in self._mask_items if k[0] * MASK_TILE >= h or k[1] * MASK_TILE >= w]:
+                scene.removeItem(self._mask_items.pop(key))
+        if outline:
+            self._outline_item.setPath(mask_outline(mask))
+
+    # -- layer controls ------------------------------------------------------------------------
+    def set_heat_opacity(self, opacity: float) -> None:
+        self.heat_opacity = min(1.0, max(0.0, opacity))
+        self._heat_item.setOpacity(self.heat_opacity)
+
+    def set_heat_visible(self, visible: bool) -> None:
+        self.heat_visible = visible
+        self._heat_item.setVisible(visible)
+        self._contour_item.setVisible(visible and self.contour_visible)
+
+    def set_contour_visible(self, visible: bool) -> None:
+        self.contour_visible = visible
+        self._contour_item.setVisible(visible and self.heat_visible)
+
+    def set_mask_visible(self, visible: bool) -> None:
+        self.mask_visible = visible
+        for item in self._mask_items.values():
+            item.setVisible(visible)
+        self._outline_item.setVisible(visible)
+
+    def set_colormap(self, name: str) -> None:
+        self.colormap = name
+        self._render_heatmap()
+
+    def set_tool(self, tool: Tool) -> None:
+        self.tool = tool
+        self._poly = []
+        self._poly_item.setPath(QPainterPath())
+        self.setDragMode(
+            QGraphicsView.DragMode.ScrollHandDrag if tool == "pan" else QGraphicsView.DragMode.NoDrag
+        )
+        self._update_cursor_shape()
+
+    def change_brush(self, delta: int) -> None:
+        if self.editor is None:
+            return
+        step = max(1, self.editor.brush_size // 8)
+        size = self.editor.set_brush_size(self.editor.brush_size + delta * step)
+        self._update_cursor_shape()
+        self.brush_size_changed.emit(size)
+
+    def one_to_one(self) -> None:
+        self.set_zoom(1.0)
+        self.view_changed.emit()
+
+    def fit(self) -> None:
+        super().fit()
+        self.view_changed.emit()
+
+    # -- view state (relaunch restore) -----------------------------------------------------------
+    def view_state(self) -> dict[str, float]:
+        rect = self.sceneRect()
+        centre = self.mapToScene(self.viewport().rect().center())
+        if rect.isEmpty():
+            return {}
+        return {"zoom": self.zoom(), "cx": centre.x() / rect.width(), "cy": centre.y() / rect.height()}
+
+    def apply_view_state(self, state: dict[str, float]) -> None:
+        rect = self.sceneRect()
+        if rect.isEmpty() or not {"zoom", "cx", "cy"} <= state.keys():
+            return
+        self.set_zoom(float(state["zoom"]))
+        self.centerOn(float(state["cx"]) * rect.width(), float(state["cy"]) * rect.height())
+        self.view_changed.emit()
+
+    # -- input -------------------------------------------------------------------------------------
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.set_zoom(self.zoom() * (1.25**steps))
+            self.view_changed.emit()
+        event.accept()
+
+    def _scene_point(self, event: QMouseEvent) -> QPointF:
+        return self.mapToScene(event.position().toPoint())
+
+    def _panning(self, event: QMouseEvent) -> bool:
+        return self._space or self.tool == "pan" or event.buttons() & Qt.MouseButton.MiddleButton
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.MiddleButton or (self._space and event.button() == Qt.MouseButton.LeftButton):
+            self._pan_from = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            return
+        if self.tool == "pan" or self.editor is None or self.content is None:
+            super().mousePressEvent(event)
+            return
+        point = self._scene_point(event)
+        button = event.button()
+        if self.tool in ("brush", "eraser") and button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            erase = self.tool == "eraser" or button == Qt.MouseButton.RightButton
+            box = self.editor.begin_stroke(point.x(), point.y(), erase=erase)
+            self.refresh_mask(box, outline=False)
+        elif self.tool == "polygon" and button == Qt.MouseButton.LeftButton:
+            self._poly.append(point)
+            self._show_poly(point)
+        elif self.tool == "lasso" and button == Qt.MouseButton.LeftButton:
+            self._poly = [point]
+        elif self.tool == "fill" and button == Qt.MouseButton.LeftButton:
+            self._finish(self.editor.flood_fill(self.content.rgb, point.x(), point.y()))
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self._pan_from is not None:
+            delta = event.position() - self._pan_from
+            self._pan_from = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+            self.view_changed.emit()
+            return
+        point = self._scene_point(event)
+        self._move_cursor(point)
+        if self.editor is not None and self.editor.stroking:
+            self.refresh_mask(self.editor.stroke_to(point.x(), point.y()), outline=False)
+        elif self.tool == "lasso" and self._poly and event.buttons() & Qt.MouseButton.LeftButton:
+            self._poly.append(point)
+            self._show_poly(None)
+        elif self.tool == "polygon" and self._poly:
+            self._show_poly(point)
+        else:
+            super().mouseMoveEvent(event)
+            if self.tool == "pan" and event.buttons():
+                self.view_changed.emit()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self._pan_from is not None:
+            self._pan_from = None
+            self._update_cursor_shape()
+            return
+        if self.editor is not None and self.editor.stroking:
+            self._finish(self.editor.end_stroke())
+        elif self.tool == "lasso" and self._poly and self.editor is not None:
+            points, self._poly = self._poly, []
+            self._poly_item.setPath(QPainterPath())
+            self._finish(self.editor.fill_polygon([(p.x(), p.y()) for p in points]))
+        else:
+            super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self.tool == "polygon":
+            self.close_polygon()
+        else:
+            super().mouseDoubleClickEvent(event)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        key = event.key()
+        if key == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+        elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.tool == "polygon":
+            self.close_polygon()
+        elif key == Qt.Key.Key_Escape and self._poly:
+            self._poly = []
+            self._poly_item.setPath(QPainterPath())
+        elif key == Qt.Key.Key_Backspace and self._poly:
+            self._poly.pop()
+            self._show_poly(None)
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._update_cursor_shape()
+        else:
+            super().keyReleaseEvent(event)
+
+    def close_polygon(self) -> None:
+        if self.editor is None or len(self._poly) < 3:
+            return
+        points, self._poly = self._poly, []
+        self._poly_item.setPath(QPainterPath())
+        self._finish(self.editor.fill_polygon([(p.x(), p.y()) for p in points]))
+
+    def _finish(self, diff: MaskDiff | None) -> None:
+        self.refresh_mask(diff.box if diff else (0, 0, 0, 0))
+        if diff is not None:
+            self.mask_edited.emit(diff)
+
+    def _show_poly(self, hover: QPointF | None) -> None:
+        path = QPainterPath()
+        if self._poly:
+            path.moveTo(self._poly[0])
+            for point in self._poly[1:]:
+                path.lineTo(point)
+            if hover is not None:
+                path.lineTo(hover)
+        self._poly_item.setPath(path)
+
+    def _move_cursor(self, point: QPointF) -> None:
+        if self.editor is None or self.tool not in ("brush", "eraser"):
+            return
+        r = self.editor.brush_size / 2
+        self._cursor.setRect(point.x() - r, point.y() - r, 2 * r, 2 * r)
+
+    def _update_cursor_shape(self) -> None:
+        brush = self.tool in ("brush", "eraser") and self.editor is not None
+        self._cursor.setVisible(brush)
+        if brush:
+            rect = self._cursor.rect()
+            r = self.editor.brush_size / 2  # type: ignore[union-attr]
+            c = rect.center()
+            self._cursor.setRect(c.x() - r, c.y() - r, 2 * r, 2 * r)
+        shape = {
+            "pan": Qt.CursorShape.OpenHandCursor,
+            "polygon": Qt.CursorShape.CrossCursor,
+            "lasso": Qt.CursorShape.CrossCursor,
+            "fill": Qt.CursorShape.PointingHandCursor,
+        }.get(self.tool, Qt.CursorShape.CrossCursor)
+        self.viewport().setCursor(shape)

@@ -1,0 +1,139 @@
+"""Turning arrays into paintable images, safe to call from a worker thread.
+
+QImage and QPainterPath are plain values that any thread may build; only QPixmap belongs
+to the GUI thread. So the io lane prepares everything here (colour conversion, colormaps,
+contours) and the GUI thread merely wraps the results, which keeps an image switch cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRect
+from PySide6.QtGui import QImage, QPainterPath
+
+COLORMAPS: tuple[str, ...] = ("cividis", "viridis", "inferno", "turbo")
+"""cividis first: readable with every common colour-vision deficiency."""
+IMAGE_TILE = 1024
+HEATMAP_DISPLAY_SIDE = 1024
+"""Heatmaps are smooth; showing them at most this large (scaled up) saves memory on 8k images."""
+
+
+@lru_cache(maxsize=16)
+def colormap_lut(name: str) -> np.ndarray:
+    """(256, 3) uint8 lookup table for a named colormap."""
+    if name not in COLORMAPS:
+        raise ValueError(f"unknown colormap {name!r}; choose one of {', '.join(COLORMAPS)}")
+    lut = pg.colormap.get(name).getLookupTable(nPts=256, alpha=False)
+    return np.ascontiguousarray(lut[:, :3], dtype=np.uint8)
+
+
+def rgb_qimage(rgb: np.ndarray) -> QImage:
+    """(H, W, 3) uint8 RGB -> a QImage in the raster engine's native RGB32 format (a copy)."""
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    view = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+    return view.convertToFormat(QImage.Format.Format_RGB32)
+
+
+def image_tiles(rgb: np.ndarray, tile: int = IMAGE_TILE) -> list[tuple[int, int, QImage]]:
+    """Split an image into (x, y, QImage) tiles so a huge image paints only what is visible."""
+    full = rgb_qimage(rgb)
+    h, w = rgb.shape[:2]
+    return [
+        (x, y, full.copy(QRect(x, y, min(tile, w - x), min(tile, h - y))))
+        for y in range(0, h, tile)
+        for x in range(0, w, tile)
+    ]
+
+
+def mask_qimage(mask: np.ndarray, rgba: tuple[int, int, int, int]) -> QImage:
+    """0/1 mask patch -> premultiplied ARGB32 with ``rgba`` where the mask is set."""
+    r, g, b, a = rgba
+    packed = np.uint32((a << 24) | ((r * a // 255) << 16) | ((g * a // 255) << 8) | (b * a // 255))
+    pixels = np.ascontiguousarray(mask, dtype=np.uint32) * packed
+    h, w = mask.shape
+    image = QImage(pixels.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+    return image.copy()
+
+
+@dataclass(frozen=True)
+class HeatmapDisplay:
+    """A heatmap reduced for display, with the range that maps onto the colormap."""
+
+    values: np.ndarray
+    """float32, at most HEATMAP_DISPLAY_SIDE on the long side."""
+    scale: float
+    """image pixels per display pixel."""
+    vmin: float
+    vmax: float
+    threshold: float | None
+
+
+def reduce_heatmap(anomaly_map: np.ndarray, threshold: float | None) -> HeatmapDisplay:
+    """Downsample and fix the colour range.
+
+    The range is anchored on the threshold (0 .. 2 x threshold) when there is one, so a
+    normal image looks calm instead of being stretched to full colour by its own maximum.
+    """
+    h, w = anomaly_map.shape
+    scale = max(1.0, max(h, w) / HEATMAP_DISPLAY_SIDE)
+    values = anomaly_map.astype(np.float32, copy=False)
+    if scale > 1.0:
+        size = (max(1, round(w / scale)), max(1, round(h / scale)))
+        values = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    if threshold is not None and threshold > 0:
+        vmin, vmax = 0.0, 2.0 * float(threshold)
+    else:
+        vmin, vmax = float(values.min()), float(values.max())
+    if vmax <= vmin:
+        vmax = vmin + 1e-6
+    return HeatmapDisplay(values, w / values.shape[1], vmin, vmax, threshold)
+
+
+def heatmap_qimage(display: HeatmapDisplay, colormap: str) -> QImage:
+    """Colormapped heatmap whose alpha rises with the value, so calm areas stay see-through."""
+    norm = np.clip((display.values - display.vmin) / (display.vmax - display.vmin), 0.0, 1.0)
+    index = (norm * 255).astype(np.uint8)
+    rgba = np.empty((*index.shape, 4), np.uint8)
+    rgba[..., :3] = colormap_lut(colormap)[index]
+    rgba[..., 3] = np.clip(norm * 1.6 * 255 + 40, 0, 255).astype(np.uint8)
+    h, w = index.shape
+    image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+    return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+
+
+def contour_path(binary: np.ndarray, scale: float = 1.0) -> QPainterPath:
+    """Outline of a 0/1 array as a path in image coordinates (``scale`` = pixels per cell)."""
+    path = QPainterPath()
+    if not binary.any():
+        return path
+    contours, _ = cv2.findContours(binary.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    for contour in contours:
+        points = contour.reshape(-1, 2).astype(np.float64) * scale
+        if len(points) < 2:
+            continue
+        path.moveTo(QPointF(*points[0]))
+        for x, y in points[1:]:
+            path.lineTo(QPointF(x, y))
+        path.closeSubpath()
+    return path
+
+
+def threshold_contour(display: HeatmapDisplay) -> QPainterPath:
+    if display.threshold is None:
+        return QPainterPath()
+    return contour_path(display.values >= display.threshold, display.scale)
+
+
+def mask_outline(mask: np.ndarray) -> QPainterPath:
+    """Mask outline; very large masks are outlined at reduced size (the fill stays exact)."""
+    h, w = mask.shape
+    step = max(1, int(np.ceil(max(h, w) / 4096)))
+    if step == 1:
+        return contour_path(mask)
+    return contour_path(mask[::step, ::step], float(step))

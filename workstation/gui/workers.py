@@ -1,0 +1,303 @@
+"""The one place that moves work off the GUI thread.
+
+* :class:`Lane` is a single worker thread with a FIFO of jobs. The *model lane* owns every
+  torch object (experts, explainer), so models are built, used and freed on one thread and
+  never raced; an *io lane* reads images ahead and writes blobs. Each job carries a
+  :class:`RequestToken` (channel, image id, counter): submitting a new job on a channel
+  cancels the older one there and a result that arrives for an outdated token is dropped,
+  so a quick J-J-J never paints the heatmap of an image the inspector already left.
+* :class:`ProcessRunner` runs a training round as a child process (``QProcess``) and turns
+  its JSON-lines stdout into events; cancelling kills the process, which also frees GPU
+  memory for certain.
+
+Results, progress and errors are delivered on the GUI thread through queued signals.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QThread, QTimer, Signal
+
+from workstation.core.errors import CancelledError, UserError
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, message)`` called from the worker thread."""
+
+
+class CancelToken:
+    """Cooperative cancel flag handed to long work; checking it is cheap."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise CancelledError()
+
+
+@dataclass(frozen=True)
+class RequestToken:
+    """Identifies one request; results for anything but a channel's latest token are stale."""
+
+    channel: str | None
+    image_id: int | None
+    counter: int
+
+
+@dataclass
+class Job:
+    token: RequestToken
+    fn: Callable[[ProgressFn, CancelToken], Any]
+    on_result: Callable[[Any], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+    on_progress: Callable[[int, int, str], None] | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+
+class _LaneThread(QThread):
+    def __init__(self, lane: Lane, name: str) -> None:
+        super().__init__()
+        self._lane = lane
+        self.setObjectName(name)
+
+    def run(self) -> None:
+        self._lane._serve()
+
+
+class Lane(QObject):
+    """A single worker thread running jobs in order; see the module docstring."""
+
+    _done = Signal(object, object)
+    _failed = Signal(object, object)
+    _progressed = Signal(object, int, int, str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, name: str, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._counter = itertools.count(1)
+        self._latest: dict[str, int] = {}
+        self._pending: dict[str, Job] = {}
+        self._active = 0
+        self._lock = threading.Lock()
+        self._done.connect(self._deliver_result)
+        self._failed.connect(self._deliver_error)
+        self._progressed.connect(self._deliver_progress)
+        self._thread = _LaneThread(self, f"{name}-lane")
+        self._thread.start()
+
+    # -- submitting (GUI thread) ----------------------------------------------------------
+    def submit(
+        self,
+        fn: Callable[[ProgressFn, CancelToken], Any],
+        *,
+        channel: str | None = None,
+        image_id: int | None = None,
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_progress: Callable[[int, int, str], None] | None = None,
+    ) -> Job:
+        """Queue ``fn(progress, cancel)``; a job on a named channel supersedes the older one."""
+        token = RequestToken(channel, image_id, next(self._counter))
+        job = Job(token, fn, on_result, on_error, on_progress)
+        if channel is not None:
+            older = self._pending.get(channel)
+            if older is not None:
+                older.cancel.cancel()
+            self._latest[channel] = token.counter
+            self._pending[channel] = job
+        with self._lock:
+            self._active += 1
+            if self._active == 1:
+                self.busy_changed.emit(True)
+        self._queue.put(job)
+        return job
+
+    def cancel(self, channel: str) -> None:
+        job = self._pending.get(channel)
+        if job is not None:
+            job.cancel.cancel()
+
+    def is_current(self, token: RequestToken) -> bool:
+        return token.channel is None or self._latest.get(token.channel) == token.counter
+
+    @property
+    def busy(self) -> bool:
+        return self._active > 0
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel everything, stop the thread and wait for it; True when it stopped."""
+        for job in self._pending.values():
+            job.cancel.cancel()
+        self._queue.put(None)
+        return self._thread.wait(timeout_ms)
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    # -- worker thread ----------------------------------------------------------------------
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.cancel.cancelled:
+                self._failed.emit(job, CancelledError())
+                continue
+
+            def progress(done: int, total: int, message: str = "", job: Job = job) -> None:
+                job.cancel.raise_if_cancelled()
+                self._progressed.emit(job, int(done), int(total), message)
+
+            try:
+                result = job.fn(progress, job.cancel)
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills the lane
+                if not isinstance(exc, UserError | CancelledError):
+                    exc.__notes__ = [traceback.format_exc()]
+                self._failed.emit(job, exc)
+            else:
+                self._done.emit(job, result)
+
+    # -- delivery (GUI thread) --------------------------------------------------------------
+    def _finish(self, job: Job) -> bool:
+        with self._lock:
+            self._active -= 1
+            if self._active == 0:
+                self.busy_changed.emit(False)
+        channel = job.token.channel
+        if channel is not None and self._pending.get(channel) is job:
+            del self._pending[channel]
+        return self.is_current(job.token) and not job.cancel.cancelled
+
+    def _deliver_result(self, job: Job, result: Any) -> None:
+        if self._finish(job) and job.on_result is not None:
+            job.on_result(result)
+
+    def _deliver_error(self, job: Job, exc: BaseException) -> None:
+        current = self._finish(job)
+        if job.on_error is not None and (current or not isinstance(exc, CancelledError)):
+            job.on_error(exc)
+
+    def _deliver_progress(self, job: Job, done: int, total: int, message: str) -> None:
+        if job.on_progress is not None and self.is_current(job.token):
+            job.on_progress(done, total, message)
+
+
+class ProcessRunner(QObject):
+    """Runs a child process that prints JSON lines; each parsed line becomes ``event``."""
+
+    event = Signal(dict)
+    log = Signal(str)
+    finished = Signal(int, bool)
+    """``finished(exit_code, cancelled)``."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._process: QProcess | None = None
+        self._buffer = b""
+        self._cancelled = False
+        self._kill_timer = QTimer(self)
+        self._kill_timer.setSingleShot(True)
+        self._kill_timer.timeout.connect(self._kill)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.state() != QProcess.NotRunning
+
+    def start(
+        self, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> None:
+        if self.running:
+            raise UserError("a training round is already running; cancel it or wait")
+        self._buffer = b""
+        self._cancelled = False
+        process = QProcess(self)
+        process.setProcessChannelMode(QProcess.SeparateChannels)
+        if env:
+            environment = QProcessEnvironment.systemEnvironment()
+            for key, value in env.items():
+                environment.insert(key, value)
+            process.setProcessEnvironment(environment)
+        if cwd:
+            process.setWorkingDirectory(cwd)
+        process.readyReadStandardOutput.connect(self._read_stdout)
+        process.readyReadStandardError.connect(self._read_stderr)
+        process.finished.connect(self._on_finished)
+        process.errorOccurred.connect(self._on_error)
+        self._process = process
+        process.start(argv[0], list(argv[1:]))
+
+    def cancel(self) -> None:
+        """Ask the child to stop, and kill it if it has not gone within two seconds."""
+        if not self.running:
+            return
+        self._cancelled = True
+        assert self._process is not None
+        self._process.terminate()
+        self._kill_timer.start(2000)
+
+    def wait(self, timeout_ms: int = 5000) -> bool:
+        if self._process is None:
+            return True
+        return self._process.waitForFinished(timeout_ms)
+
+    def _kill(self) -> None:
+        if self.running:
+            assert self._process is not None
+            self._process.kill()
+
+    def _read_stdout(self) -> None:
+        assert self._process is not None
+        self._buffer += bytes(self._process.readAllStandardOutput().data())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for raw in lines:
+            self._emit_line(raw)
+
+    def _emit_line(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line:
+            return
+        try:
+            parsed = json.loads(line)
+        except json.JSONDecodeError:
+            self.log.emit(line)
+            return
+        if isinstance(parsed, dict):
+            self.event.emit(parsed)
+        else:
+            self.log.emit(line)
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None
+        text = bytes(self._process.readAllStandardError().data()).decode("utf-8", "replace")
+        for line in text.splitlines():
+            if line.strip():
+                self.log.emit(line)
+
+    def _on_finished(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
+        self._kill_timer.stop()
+        if self._buffer:
+            self._emit_line(self._buffer)
+            self._buffer = b""
+        self.finished.emit(int(exit_code), self._cancelled)
+
+    def _on_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.FailedToStart:
+            self.log.emit("the training process could not be started")
+            self.finished.emit(-1, False)
