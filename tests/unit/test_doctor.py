@@ -1,0 +1,202 @@
+"""The doctor: each check's verdicts, the exit-code rule, and the report a person reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from workstation import doctor
+from workstation.config import ExpertSettings, ExplainerSettings, Settings
+from workstation.doctor import CheckResult, DoctorContext
+
+
+def context(tmp_path: Path, settings: Settings | None = None) -> DoctorContext:
+    return DoctorContext(settings=settings or Settings(), db_path=tmp_path / "store.sqlite")
+
+
+def test_exit_code_counts_only_required_failures() -> None:
+    ok = CheckResult("python", True, "3.11")
+    missing_model = CheckResult("model x", False, "missing", fix="get it", severity="optional")
+    broken = CheckResult("qt", False, "no plugin", fix="install libs")
+    assert doctor.exit_code([ok, missing_model]) == 0
+    assert doctor.exit_code([ok, missing_model, broken]) == 1
+
+
+def test_report_shows_each_problem_with_its_fix() -> None:
+    report = doctor.format_report(
+        [
+            CheckResult("python", True, "3.11"),
+            CheckResult("model dinov2-small", False, "missing", fix="models install X.zip",
+                        severity="optional"),
+            CheckResult("qt", False, "no plugin", fix="apt install libegl1"),
+        ]
+    )
+    lines = report.splitlines()
+    assert lines[0].startswith("[ OK ] python")
+    assert "[WARN] model dinov2-small" in report and "fix: models install X.zip" in report
+    assert "[FAIL] qt" in report and "fix: apt install libegl1" in report
+    assert lines[-1] == "1 problem(s) to fix, 1 optional item(s) missing"
+
+
+def test_a_crashing_check_becomes_one_failed_line(tmp_path: Path) -> None:
+    def check_exploding(_: DoctorContext) -> CheckResult:
+        raise RuntimeError("plugin table corrupt")
+
+    (result,) = doctor.run_checks(context(tmp_path), [check_exploding])
+    assert result.blocking
+    assert result.name == "exploding"
+    assert "RuntimeError: plugin table corrupt" in result.detail and result.fix
+
+
+def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) -> None:
+    """The bar: no weights on the machine, yet exit 0, each missing model named with a fix."""
+    from workstation.experts.catalog import catalog_names
+
+    results = doctor.run_checks(
+        context(tmp_path), [doctor.check_weight_free_pipeline, doctor.check_models]
+    )
+    pipeline, *models = results
+    assert pipeline.ok, pipeline.detail
+    assert [m.name for m in models] == [f"model {n}" for n in catalog_names()]
+    for model in models:
+        assert not model.ok and model.severity == "optional"
+        assert "models install" in model.fix and model.name.split()[1] in model.fix
+    assert doctor.exit_code(results) == 0
+
+
+def test_configured_models_are_marked(tmp_path: Path) -> None:
+    settings = Settings(
+        experts=ExpertSettings(enabled=("fewshot", "zeroshot"), backbone="dinov2-small"),
+        explainer=ExplainerSettings(kind="vlm", vlm="smolvlm"),
+    )
+    assert doctor.configured_models(settings) == [
+        ("few-shot backbone", "dinov2-small"),
+        ("zero-shot CLIP", "clip-b16-plus"),
+        ("explainer VLM", "smolvlm"),
+    ]
+    results = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
+    assert "configured as few-shot backbone" in results["model dinov2-small"].detail
+    assert "configured" not in results["model dinov2-base"].detail
+    assert doctor.configured_models(Settings()) == []
+
+
+def _install_fake_bundle(payload: bytes) -> Path:
+    from workstation.experts.weights import bundles_dir
+
+    folder = bundles_dir() / "tiny-test"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(payload)
+    manifest = {
+        "format": 1,
+        "name": "tiny-test",
+        "kind": "dinov2",
+        "files": [
+            {
+                "path": "model.safetensors",
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "size": len(payload),
+            }
+        ],
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_bundles_are_listed_with_their_hash_and_tampering_is_caught(tmp_path: Path) -> None:
+    (empty,) = doctor.check_bundles(context(tmp_path))
+    assert empty.ok and "none installed" in empty.detail
+
+    folder = _install_fake_bundle(b"weights" * 100)
+    digest = hashlib.sha256(b"weights" * 100).hexdigest()
+    verifying = DoctorContext(Settings(), tmp_path / "s.sqlite", verify_hashes=True)
+    (bundle,) = doctor.check_bundles(verifying)
+    assert bundle.ok and bundle.name == "bundle tiny-test"
+    assert digest[:16] in bundle.detail and "hashes verified" in bundle.detail
+
+    (folder / "model.safetensors").write_bytes(b"tampered" * 100)
+    (bundle,) = doctor.check_bundles(verifying)
+    assert not bundle.ok and "DIFFER" in bundle.detail and "models install" in bundle.fix
+    assert bundle.severity == "optional"
+
+
+Usage = namedtuple("Usage", "total used free")
+
+
+@pytest.mark.parametrize(
+    ("free", "ok", "severity"),
+    [(100 * 1024**3, True, "required"), (2 * 1024**3, False, "optional"),
+     (100 * 1024**2, False, "required")],
+)
+def test_disk_thresholds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free: int, ok: bool, severity: str
+) -> None:
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(free * 2, free, free))
+    result = doctor.check_disk(context(tmp_path))
+    assert (result.ok, result.severity) == (ok, severity)
+    assert str(tmp_path) in result.detail
+
+
+def test_cuda_preference_without_cuda_is_a_required_failure(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from workstation.config import DeviceSettings
+
+    results = {r.name: r for r in doctor.check_torch(
+        context(tmp_path, Settings(device=DeviceSettings(preference="cuda")))
+    )}
+    assert results["torch"].ok
+    assert results["cuda"].blocking and 'preference = "auto"' in results["cuda"].fix
+    auto = {r.name: r for r in doctor.check_torch(context(tmp_path))}
+    assert auto["cuda"].ok
+
+
+def test_broken_user_config_is_reported_not_raised() -> None:
+    from workstation.paths import user_data_dir
+
+    user_data_dir().mkdir(parents=True, exist_ok=True)
+    (user_data_dir() / "config.toml").write_text("[experts]\nbackbone = \n")
+    context_, findings = doctor.build_context()
+    assert findings[0].blocking and "config.toml" in findings[0].fix
+    assert context_.settings == Settings()
+
+
+def test_missing_resources_are_a_required_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IAD_WORKSTATION_RESOURCES", str(tmp_path / "nowhere"))
+    assert doctor.check_resources(context(tmp_path)).blocking
+
+
+def test_qt_probe_starts_offscreen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    result = doctor.check_qt(context(tmp_path))
+    assert result.ok, result.detail
+    assert "'offscreen'" in result.detail
+
+
+def test_qt_without_display_probes_offscreen_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.name != "posix":
+        pytest.skip("display variables are an X11/Wayland matter")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    result = doctor.check_qt(context(tmp_path))
+    assert result.ok and "no display" in result.detail
+
+
+def test_unloadable_qt_platform_fails_with_a_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QT_QPA_PLATFORM", "no-such-platform")
+    result = doctor.check_qt(context(tmp_path))
+    assert result.blocking
+    assert "no-such-platform" in result.detail and "QT_QPA_PLATFORM" in result.fix
