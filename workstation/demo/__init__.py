@@ -1,0 +1,1 @@
+"""Built-in demo product: a deterministic synthetic inspection data set (see generator)."""

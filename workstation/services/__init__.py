@@ -1,0 +1,1 @@
+"""Use cases (import, inspect, review, rounds): synchronous, no Qt."""
