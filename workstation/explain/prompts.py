@@ -53,6 +53,9 @@ class PromptOptions:
             raise UserError("max_crops must be >= 0 and max_regions >= 1")
 
 
+DEFAULT_OPTIONS = PromptOptions()
+
+
 @dataclass(frozen=True)
 class ExplainRequest:
     """Everything one explanation is made from."""
@@ -237,7 +240,7 @@ def _image_digest(image: Image.Image) -> str:
 
 
 def build_prompt(
-    request: ExplainRequest, *, options: PromptOptions = PromptOptions(), strict: bool = False
+    request: ExplainRequest, *, options: PromptOptions = DEFAULT_OPTIONS, strict: bool = False
 ) -> Prompt:
     """Messages and images for one explanation; ``strict`` adds the retry instruction."""
     mask = region_mask(request)
@@ -301,7 +304,7 @@ def answer_text(explanation: Explanation) -> str:
 
 
 def build_chat_pair(
-    request: ExplainRequest, target: Explanation, *, options: PromptOptions = PromptOptions()
+    request: ExplainRequest, target: Explanation, *, options: PromptOptions = DEFAULT_OPTIONS
 ) -> ChatPair:
     """A supervised example for the VLM LoRA rounds: prompt + the corrected explanation.
 

@@ -1,0 +1,132 @@
+"""The whole VLM path on a tiny random Qwen2-VL: folder load, prompt, generation,
+streaming, parsing (garbage -> retry -> template fallback), caching, LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tiny_vlm import tiny_vlm_folder
+from workstation.core.errors import MissingModelError, UserError
+from workstation.core.types import AnomalyMap, Product
+from workstation.explain.cache import ResultCache
+from workstation.explain.prompts import ExplainRequest, PromptOptions
+from workstation.explain.vlm import VlmExplainer, load_vlm
+
+SMALL = PromptOptions(image_side=56, crop_side=28, max_crops=1)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_vlm_folder(tmp_path_factory.mktemp("vlm"))
+
+
+@pytest.fixture(scope="module")
+def loaded(folder: Path):
+    return load_vlm("tiny", folder=folder, device="cpu")
+
+
+def request(seed: int = 0) -> ExplainRequest:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    values = (rng.random((64, 64)) * 0.5).astype(np.float32)
+    values[5:8, 30:60] = 2.0
+    product = Product(id=1, name="screw", defect_vocabulary=("scratch",))
+    return ExplainRequest(image=image, anomaly_map=AnomalyMap(values, 2.0, 1.0), product=product)
+
+
+def test_garbage_answers_retry_then_fall_back_marked(loaded, tmp_path: Path) -> None:
+    pieces: list[str] = []
+    explainer = VlmExplainer(
+        loaded, max_new_tokens=6, options=SMALL, cache=ResultCache(folder=tmp_path / "cache")
+    )
+    result = explainer.explain(request(), on_token=pieces.append)
+    assert result.fallback and result.source == "template" and result.attempts == 2
+    assert result.explanation.location == "upper right"  # the template's words
+    assert 2 <= result.tokens <= 12 and result.raw_text.count("\n---\n") == 1
+    assert "retrying" in "".join(pieces) and len(pieces) >= 2
+    # a repeat is served from the cache, also by a new explainer reading the disk cache
+    again = explainer.explain(request())
+    assert again.cached and again.explanation == result.explanation
+    other = VlmExplainer(
+        loaded, max_new_tokens=6, options=SMALL, cache=ResultCache(folder=tmp_path / "cache")
+    )
+    assert other.explain(request()).cached
+    assert not explainer.explain(request(seed=1)).cached
+
+
+def test_readable_answer_is_parsed(loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    explainer = VlmExplainer(loaded, version="vlm-2", max_new_tokens=4, options=SMALL)
+    answer = json.dumps({"verdict": "defective", "defect_type": "dent", "location": "top left"})
+    monkeypatch.setattr(explainer, "generate", lambda prompt, **kw: (f"```json\n{answer}\n```", 9))
+    result = explainer.explain(request())
+    assert not result.fallback and result.source == "vlm:vlm-2" and result.attempts == 1
+    assert (result.explanation.defect_type, result.explanation.location) == ("dent", "upper left")
+
+
+def test_strict_prompt_on_retry(loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    explainer = VlmExplainer(loaded, max_new_tokens=4, options=SMALL)
+    seen: list[bool] = []
+
+    def fake(prompt, **kw):
+        seen.append(prompt.strict)
+        return ("nonsense", 3) if not prompt.strict else ('{"verdict": "ok"}', 4)
+
+    monkeypatch.setattr(explainer, "generate", fake)
+    result = explainer.explain(request())
+    assert seen == [False, True] and result.explanation.verdict == "normal"
+    assert result.tokens == 7 and result.attempts == 2
+
+
+def test_lora_adapter_saved_then_loaded(folder: Path, loaded, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from workstation.explain.vlm import load_vlm as load
+
+    base = load("tiny", folder=folder, device="cpu").model
+    peft_model = get_peft_model(
+        base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.5)
+    version_dir = tmp_path / "vlm-1"
+    peft_model.save_pretrained(version_dir / "adapter")
+    explainer = VlmExplainer.load(
+        "tiny", folder=folder, adapter=version_dir, version="vlm-1", device="cpu",
+        max_new_tokens=3, options=SMALL,
+    )
+    assert explainer.source == "vlm:vlm-1"
+    assert type(explainer.loaded.model).__name__.startswith("Peft")
+    result = explainer.explain(request())
+    assert result.tokens > 0
+    # adapted weights change the computation
+    prompt_logits = []
+    for model in (loaded.model, explainer.loaded.model):
+        ids = torch.tensor([[1, 20, 30, 40]])
+        with torch.no_grad():
+            prompt_logits.append(model(input_ids=ids).logits)
+    assert not torch.allclose(*prompt_logits)
+
+
+def test_adapter_without_version_or_config_is_user_error(folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="model version"):
+        VlmExplainer.load("tiny", folder=folder, adapter=tmp_path, device="cpu")
+    with pytest.raises(UserError, match="no LoRA adapter"):
+        VlmExplainer.load("tiny", folder=folder, adapter=tmp_path, version="v", device="cpu")
+
+
+def test_missing_model_is_one_clear_error() -> None:
+    with pytest.raises(MissingModelError, match=r"models download qwen2\.5-vl-3b"):
+        load_vlm("qwen2.5-vl-3b", device="cpu")
+
+
+def test_folder_without_weights_is_user_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError):
+        load_vlm("x", folder=tmp_path, device="cpu")

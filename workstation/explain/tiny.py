@@ -1,0 +1,155 @@
+"""A tiny random-weight Qwen2-VL built from its config, with a tokenizer trained locally.
+
+Tests, the explain benchmark and the training tests need a real image-text-to-text model
+that loads through the same folder path as a downloaded one, without the internet. This
+writes such a folder: a one-layer Qwen2-VL (about 0.1 M parameters), a byte-level BPE
+tokenizer trained on a few lines of inspection text (so any text encodes), the Qwen2-VL
+chat template and a processor with small image sizes. Its answers are random text, which
+is exactly what exercises the parser's retry and the template fallback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# The Qwen2-VL chat template (as published with Qwen2-VL-*-Instruct), trimmed of video ids.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+DEFAULT_CORPUS: tuple[str, ...] = (
+    '{"verdict": "anomalous", "defect_type": "scratch", "location": "upper left", '
+    '"severity": "high", "description": "A thin scratch across the surface."}',
+    '{"verdict": "normal", "defect_type": "", "location": "", "severity": "low", '
+    '"description": "No defect is visible."}',
+    "The part under inspection shows a compact pit in the lower right, a stain in the "
+    "center and a crack near the upper center. Region facts: area, elongation, peak, "
+    "threshold. Product description, normality rules, defect vocabulary.",
+)
+
+PATCH = 14
+MERGE = 2
+
+
+def build_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, *, vocab_size: int = 400):
+    """A byte-level BPE tokenizer with the Qwen2-VL special tokens, trained in memory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(list(corpus) * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+    )
+
+
+def build_tiny_vlm(
+    folder: Path | str,
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    layers: int = 1,
+    max_image_side: int = 56,
+    corpus: Iterable[str] = DEFAULT_CORPUS,
+) -> Path:
+    """Write a loadable tiny Qwen2-VL model + processor to ``folder`` and return it.
+
+    ``max_image_side`` bounds the processor's pixel budget so that each image costs only
+    a handful of vision tokens ((side / 28) ** 2 per image).
+    """
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer(corpus)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    heads = 2
+    half_head = hidden_size // heads // 2
+    third = half_head // 3
+    config = Qwen2VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [half_head - 2 * third, third, third],
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": layers,
+            "embed_dim": hidden_size,
+            "hidden_size": hidden_size,
+            "num_heads": heads,
+            "patch_size": PATCH,
+            "spatial_merge_size": MERGE,
+            "temporal_patch_size": 2,
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).eval()
+    unit = PATCH * MERGE
+    pixels = {"min_pixels": unit * unit, "max_pixels": max(max_image_side, unit) ** 2}
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(**pixels),
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
+    )
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
