@@ -750,6 +750,10 @@ class Store:
         )
         return _review(row) if row else None
 
+    def review_history(self, image_id: int) -> list[Review]:
+        rows = self._query("SELECT * FROM reviews WHERE image_id = ? ORDER BY id", (image_id,))
+        return [_review(r) for r in rows]
+
     def list_reviews(self, product_id: int) -> list[Review]:
         rows = self._query(
             "SELECT r.* FROM reviews r JOIN images i ON i.id = r.image_id "

@@ -1,0 +1,96 @@
+"""``iad-workstation demo``: generate the built-in demo product, import it, open the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from workstation.cli.storeargs import add_db_option, store_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="open the built-in demo (synthetic metal plates, no download)",
+        description="Create or reuse the demo store in the user data directory, generate "
+        "the synthetic demo images, import them and open the review window.",
+    )
+    parser.add_argument("--headless", action="store_true", help="no window; print a summary")
+    parser.add_argument(
+        "--regenerate", action="store_true", help="delete the demo images and store first"
+    )
+    parser.add_argument("--size", type=int, default=256, help="image size in pixels (256)")
+    add_db_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def demo_data_dir() -> Path:
+    from workstation.paths import demo_db_path
+
+    return demo_db_path().parent / "data"
+
+
+def _remove_store(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(db.parent / f"{db.stem}.blobs", ignore_errors=True)
+
+
+def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
+    """Make sure the demo images exist and are imported into ``db``; return the product name."""
+    from workstation.cli.progress import progress_bar
+    from workstation.core.errors import UserError
+    from workstation.demo.generator import PRODUCT_NAME, DemoSpec, generate
+    from workstation.paths import demo_db_path
+    from workstation.services.importing import import_directory
+    from workstation.store.repository import Store
+
+    if size < 64 or size > 2048:
+        raise UserError("--size must be between 64 and 2048 pixels")
+    data = demo_data_dir() / f"{size}px"
+    if regenerate:
+        shutil.rmtree(data, ignore_errors=True)
+        if db == demo_db_path():  # never delete a store the user pointed us at
+            _remove_store(db)
+    root = data / PRODUCT_NAME
+    if not (root / "product.json").is_file():  # written last: its presence means complete
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"generating demo images in {root}")
+        generate(data, DemoSpec(size=size))
+    with Store.open(db) as store:
+        report = import_directory(store, root, progress=progress_bar(0, "importing demo"))
+        for failure in report.failures:
+            print(f"warning: {failure.reason}")
+    return PRODUCT_NAME
+
+
+def print_summary(db: Path, product: str) -> None:
+    from workstation.store.repository import Store
+
+    with Store.open(db) as store:
+        record = store.get_product(product)
+        counts = store.split_label_counts(record.id)
+        masks = sum(
+            1
+            for image in store.list_images(record.id)
+            if store.latest_mask_revision(image.id) is not None
+        )
+    print(f"demo store: {db}")
+    print(f"product: {record.name} — {record.description}")
+    for (split, label), count in counts.items():
+        print(f"  {split:<10} {label or '(unlabeled)':<18} {count:>4}")
+    print(f"  total {sum(counts.values())} images, {masks} with ground-truth masks")
+
+
+def run(args: argparse.Namespace) -> int:
+    from workstation.paths import demo_db_path
+
+    db = store_path(args, default=demo_db_path())
+    product = prepare_demo(db, size=args.size, regenerate=args.regenerate)
+    if args.headless:
+        print_summary(db, product)
+        return 0
+    from workstation.gui.launch import launch_gui
+
+    return int(launch_gui(db=db, product=product) or 0)

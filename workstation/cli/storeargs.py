@@ -1,0 +1,20 @@
+"""The ``--db`` option, accepted both before and after the subcommand name."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workstation.paths import default_db_path
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS keeps the root parser's value when the subcommand does not repeat it.
+    parser.add_argument(
+        "--db", default=argparse.SUPPRESS, help="store file (default: the user data directory)"
+    )
+
+
+def store_path(args: argparse.Namespace, default: Path | None = None) -> Path:
+    value = getattr(args, "db", None)
+    return Path(value).expanduser() if value else (default or default_db_path())
