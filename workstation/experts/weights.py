@@ -275,8 +275,9 @@ def download(name: str, *, progress: Progress | None = None) -> ResolvedModel:
     except Exception as exc:  # any hub/network failure becomes one readable line
         raise UserError(
             f"could not download {name!r} from the Hugging Face hub ({entry.repo_id}): "
-            f"{_first_line(exc)}. On a machine without internet, bundle it on a connected "
-            f"one (`iad-workstation models bundle {name} OUT.zip`) and install the zip here"
+            f"{_first_line(exc).rstrip('.')}. On a machine without internet, bundle it on a "
+            f"connected one (`iad-workstation models bundle {name} OUT.zip`) and install the "
+            "zip here"
         ) from None
     resolved = resolve(name)
     say(f"{name} is ready ({resolved.path})")
@@ -284,18 +285,15 @@ def download(name: str, *, progress: Progress | None = None) -> ResolvedModel:
 
 
 def _download_open_clip(entry: CatalogEntry) -> None:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+    """Fetch the first published checkpoint format (one listing call fails fast offline)."""
+    from huggingface_hub import HfApi, hf_hub_download
 
-    last: Exception | None = None
+    published = {sibling.rfilename for sibling in HfApi().model_info(entry.repo_id).siblings or ()}
     for filename in entry.files:
-        try:
+        if filename in published:
             hf_hub_download(entry.repo_id, filename)
             return
-        except EntryNotFoundError as exc:  # try the next checkpoint format
-            last = exc
-    assert last is not None
-    raise last
+    raise FileNotFoundError(f"none of {', '.join(entry.files)} is published in {entry.repo_id}")
 
 
 # --------------------------------------------------------------------------- bundles: write
