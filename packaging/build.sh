@@ -59,6 +59,8 @@ start=$(date +%s)
 end=$(date +%s)
 
 APP="$ROOT/dist/IAD Workstation"
+# the menu-entry installer travels with the app (it finds _internal/resources next to it)
+cp "$ROOT/packaging/install-desktop-entry.sh" "$APP/"
 echo "== built $APP in $((end - start)) s"
 du -sh "$APP"
 echo "== largest parts:"
