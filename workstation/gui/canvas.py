@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QPainterPath,
     QPen,
     QPixmap,
+    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -93,6 +94,7 @@ class _BaseView(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        self._last_fit = 1.0
 
     def zoom(self) -> float:
         return self.transform().m11()
@@ -103,14 +105,26 @@ class _BaseView(QGraphicsView):
         # pixels stay crisp when magnified (an inspector wants to see them), smooth when reduced
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, factor < 2.0)
 
+    def fit_zoom(self) -> float:
+        rect = self.sceneRect()
+        if rect.isEmpty():
+            return 1.0
+        view = self.viewport().rect()
+        return min(view.width() / rect.width(), view.height() / rect.height()) * 0.98
+
     def fit(self) -> None:
         rect = self.sceneRect()
         if rect.isEmpty():
             return
-        view = self.viewport().rect()
-        factor = min(view.width() / rect.width(), view.height() / rect.height()) * 0.98
-        self.set_zoom(factor)
+        self.set_zoom(self.fit_zoom())
+        self._last_fit = self.zoom()
         self.centerOn(rect.center())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        fitted = abs(self.zoom() - self._last_fit) < 1e-6
+        super().resizeEvent(event)
+        if fitted:  # a fitted view stays fitted when the window or splitter changes
+            self.fit()
 
 
 class ReferenceView(_BaseView):
@@ -130,9 +144,15 @@ class ReferenceView(_BaseView):
         self.fit()
 
     def follow(self, canvas: Canvas) -> None:
-        """Mirror the canvas's zoom and centre (relative), so the same spot is compared."""
+        """Mirror the canvas's zoom and centre (relative), so the same spot is compared.
+
+        While the canvas shows its whole image the reference shows its whole image too.
+        """
         mine, theirs = self.sceneRect(), canvas.sceneRect()
         if mine.isEmpty() or theirs.isEmpty():
+            return
+        if canvas.zoom() <= canvas.fit_zoom() * 1.05:
+            self.fit()
             return
         ratio = theirs.width() / mine.width()
         self.set_zoom(canvas.zoom() * ratio)
@@ -351,9 +371,6 @@ class Canvas(_BaseView):
     def _scene_point(self, event: QMouseEvent) -> QPointF:
         return self.mapToScene(event.position().toPoint())
 
-    def _panning(self, event: QMouseEvent) -> bool:
-        return self._space or self.tool == "pan" or event.buttons() & Qt.MouseButton.MiddleButton
-
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         if event.button() == Qt.MouseButton.MiddleButton or (self._space and event.button() == Qt.MouseButton.LeftButton):
             self._pan_from = event.position()
@@ -468,11 +485,17 @@ class Canvas(_BaseView):
             return
         r = self.editor.brush_size / 2
         self._cursor.setRect(point.x() - r, point.y() - r, 2 * r, 2 * r)
+        self._cursor.setVisible(True)
+
+    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        self._cursor.setVisible(False)
+        super().leaveEvent(event)
 
     def _update_cursor_shape(self) -> None:
         brush = self.tool in ("brush", "eraser") and self.editor is not None
-        self._cursor.setVisible(brush)
-        if brush:
+        if not brush:
+            self._cursor.setVisible(False)
+        else:
             rect = self._cursor.rect()
             r = self.editor.brush_size / 2  # type: ignore[union-attr]
             c = rect.center()

@@ -141,6 +141,13 @@ class ExplanationPanel(QWidget):
         self.flush()
         self.setEnabled(False)
 
+    def focus_text(self) -> None:
+        """Put the caret at the end of the inspector's text, ready to type (the T key)."""
+        self.description.setFocus()
+        cursor = self.description.textCursor()
+        cursor.movePosition(cursor.MoveOperation.End)
+        self.description.setTextCursor(cursor)
+
     def append_draft_text(self, text: str) -> None:
         """Streamed VLM tokens appear in the draft as they arrive."""
         cursor = self.draft_text.textCursor()

@@ -74,8 +74,10 @@ class HeatmapDisplay:
     threshold: float | None
 
 
-def reduce_heatmap(anomaly_map: np.ndarray, threshold: float | None) -> HeatmapDisplay:
-    """Downsample and fix the colour range.
+def reduce_heatmap(
+    anomaly_map: np.ndarray, threshold: float | None, image_width: int | None = None
+) -> HeatmapDisplay:
+    """Downsample and fix the colour range; the map may be smaller than the image.
 
     The range is anchored on the threshold (0 .. 2 x threshold) when there is one, so a
     normal image looks calm instead of being stretched to full colour by its own maximum.
@@ -92,7 +94,7 @@ def reduce_heatmap(anomaly_map: np.ndarray, threshold: float | None) -> HeatmapD
         vmin, vmax = float(values.min()), float(values.max())
     if vmax <= vmin:
         vmax = vmin + 1e-6
-    return HeatmapDisplay(values, w / values.shape[1], vmin, vmax, threshold)
+    return HeatmapDisplay(values, (image_width or w) / values.shape[1], vmin, vmax, threshold)
 
 
 def heatmap_qimage(display: HeatmapDisplay, colormap: str) -> QImage:

@@ -1,0 +1,39 @@
+"""Starting the desktop application (``iad-workstation`` with no command, or ``demo``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtWidgets import QApplication
+
+from workstation.gui.theme import apply_theme
+
+
+def application() -> QApplication:
+    """The process's QApplication, created once with the workstation's name and theme."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    if not app.property("iad_themed"):  # also when a test harness made the QApplication
+        app.setApplicationName("IAD Workstation")
+        app.setOrganizationName("iad-workstation")
+        apply_theme(app)
+        app.setProperty("iad_themed", True)
+    return app
+
+
+def launch_gui(db: str | Path | None = None, product: str | None = None) -> int:
+    """Open the review window on ``db`` (default store) at ``product`` (default: last used)."""
+    from workstation.app import build_workstation
+    from workstation.gui.main_window import MainWindow
+
+    app = application()
+    workstation = build_workstation(db)
+    try:
+        window = MainWindow(workstation, product=product)
+        window.show()
+        return int(app.exec())
+    finally:
+        workstation.close()

@@ -1,0 +1,395 @@
+"""Glue between the review widgets and :class:`~workstation.services.review.ReviewService`.
+
+Reads and writes both go through the io lane, one job at a time and in order, so an image
+loaded after an edit always sees that edit, and a verdict queued behind a stroke lands after
+it. Loads of the current image use the ``view`` channel (a newer one supersedes an older
+one); the neighbours are read ahead into a small cache so J / K shows them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from workstation.core.errors import UserError
+from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView
+from workstation.gui.explanation_panel import ExplanationPanel
+from workstation.gui.image_list import ImageListModel
+from workstation.gui.mask_tools import MaskEditor
+from workstation.gui.render import image_tiles, reduce_heatmap
+from workstation.gui.undo import UndoHistory
+from workstation.gui.workers import Lane
+from workstation.services.review import ImageDetail, QueueFilter, ReviewService
+
+PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
+PRODUCT_KEY = "gui.product"
+RESTORE_SCAN_PAGES = 40
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    detail: ImageDetail
+    content: CanvasContent
+
+
+def load_image(service: ReviewService, image_id: int) -> LoadedImage:
+    """Everything to show one image, prepared off the GUI thread (runs on the io lane)."""
+    from workstation.core.imageio import read_image
+
+    detail = service.detail(image_id)
+    rgb = read_image(detail.record.path)
+    if rgb.shape[:2] != detail.mask.shape:
+        raise UserError(
+            f"{detail.record.name} is now {rgb.shape[1]}x{rgb.shape[0]} pixels but was imported "
+            f"as {detail.record.width}x{detail.record.height}; the file changed on disk"
+        )
+    heat = None
+    if detail.anomaly_map is not None:
+        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1])
+    return LoadedImage(detail, CanvasContent(image_id, rgb, image_tiles(rgb), heat))
+
+
+class ReviewController(QObject):
+    """See the module docstring."""
+
+    image_shown = Signal(int)
+    committed = Signal(str, int)
+    """(what, image id) after a write reached the store: "mask", "text", "review"."""
+    progress_changed = Signal(int, int)
+    message = Signal(str)
+
+    def __init__(
+        self,
+        *,
+        io_lane: Lane,
+        canvas: Canvas,
+        reference: ReferenceView,
+        panel: ExplanationPanel,
+        model: ImageListModel,
+        undo_depth: int = 250,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.io = io_lane
+        self.canvas = canvas
+        self.reference = reference
+        self.panel = panel
+        self.model = model
+        self.service: ReviewService | None = None
+        self.current_row = -1
+        self.current: LoadedImage | None = None
+        self._cache: OrderedDict[int, LoadedImage] = OrderedDict()
+        self._inflight: set[int] = set()
+        self._editors: OrderedDict[int, MaskEditor] = OrderedDict()
+        self._history = UndoHistory(depth=undo_depth)
+        self._pending_view: dict[str, float] | None = None
+        self.writes_pending = 0
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(400)
+        self._view_timer.timeout.connect(self._save_view)
+        canvas.mask_edited.connect(self._on_mask_edited)
+        canvas.view_changed.connect(self._on_view_changed)
+        panel.edited.connect(self._on_text_edited)
+
+    # -- product ---------------------------------------------------------------------------
+    def open_product(self, service: ReviewService) -> None:
+        self.panel.flush()
+        self.service = service
+        self._cache.clear()
+        self._editors.clear()
+        self.current, self.current_row = None, -1
+        self.canvas.clear()
+        self.panel.clear()
+        store = service.store
+        store.set_state(PRODUCT_KEY, service.product.name)
+        flt = self._saved_filter()
+        self.model.set_source(service, flt)
+        self._load_reference()
+        self._refresh_progress()
+        saved = store.get_state(self._key("image"))
+        view = store.get_state(self._key("view"))
+        self._pending_view = json.loads(view) if view else None
+        row = self._find_row(int(saved)) if saved and saved.isdigit() else None
+        self.select_row(row if row is not None else 0)
+
+    @property
+    def product(self) -> Product | None:
+        return self.service.product if self.service else None
+
+    def _key(self, what: str) -> str:
+        assert self.service is not None
+        return f"gui.{what}.{self.service.product.id}"
+
+    def _saved_filter(self) -> QueueFilter:
+        assert self.service is not None
+        raw = self.service.store.get_state(self._key("filter"))
+        if raw:
+            try:
+                return QueueFilter(**json.loads(raw))
+            except (TypeError, ValueError, UserError):
+                pass
+        return QueueFilter()
+
+    def set_filter(self, flt: QueueFilter) -> None:
+        if self.service is None:
+            return
+        self.panel.flush()
+        self.service.store.set_state(self._key("filter"), json.dumps(flt.__dict__))
+        image_id = self.current.detail.record.id if self.current else None
+        self.model.set_filter(flt)
+        row = self._find_row(image_id) if image_id is not None else None
+        self.current_row = -1
+        self.select_row(row if row is not None else 0)
+
+    def _find_row(self, image_id: int) -> int | None:
+        for page in range(RESTORE_SCAN_PAGES):
+            row = page * 256
+            if row >= self.model.rowCount():
+                break
+            self.model.row_at(row)
+            found = self.model.find_row(image_id)
+            if found is not None:
+                return found
+        return None
+
+    def _load_reference(self) -> None:
+        assert self.service is not None
+        service = self.service
+        record = service.reference_image()
+        if record is None:
+            self.reference.set_reference(None, None)
+            return
+
+        def job(_progress: Any, _cancel: Any) -> Any:
+            from workstation.core.imageio import read_image
+
+            rgb = read_image(record.path)
+            return image_tiles(rgb), (rgb.shape[1], rgb.shape[0])
+
+        self.io.submit(
+            job,
+            channel="reference",
+            on_result=lambda result: self._show_reference(*result),
+            on_error=lambda exc: self.message.emit(f"reference image: {exc}"),
+        )
+
+    def _show_reference(self, tiles: Any, size: tuple[int, int]) -> None:
+        self.reference.set_reference(tiles, size)
+        self.reference.follow(self.canvas)
+
+    # -- navigation --------------------------------------------------------------------------
+    def select_row(self, row: int) -> None:
+        """Show the image at ``row`` of the list (clamped); flushes pending text first."""
+        count = self.model.rowCount()
+        if self.service is None or count == 0:
+            return
+        row = max(0, min(count - 1, row))
+        entry = self.model.row_at(row)
+        if entry is None:
+            return
+        self.panel.flush()
+        self.current_row = row
+        image_id = entry.image.id
+        self.service.store.set_state(self._key("image"), str(image_id))
+        cached = self._cache.get(image_id)
+        if cached is not None:
+            self._cache.move_to_end(image_id)
+            self.io.cancel("view")
+            self._show(cached)
+        else:
+            self._request(image_id, channel="view")
+        self._prefetch(row)
+
+    def next(self) -> None:
+        self.select_row(self.current_row + 1)
+
+    def previous(self) -> None:
+        self.select_row(self.current_row - 1)
+
+    def _request(self, image_id: int, *, channel: str | None) -> None:
+        assert self.service is not None
+        service = self.service
+        if channel is None:
+            self._inflight.add(image_id)
+
+        def done(loaded: LoadedImage) -> None:
+            self._inflight.discard(image_id)
+            self._remember(loaded)
+            if channel == "view":
+                self._show(loaded)
+
+        def failed(exc: BaseException) -> None:
+            self._inflight.discard(image_id)
+            if channel == "view":
+                self.message.emit(str(exc))
+
+        self.io.submit(
+            lambda _p, _c: load_image(service, image_id),
+            channel=channel,
+            image_id=image_id,
+            on_result=done,
+            on_error=failed,
+        )
+
+    def _prefetch(self, row: int) -> None:
+        for offset in (*range(1, PREFETCH_AHEAD + 1), *(-i for i in range(1, PREFETCH_BEHIND + 1))):
+            entry = self.model.row_at(row + offset) if row + offset >= 0 else None
+            if entry is None:
+                continue
+            image_id = entry.image.id
+            if image_id not in self._cache and image_id not in self._inflight:
+                self._request(image_id, channel=None)
+
+    def _remember(self, loaded: LoadedImage) -> None:
+        self._cache[loaded.content.image_id] = loaded
+        self._cache.move_to_end(loaded.content.image_id)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _editor(self, loaded: LoadedImage) -> MaskEditor:
+        image_id = loaded.content.image_id
+        editor = self._editors.pop(image_id, None)
+        if editor is None:
+            editor = MaskEditor(loaded.detail.mask.copy(), self._history.stack(image_id))
+            if self.canvas.editor is not None:
+                editor.set_brush_size(self.canvas.editor.brush_size)
+        self._editors[image_id] = editor
+        while len(self._editors) > CACHE_SIZE * 4:
+            self._editors.popitem(last=False)
+        return editor
+
+    def _show(self, loaded: LoadedImage) -> None:
+        current = self.model.row_at(self.current_row)
+        if current is None or current.image.id != loaded.content.image_id:
+            return  # the inspector already moved on
+        keep = self.current is not None
+        self.current = loaded
+        self.canvas.set_content(loaded.content, self._editor(loaded), keep_view=keep)
+        if self._pending_view is not None:
+            self.canvas.apply_view_state(self._pending_view)
+            self._pending_view = None
+        detail = loaded.detail
+        assert self.service is not None
+        self.panel.show_explanations(detail.draft, detail.edit, self.service.defect_types())
+        self.reference.follow(self.canvas)
+        self.image_shown.emit(loaded.content.image_id)
+
+    # -- writes --------------------------------------------------------------------------------
+    def _write(self, what: str, image_id: int, fn: Callable[[ReviewService], Any]) -> None:
+        """Queue a store write on the io lane; the shown image's cached detail is dropped."""
+        assert self.service is not None
+        service = self.service
+        self.writes_pending += 1
+        self._cache.pop(image_id, None)
+
+        def job(_progress: Any, _cancel: Any) -> tuple[int, int]:
+            fn(service)
+            return service.progress()
+
+        def done(progress: tuple[int, int]) -> None:
+            self.writes_pending -= 1
+            self._cache.pop(image_id, None)
+            self.progress_changed.emit(*progress)
+            self.committed.emit(what, image_id)
+
+        def failed(exc: BaseException) -> None:
+            self.writes_pending -= 1
+            self.message.emit(f"could not save the {what}: {exc}")
+
+        self.io.submit(job, image_id=image_id, on_result=done, on_error=failed)
+
+    def _on_mask_edited(self, _diff: Any = None) -> None:
+        if self.current is None or self.canvas.editor is None:
+            return
+        image_id = self.current.content.image_id
+        mask = self.canvas.editor.mask.copy()
+        self._write("mask", image_id, lambda s: s.save_mask(image_id, mask))
+
+    def _on_text_edited(self, explanation: Explanation) -> None:
+        if self.current is None:
+            return
+        image_id = self.current.content.image_id
+        self._write("text", image_id, lambda s: s.save_explanation(image_id, explanation))
+
+    def review(self, verdict: ReviewVerdict) -> None:
+        """Record the verdict for the shown image and move to the next one."""
+        if self.current is None:
+            return
+        self.panel.flush()
+        image_id = self.current.content.image_id
+        if verdict == "normal" and self.canvas.editor is not None and self.canvas.editor.mask.any():
+            box = self.canvas.editor.clear()  # shown and undoable; the service writes the revision
+            self.canvas.refresh_mask(box.box if box else None)
+        if verdict in ("normal", "anomalous"):
+            self.panel.set_verdict(verdict)
+        self._write("review", image_id, lambda s: s.review(image_id, verdict))
+        entry = self.model.row_at(self.current_row)
+        if entry is not None and entry.image.id == image_id:
+            self.model.replace_row(self.current_row, replace(entry, review_verdict=verdict))
+        self.next()
+
+    def undo(self) -> None:
+        self._history_step(redo=False)
+
+    def redo(self) -> None:
+        self._history_step(redo=True)
+
+    def _history_step(self, *, redo: bool) -> None:
+        editor = self.canvas.editor
+        if editor is None:
+            return
+        box = editor.redo() if redo else editor.undo()
+        if box is None:
+            self.message.emit("nothing to redo" if redo else "nothing to undo")
+            return
+        self.canvas.refresh_mask(box)
+        self._on_mask_edited()
+
+    def mask_from_heatmap(self) -> None:
+        if self.current is None or self.service is None or self.canvas.editor is None:
+            return
+        try:
+            proposed = self.service.heatmap_mask(self.current.detail)
+        except UserError as exc:
+            self.message.emit(str(exc))
+            return
+        self._apply_whole_mask(proposed)
+
+    def clear_mask(self) -> None:
+        if self.canvas.editor is not None:
+            self._apply_whole_mask(np.zeros_like(self.canvas.editor.mask))
+
+    def _apply_whole_mask(self, mask: np.ndarray) -> None:
+        assert self.canvas.editor is not None
+        diff = self.canvas.editor.replace(mask)
+        if diff is None:
+            return
+        self.canvas.refresh_mask(diff.box)
+        self._on_mask_edited(diff)
+
+    # -- state ---------------------------------------------------------------------------------
+    def _on_view_changed(self) -> None:
+        self.reference.follow(self.canvas)
+        self._view_timer.start()
+
+    def _save_view(self) -> None:
+        if self.service is not None and self.canvas.content is not None:
+            self.service.store.set_state(self._key("view"), json.dumps(self.canvas.view_state()))
+
+    def _refresh_progress(self) -> None:
+        if self.service is not None:
+            self.progress_changed.emit(*self.service.progress())
+
+    def shutdown(self) -> None:
+        """Flush typing and the view; the io lane writes what is queued before it stops."""
+        self.panel.flush()
+        self._view_timer.stop()
+        self._save_view()
