@@ -55,7 +55,9 @@ class Workstation:
         self.store.close()
 
 
-def build_workstation(db: str | Path | None = None, *, settings: Settings | None = None) -> Workstation:
+def build_workstation(
+    db: str | Path | None = None, *, settings: Settings | None = None
+) -> Workstation:
     """Open the store (default: the user's) and start the lanes; call ``close()`` when done."""
     settings = settings or load_settings()
     store = Store.open(Path(db) if db else default_db_path())

@@ -69,14 +69,24 @@ def build_store(path: Path, folder: Path, *, count: int = 12, seed: int = 0) -> 
                 heat = cv2.GaussianBlur(heat, (0, 0), 3)
             score = float(heat.max()) + 0.05 * i
             store.add_prediction(
-                record.id, model_version="experts-1", score=score, anomalous=score >= 1.0, anomaly_map=heat
+                record.id,
+                model_version="experts-1",
+                score=score,
+                anomalous=score >= 1.0,
+                anomaly_map=heat,
             )
             explanation = (
                 Explanation("anomalous", "scratch", "center", "medium", "A dark diagonal scratch.")
                 if defect
                 else Explanation("normal", description="No defect visible.")
             )
-            store.add_explanation(record.id, explanation, source="template", author="template", model_version="experts-1")
+            store.add_explanation(
+                record.id,
+                explanation,
+                source="template",
+                author="template",
+                model_version="experts-1",
+            )
     finally:
         store.close()
     return path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 
 from tests.gui.conftest import wait_idle
@@ -88,7 +88,11 @@ def test_brush_stroke_undo_redo_round_trip(qtbot, window) -> None:  # type: igno
     undone = store.latest_mask_revision(image_id)
     assert undone.parent_id == painted.id and store.load_mask(undone).sum() == 0
 
-    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(
+        canvas,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     wait_idle(qtbot, window.ws)
     redone = store.latest_mask_revision(image_id)
     assert redone.parent_id == undone.id
@@ -102,7 +106,9 @@ def test_other_mask_tools_commit(qtbot, window) -> None:  # type: ignore[no-unty
     image_id = shown_id(window)
     press(qtbot, window, "P")
     for x, y in [(10, 10), (50, 10), (50, 50)]:
-        qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=canvas.mapFromScene(x, y))
+        qtbot.mouseClick(
+            canvas.viewport(), Qt.MouseButton.LeftButton, pos=canvas.mapFromScene(x, y)
+        )
     qtbot.keyClick(canvas, Qt.Key.Key_Return)
     wait_idle(qtbot, window.ws)
     assert store.load_mask(store.latest_mask_revision(image_id))[20, 40] == 1
@@ -133,7 +139,9 @@ def test_text_edit_is_saved_debounced_and_on_leave(qtbot, window, screenshot) ->
     panel.description.setPlainText("changed right before leaving")
     window.controller.next()
     wait_idle(qtbot, window.ws)
-    assert store.latest_explanation(image_id).explanation.description == "changed right before leaving"
+    assert (
+        store.latest_explanation(image_id).explanation.description == "changed right before leaving"
+    )
 
 
 def test_filters_and_relaunch_restore(qtbot, workstation, window) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +151,12 @@ def test_filters_and_relaunch_restore(qtbot, workstation, window) -> None:  # ty
     assert window.list_model.rowCount() == 3
     window.image_list.prediction.setCurrentIndex(0)
     window.controller.select_row(4)
-    qtbot.waitUntil(lambda: window.controller.current_row == 4 and shown_id(window) == window.list_model.row_at(4).image.id)
+    qtbot.waitUntil(
+        lambda: (
+            window.controller.current_row == 4
+            and shown_id(window) == window.list_model.row_at(4).image.id
+        )
+    )
     chosen = shown_id(window)
     window.canvas.set_zoom(3.0)
     window.canvas.view_changed.emit()

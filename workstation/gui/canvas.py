@@ -69,7 +69,9 @@ class CanvasContent:
         return w, h
 
 
-def _tile_items(scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int) -> list[QGraphicsPixmapItem]:
+def _tile_items(
+    scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int
+) -> list[QGraphicsPixmapItem]:
     items = []
     for x, y, image in tiles:
         item = QGraphicsPixmapItem(QPixmap.fromImage(image))
@@ -120,7 +122,7 @@ class _BaseView(QGraphicsView):
         self._last_fit = self.zoom()
         self.centerOn(rect.center())
 
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+    def resizeEvent(self, event: QResizeEvent) -> None:
         fitted = abs(self.zoom() - self._last_fit) < 1e-6
         super().resizeEvent(event)
         if fitted:  # a fitted view stays fitted when the window or splitter changes
@@ -135,7 +137,9 @@ class ReferenceView(_BaseView):
         self.setInteractive(False)
         self._items: list[QGraphicsPixmapItem] = []
 
-    def set_reference(self, tiles: list[tuple[int, int, QImage]] | None, size: tuple[int, int] | None) -> None:
+    def set_reference(
+        self, tiles: list[tuple[int, int, QImage]] | None, size: tuple[int, int] | None
+    ) -> None:
         for item in self._items:
             self.scene().removeItem(item)
         self._items = _tile_items(self.scene(), tiles, Z_IMAGE) if tiles else []
@@ -216,7 +220,9 @@ class Canvas(_BaseView):
         return item
 
     # -- content -----------------------------------------------------------------------------
-    def set_content(self, content: CanvasContent, editor: MaskEditor, *, keep_view: bool = False) -> None:
+    def set_content(
+        self, content: CanvasContent, editor: MaskEditor, *, keep_view: bool = False
+    ) -> None:
         """Show a new image with its heatmap and mask; the view is fitted unless kept."""
         scene = self.scene()
         same_size = self.content is not None and self.content.size == content.size
@@ -272,7 +278,9 @@ class Canvas(_BaseView):
         scene = self.scene()
         for ty in range(y0 // MASK_TILE, (max(y1, 1) - 1) // MASK_TILE + 1):
             for tx in range(x0 // MASK_TILE, (max(x1, 1) - 1) // MASK_TILE + 1):
-                patch = mask[ty * MASK_TILE : (ty + 1) * MASK_TILE, tx * MASK_TILE : (tx + 1) * MASK_TILE]
+                patch = mask[
+                    ty * MASK_TILE : (ty + 1) * MASK_TILE, tx * MASK_TILE : (tx + 1) * MASK_TILE
+                ]
                 item = self._mask_items.get((ty, tx))
                 if not patch.any():
                     if item is not None:
@@ -290,7 +298,9 @@ class Canvas(_BaseView):
                 else:
                     item.setPixmap(pixmap)
         if box is None:  # a whole refresh also drops tiles of a previous, larger image
-            for key in [k for k in self._mask_items if k[0] * MASK_TILE >= h or k[1] * MASK_TILE >= w]:
+            for key in [
+                k for k in self._mask_items if k[0] * MASK_TILE >= h or k[1] * MASK_TILE >= w
+            ]:
                 scene.removeItem(self._mask_items.pop(key))
         if outline:
             self._outline_item.setPath(mask_outline(mask))
@@ -324,7 +334,9 @@ class Canvas(_BaseView):
         self._poly = []
         self._poly_item.setPath(QPainterPath())
         self.setDragMode(
-            QGraphicsView.DragMode.ScrollHandDrag if tool == "pan" else QGraphicsView.DragMode.NoDrag
+            QGraphicsView.DragMode.ScrollHandDrag
+            if tool == "pan"
+            else QGraphicsView.DragMode.NoDrag
         )
         self._update_cursor_shape()
 
@@ -350,7 +362,11 @@ class Canvas(_BaseView):
         centre = self.mapToScene(self.viewport().rect().center())
         if rect.isEmpty():
             return {}
-        return {"zoom": self.zoom(), "cx": centre.x() / rect.width(), "cy": centre.y() / rect.height()}
+        return {
+            "zoom": self.zoom(),
+            "cx": centre.x() / rect.width(),
+            "cy": centre.y() / rect.height(),
+        }
 
     def apply_view_state(self, state: dict[str, float]) -> None:
         rect = self.sceneRect()
@@ -361,7 +377,7 @@ class Canvas(_BaseView):
         self.view_changed.emit()
 
     # -- input -------------------------------------------------------------------------------------
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+    def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
             self.set_zoom(self.zoom() * (1.25**steps))
@@ -371,8 +387,10 @@ class Canvas(_BaseView):
     def _scene_point(self, event: QMouseEvent) -> QPointF:
         return self.mapToScene(event.position().toPoint())
 
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.MiddleButton or (self._space and event.button() == Qt.MouseButton.LeftButton):
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.MiddleButton or (
+            self._space and event.button() == Qt.MouseButton.LeftButton
+        ):
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
@@ -381,7 +399,10 @@ class Canvas(_BaseView):
             return
         point = self._scene_point(event)
         button = event.button()
-        if self.tool in ("brush", "eraser") and button in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+        if self.tool in ("brush", "eraser") and button in (
+            Qt.MouseButton.LeftButton,
+            Qt.MouseButton.RightButton,
+        ):
             erase = self.tool == "eraser" or button == Qt.MouseButton.RightButton
             box = self.editor.begin_stroke(point.x(), point.y(), erase=erase)
             self.refresh_mask(box, outline=False)
@@ -393,11 +414,13 @@ class Canvas(_BaseView):
         elif self.tool == "fill" and button == Qt.MouseButton.LeftButton:
             self._finish(self.editor.flood_fill(self.content.rgb, point.x(), point.y()))
 
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if self._pan_from is not None:
             delta = event.position() - self._pan_from
             self._pan_from = event.position()
-            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
+            self.horizontalScrollBar().setValue(
+                self.horizontalScrollBar().value() - round(delta.x())
+            )
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
             self.view_changed.emit()
             return
@@ -415,7 +438,7 @@ class Canvas(_BaseView):
             if self.tool == "pan" and event.buttons():
                 self.view_changed.emit()
 
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if self._pan_from is not None:
             self._pan_from = None
             self._update_cursor_shape()
@@ -429,13 +452,13 @@ class Canvas(_BaseView):
         else:
             super().mouseReleaseEvent(event)
 
-    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if self.tool == "polygon":
             self.close_polygon()
         else:
             super().mouseDoubleClickEvent(event)
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
         if key == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space = True
@@ -451,7 +474,7 @@ class Canvas(_BaseView):
         else:
             super().keyPressEvent(event)
 
-    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space = False
             self._update_cursor_shape()
@@ -487,7 +510,7 @@ class Canvas(_BaseView):
         self._cursor.setRect(point.x() - r, point.y() - r, 2 * r, 2 * r)
         self._cursor.setVisible(True)
 
-    def leaveEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+    def leaveEvent(self, event: QEvent) -> None:
         self._cursor.setVisible(False)
         super().leaveEvent(event)
 

@@ -9,23 +9,29 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QW
 
 from workstation.gui.shortcuts import ACTIONS
 
+ROW = "<tr><td style='padding:2px 14px 2px 0'>{keys}</td><td>{label}</td></tr>"
+
 
 def cheat_sheet_html(bindings: dict[str, tuple[str, ...]]) -> str:
     groups: dict[str, list[str]] = {}
     for spec in ACTIONS:
-        keys = " / ".join(f"<b>{html.escape(k)}</b>" for k in bindings.get(spec.id, ()) if k) or "—"
-        groups.setdefault(spec.group, []).append(
-            f"<tr><td style='padding:2px 14px 2px 0'>{keys}</td><td>{html.escape(spec.label)}</td></tr>"
+        bound = bindings.get(spec.id, ())
+        keys = " / ".join(f"<b>{html.escape(k)}</b>" for k in bound if k) or "—"
+        row = ROW.format(keys=keys, label=html.escape(spec.label))
+        groups.setdefault(spec.group, []).append(row)
+    extras = "".join(
+        ROW.format(keys=keys, label=label)
+        for keys, label in (
+            ("<b>Space</b> + drag, middle drag", "Pan"),
+            ("<b>Wheel</b>", "Zoom at the cursor"),
+            ("<b>Right drag</b>", "Erase with the brush"),
         )
-    extras = (
-        "<tr><td style='padding:2px 14px 2px 0'><b>Space</b> + drag, middle drag</td><td>Pan</td></tr>"
-        "<tr><td style='padding:2px 14px 2px 0'><b>Wheel</b></td><td>Zoom at the cursor</td></tr>"
-        "<tr><td style='padding:2px 14px 2px 0'><b>Right drag</b></td><td>Erase with the brush</td></tr>"
     )
     columns = []
     for group, rows in groups.items():
         body = "".join(rows) + (extras if group == "View" else "")
-        columns.append(f"<td valign='top' style='padding-right:28px'><h3>{group}</h3><table>{body}</table></td>")
+        cell = f"<h3>{group}</h3><table>{body}</table>"
+        columns.append(f"<td valign='top' style='padding-right:28px'>{cell}</td>")
     return "<table><tr>" + "".join(columns) + "</tr></table>"
 
 

@@ -76,7 +76,7 @@ class ExplanationPanel(QWidget):
         self.defect_type.setEditable(True)
         self.location = QComboBox()
         self.location.setEditable(True)
-        self.location.addItems(("",) + ALL_LOCATIONS)
+        self.location.addItems("", *ALL_LOCATIONS)
         self.severity = QComboBox()
         self.severity.addItems(SEVERITIES)
         self.description = QPlainTextEdit()
@@ -124,14 +124,19 @@ class ExplanationPanel(QWidget):
         self.use_draft.setEnabled(draft is not None)
         if draft is not None:
             e = draft.explanation
-            parts = [e.verdict, e.defect_type, e.location, f"severity {e.severity}" if e.verdict == "anomalous" else ""]
+            parts = [
+                e.verdict,
+                e.defect_type,
+                e.location,
+                f"severity {e.severity}" if e.verdict == "anomalous" else "",
+            ]
             self.draft_summary.setText(" · ".join(p for p in parts if p))
             self.draft_text.setPlainText(e.description)
         else:
             self.draft_summary.setText("")
             self.draft_text.setPlainText("")
         self.defect_type.clear()
-        self.defect_type.addItems(("",) + tuple(vocabulary))
+        self.defect_type.addItems("", *vocabulary)
         start = edit.explanation if edit else self._draft
         self._fill(start or Explanation(verdict="normal"))
         self.state.setText("Edited by inspector" if edit else "")

@@ -110,13 +110,20 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
         dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(area, dock)
         return dock
 
     def _build_docks(self) -> None:
-        self.list_dock = self._dock("Images", "images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.text_dock = self._dock("Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.list_dock = self._dock(
+            "Images", "images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.text_dock = self._dock(
+            "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.resizeDocks([self.list_dock, self.text_dock], [430, 360], Qt.Orientation.Horizontal)
 
     def _build_status_bar(self) -> None:
@@ -130,7 +137,14 @@ class MainWindow(QMainWindow):
         self.lane_progress.setVisible(False)
         self.lane_cancel = QPushButton("Cancel")
         self.lane_cancel.setVisible(False)
-        for widget in (self.lane_progress, self.lane_cancel, self.product_label, self.version_label, self.device_label, self.progress_label):
+        for widget in (
+            self.lane_progress,
+            self.lane_cancel,
+            self.product_label,
+            self.version_label,
+            self.device_label,
+            self.progress_label,
+        ):
             bar.addPermanentWidget(widget)
 
     def _build_actions(self) -> None:
@@ -188,7 +202,9 @@ class MainWindow(QMainWindow):
         self._add(file_menu, "Quit", "Ctrl+Q", self.close)
         groups: dict[str, Any] = {}
         for spec in ACTIONS:
-            name = {"Help": "&Help", "Review": "&Review", "Mask": "&Mask", "View": "&View"}[spec.group]
+            name = {"Help": "&Help", "Review": "&Review", "Mask": "&Mask", "View": "&View"}[
+                spec.group
+            ]
             if name not in groups:
                 groups[name] = menu.addMenu(name)
             groups[name].addAction(self.actions_by_id[spec.id])
@@ -215,7 +231,9 @@ class MainWindow(QMainWindow):
         self.image_list.filter_changed.connect(c.set_filter)
         self.image_list.filter_error.connect(self.show_message)
         c.image_shown.connect(self._on_image_shown)
-        c.progress_changed.connect(lambda done, total: self.progress_label.setText(f"{done} / {total} reviewed"))
+        c.progress_changed.connect(
+            lambda done, total: self.progress_label.setText(f"{done} / {total} reviewed")
+        )
         c.message.connect(self.show_message)
         self.lane_cancel.clicked.connect(lambda: self.ws.model_lane.cancel("inspect"))
 
@@ -253,7 +271,11 @@ class MainWindow(QMainWindow):
 
     def _show_version(self, product: Product) -> None:
         store = self.ws.store
-        names = [v.name for kind in ("experts", "adapter") if (v := store.active_model_version(product.id, kind))]
+        names = [
+            v.name
+            for kind in ("experts", "adapter")
+            if (v := store.active_model_version(product.id, kind))
+        ]
         self.version_label.setText("model: " + (" + ".join(names) if names else "none"))
 
     # -- small actions ----------------------------------------------------------------------------
@@ -329,7 +351,9 @@ class MainWindow(QMainWindow):
         if self.models_dock is None:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
-            self.models_dock = self._dock("Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+            self.models_dock = self._dock(
+                "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
+            )
         self.models_dock.show()
         self.models_dock.raise_()
 
@@ -340,7 +364,7 @@ class MainWindow(QMainWindow):
         if dialog.exec():
             self.apply_bindings(dialog.bindings)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+    def closeEvent(self, event: QCloseEvent) -> None:
         self.controller.shutdown()
         if self.models_dock is not None:
             panel = self.models_dock.widget()

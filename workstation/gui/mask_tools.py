@@ -143,13 +143,20 @@ class MaskEditor:
                     ].copy()
 
     # -- region operations ----------------------------------------------------------------------
-    def fill_polygon(self, points: Sequence[tuple[float, float]], *, erase: bool = False) -> MaskDiff | None:
+    def fill_polygon(
+        self, points: Sequence[tuple[float, float]], *, erase: bool = False
+    ) -> MaskDiff | None:
         """Fill (or erase) a closed polygon / lasso given in image (x, y) coordinates."""
         if len(points) < 3:
             return None
         pts = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32)
         box = clip_box(
-            (int(pts[:, 1].min()), int(pts[:, 0].min()), int(pts[:, 1].max()) + 1, int(pts[:, 0].max()) + 1),
+            (
+                int(pts[:, 1].min()),
+                int(pts[:, 0].min()),
+                int(pts[:, 1].max()) + 1,
+                int(pts[:, 0].max()) + 1,
+            ),
             self.mask.shape,
         )
         if box is None:
@@ -161,7 +168,9 @@ class MaskEditor:
 
         return self._apply(box, paint)
 
-    def flood_fill(self, image: np.ndarray, x: float, y: float, *, tolerance: int = 12) -> MaskDiff | None:
+    def flood_fill(
+        self, image: np.ndarray, x: float, y: float, *, tolerance: int = 12
+    ) -> MaskDiff | None:
         """Add the connected region of similar colour around (x, y) to the mask (magic wand)."""
         h, w = self.mask.shape
         px, py = int(x), int(y)

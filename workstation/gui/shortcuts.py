@@ -69,7 +69,11 @@ def load_bindings(store: Any) -> dict[str, tuple[str, ...]]:
         return bindings
     if isinstance(saved, dict):
         for action, keys in saved.items():
-            if action in bindings and isinstance(keys, list) and all(isinstance(k, str) for k in keys):
+            if (
+                action in bindings
+                and isinstance(keys, list)
+                and all(isinstance(k, str) for k in keys)
+            ):
                 bindings[action] = tuple(keys)
     return bindings
 

@@ -62,7 +62,14 @@ class ViewToolbar(QToolBar):
         self.mask.setChecked(True)
         self.reference = QCheckBox("Reference")
         self.reference.setChecked(True)
-        for widget in (self.heatmap, self.opacity, self.colormap, self.contour, self.mask, self.reference):
+        for widget in (
+            self.heatmap,
+            self.opacity,
+            self.colormap,
+            self.contour,
+            self.mask,
+            self.reference,
+        ):
             widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.addWidget(self.heatmap)
         self.addWidget(self.opacity)

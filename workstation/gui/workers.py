@@ -167,7 +167,7 @@ class Lane(QObject):
 
             try:
                 result = job.fn(progress, job.cancel)
-            except BaseException as exc:  # noqa: BLE001 - every failure is reported, none kills the lane
+            except BaseException as exc:
                 if not isinstance(exc, UserError | CancelledError):
                     exc.__notes__ = [traceback.format_exc()]
                 self._failed.emit(job, exc)

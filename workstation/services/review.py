@@ -42,8 +42,14 @@ class QueueFilter:
     defect_type: str | None = None
 
     def __post_init__(self) -> None:
-        if self.score_min is not None and self.score_max is not None and self.score_min > self.score_max:
-            raise UserError(f"score range is empty: minimum {self.score_min} > maximum {self.score_max}")
+        if (
+            self.score_min is not None
+            and self.score_max is not None
+            and self.score_min > self.score_max
+        ):
+            raise UserError(
+                f"score range is empty: minimum {self.score_min} > maximum {self.score_max}"
+            )
 
     def store_kwargs(self) -> dict[str, Any]:
         return {
@@ -104,7 +110,11 @@ class ReviewService:
     def rows(self, flt: QueueFilter, *, offset: int, limit: int) -> list[ImageRow]:
         return list(
             self.store.query_images(
-                self.product.id, order_by=self.order, limit=limit, offset=offset, **flt.store_kwargs()
+                self.product.id,
+                order_by=self.order,
+                limit=limit,
+                offset=offset,
+                **flt.store_kwargs(),
             )
         )
 
@@ -194,7 +204,9 @@ class ReviewService:
             record = self.store.get_image(image_id)
             self.save_mask(image_id, np.zeros((record.height, record.width), np.uint8))
 
-    def _set_explanation_verdict(self, image_id: int, verdict: Literal["normal", "anomalous"]) -> None:
+    def _set_explanation_verdict(
+        self, image_id: int, verdict: Literal["normal", "anomalous"]
+    ) -> None:
         latest = self.store.latest_explanation(image_id)
         if latest is not None and latest.explanation.verdict == verdict:
             return
