@@ -236,7 +236,12 @@ def check_store(context: DoctorContext) -> CheckResult:
             True,
             f"{path} (not created yet; made on first use, schema v{SCHEMA_VERSION})",
         )
-    version = read_schema_version(path)
+    try:
+        version = read_schema_version(path)
+    except UserError as exc:
+        return CheckResult(
+            "store", False, str(exc), fix="point --db at the right file, or move this one away"
+        )
     if version > SCHEMA_VERSION:
         return CheckResult(
             "store",

@@ -200,3 +200,32 @@ def test_unloadable_qt_platform_fails_with_a_fix(
     result = doctor.check_qt(context(tmp_path))
     assert result.blocking
     assert "no-such-platform" in result.detail and "QT_QPA_PLATFORM" in result.fix
+
+
+def test_store_is_reported_without_being_created_or_migrated(tmp_path: Path) -> None:
+    from workstation.store.db import SCHEMA_VERSION
+    from workstation.store.repository import Store
+
+    ctx = context(tmp_path)
+    fresh = doctor.check_store(ctx)
+    assert fresh.ok and "not created yet" in fresh.detail
+    assert not ctx.db_path.exists()
+
+    Store.open(ctx.db_path).close()
+    current = doctor.check_store(ctx)
+    assert current.ok and f"schema v{SCHEMA_VERSION}" in current.detail
+
+
+def test_store_from_a_newer_program_or_not_a_store_fails(tmp_path: Path) -> None:
+    import sqlite3
+
+    ctx = context(tmp_path)
+    conn = sqlite3.connect(ctx.db_path)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    newer = doctor.check_store(ctx)
+    assert newer.blocking and "v999" in newer.detail and "update" in newer.fix
+
+    ctx.db_path.write_bytes(b"this is a photo, not a database" * 200)
+    garbage = doctor.check_store(ctx)
+    assert garbage.blocking and "not a readable" in garbage.detail and "--db" in garbage.fix

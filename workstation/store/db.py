@@ -98,3 +98,19 @@ def migrate(db: sqlite_utils.Database, path: Path) -> None:
         for number in range(version, SCHEMA_VERSION):
             MIGRATIONS[number](db)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def read_schema_version(path: Path) -> int:
+    """The store's ``user_version`` read without creating, locking or migrating anything.
+
+    For health checks (``iad-workstation doctor``) that must only look: the file is opened
+    read-only, so a store from a newer program is reported, not touched.
+    """
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path} is not a readable IAD Workstation store: {exc}") from None
