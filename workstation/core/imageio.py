@@ -93,17 +93,24 @@ def _header(data: bytes, name: str) -> _Header:
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not a readable image (corrupt or unknown format)") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{name}: {exc}") from exc
+        raise ImageReadError(f"{name}: {_too_large(exc)}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
+        if "truncat" in str(exc).lower():
+            raise ImageReadError(f"{name}: the file is truncated ({exc})") from exc
         raise ImageReadError(f"{name}: corrupt image header ({exc})") from exc
     if width * height > MAX_PIXELS:
-        raise ImageReadError(
-            f"{name}: {width}x{height} pixels is more than the limit of "
-            f"{MAX_PIXELS // 1_000_000} megapixels; downscale or tile the image first"
-        )
+        raise ImageReadError(f"{name}: {width}x{height} pixels {_too_large(None)}")
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return _Header(fmt, width, height, orientation)
+
+
+def _too_large(exc: Exception | None) -> str:
+    detail = f" ({exc})" if exc else ""
+    return (
+        f"is more than the limit of {MAX_PIXELS // 1_000_000} megapixels{detail}; "
+        "downscale or tile the image first"
+    )
 
 
 def _check_complete(data: bytes, header: _Header, name: str) -> None:
