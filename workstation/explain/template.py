@@ -64,7 +64,7 @@ class TemplateRules:
     high_area: float = 0.05
     medium_area: float = 0.01
     medium_ratio: float = 1.4
-    max_side: int = 256
+    max_side: int = 128
     """long side of the downsampled map used for region analysis."""
 
 
