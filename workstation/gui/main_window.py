@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(reference_box)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([900, 300])
+        self.splitter.setSizes([700, 400])
         self.reference_box = reference_box
         self.setCentralWidget(self.splitter)
 

@@ -1,0 +1,53 @@
+"""Settings dialog: values reach the user config, keys are rebound, conflicts are refused."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+from PySide6.QtGui import QKeySequence
+
+from workstation.config import load_settings, user_config_path
+from workstation.core.errors import UserError
+from workstation.gui.shortcuts import load_bindings
+
+
+def test_settings_saved_and_shortcut_rebound(qtbot, window, screenshot) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.ws, window.bindings, window)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    screenshot(dialog, "settings")
+    dialog.tabs.setCurrentIndex(3)
+    screenshot(dialog, "settings_shortcuts")
+    dialog.memory_budget.setValue(5000)
+    dialog.device.setCurrentText("cpu")
+    dialog.reviewer.setText("alice")
+    dialog.key_edits["accept"][0].setKeySequence(QKeySequence("Y"))
+    dialog.accept()
+    assert dialog.result() == dialog.DialogCode.Accepted
+    window.apply_bindings(dialog.bindings)
+
+    with user_config_path().open("rb") as handle:
+        written = tomllib.load(handle)
+    assert written["experts"]["memory_budget"] == 5000
+    settings = load_settings()
+    assert settings.device.preference == "cpu" and settings.review.reviewer == "alice"
+    assert load_bindings(window.ws.store)["accept"] == ("Y",)
+    assert window.actions_by_id["accept"].shortcut().toString() == "Y"
+
+
+def test_conflicting_keys_and_no_expert_are_refused(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.ws, window.bindings, window)
+    qtbot.addWidget(dialog)
+    dialog.key_edits["skip"][0].setKeySequence(QKeySequence("A"))
+    with pytest.raises(UserError, match="bound to both"):
+        dialog.edited_bindings()
+    for box in dialog.expert_boxes.values():
+        box.setChecked(False)
+    with pytest.raises(UserError, match="at least one expert"):
+        dialog.edited_settings()
+    assert not user_config_path().exists()
