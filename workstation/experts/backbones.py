@@ -211,15 +211,7 @@ def images_to_tensor(
     import cv2
     import torch
 
-    if len(images) == 0:
-        raise UserError("no images were given to the backbone")
-    shapes = {tuple(np.asarray(im).shape) for im in images}
-    if len(shapes) != 1:
-        raise UserError(f"images in one batch must share one size; got {sorted(shapes)}")
-    shape = shapes.pop()
-    if len(shape) != 3 or shape[2] != 3:
-        raise UserError(f"backbones take RGB images (H, W, 3); got shape {shape}")
-    height, width = shape[:2]
+    height, width = check_batch(images)
     if size is None:
         size = (max(stride, height // stride * stride), max(stride, width // stride * stride))
     batch = np.empty((len(images), size[0], size[1], 3), dtype=np.float32)
@@ -235,6 +227,19 @@ def images_to_tensor(
     batch -= np.asarray(mean, dtype=np.float32)
     batch /= np.asarray(std, dtype=np.float32)
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+
+def check_batch(images: Sequence[np.ndarray]) -> tuple[int, int]:
+    """The batch's common (H, W); a UserError for an empty, mixed-size or non-RGB batch."""
+    if len(images) == 0:
+        raise UserError("no images were given to the backbone")
+    shapes = {tuple(np.asarray(im).shape) for im in images}
+    if len(shapes) != 1:
+        raise UserError(f"images in one batch must share one size; got {sorted(shapes)}")
+    shape = shapes.pop()
+    if len(shape) != 3 or shape[2] != 3:
+        raise UserError(f"backbones take RGB images (H, W, 3); got shape {shape}")
+    return int(shape[0]), int(shape[1])
 
 
 def combine_layers(tokens: Sequence[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
@@ -352,6 +357,7 @@ class ClipBackbone:
     def features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         import torch
 
+        check_batch(images)
         outputs = []
         with torch.inference_mode(), self._runner.autocast():
             for start in range(0, len(images), self._runner.batch_size):
@@ -552,6 +558,7 @@ class Dinov2Backbone:
     def features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         import torch
 
+        check_batch(images)
         outputs = []
         with torch.inference_mode(), self._runner.autocast():
             for start in range(0, len(images), self._runner.batch_size):
