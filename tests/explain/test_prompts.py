@@ -64,10 +64,19 @@ def test_prompt_carries_images_facts_and_context() -> None:
     assert max(prompt.images[0].size) == 64 and max(prompt.images[2].size) == 32
     text = texts(prompt)
     for expected in (
-        "ball screw", "A polished steel spindle.", "- thread flanks are smooth",
-        "pitting, scratch", "2 region(s) above the threshold", "lower left", "upper right",
-        "peak 1.8x the threshold", "elongated", "heatmap", "normal reference",
-        "expert verdict: anomalous", '{"verdict"',
+        "ball screw",
+        "A polished steel spindle.",
+        "- thread flanks are smooth",
+        "pitting, scratch",
+        "2 region(s) above the threshold",
+        "lower left",
+        "upper right",
+        "peak 1.8x the threshold",
+        "elongated",
+        "heatmap",
+        "normal reference",
+        "expert verdict: anomalous",
+        '{"verdict"',
     ):
         assert expected in text, expected
     assert "{" + "region_facts}" not in text
@@ -130,8 +139,11 @@ def test_bad_inputs_are_user_errors() -> None:
 
 def test_chat_pair_for_training() -> None:
     target = Explanation(
-        verdict="anomalous", defect_type="pitting", location="lower left",
-        severity="medium", description="A small pit.",
+        verdict="anomalous",
+        defect_type="pitting",
+        location="lower left",
+        severity="medium",
+        description="A small pit.",
     )
     pair = build_chat_pair(request(), target, options=OPTIONS)
     assert [m["role"] for m in pair.messages] == ["system", "user", "assistant"]

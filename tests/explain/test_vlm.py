@@ -98,8 +98,13 @@ def test_lora_adapter_saved_then_loaded(folder: Path, loaded, tmp_path: Path) ->
     version_dir = tmp_path / "vlm-1"
     peft_model.save_pretrained(version_dir / "adapter")
     explainer = VlmExplainer.load(
-        "tiny", folder=folder, adapter=version_dir, version="vlm-1", device="cpu",
-        max_new_tokens=3, options=SMALL,
+        "tiny",
+        folder=folder,
+        adapter=version_dir,
+        version="vlm-1",
+        device="cpu",
+        max_new_tokens=3,
+        options=SMALL,
     )
     assert explainer.source == "vlm:vlm-1"
     assert type(explainer.loaded.model).__name__.startswith("Peft")
@@ -130,3 +135,29 @@ def test_folder_without_weights_is_user_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UserError):
         load_vlm("x", folder=tmp_path, device="cpu")
+
+
+def test_chat_pair_encodes_answer_only_labels_and_trains(loaded, folder: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from workstation.core.types import Explanation
+    from workstation.explain.encode import IGNORE_INDEX, encode_chat_pair
+    from workstation.explain.prompts import build_chat_pair
+
+    target = Explanation(verdict="anomalous", defect_type="scratch", location="upper right")
+    pair = build_chat_pair(request(), target, options=SMALL)
+    batch = encode_chat_pair(loaded.processor, pair)
+    labels = batch["labels"][0]
+    learned = labels[labels != IGNORE_INDEX]
+    decoded = loaded.processor.tokenizer.decode(learned, skip_special_tokens=True)
+    assert decoded.strip() == pair.target
+    model = get_peft_model(
+        load_vlm("tiny", folder=folder, device="cpu").model,
+        LoraConfig(r=2, target_modules=["q_proj", "v_proj"]),
+    )
+    model.train()
+    loss = model(**batch).loss
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n]
+    assert torch.isfinite(loss) and grads and all(g is not None for g in grads)

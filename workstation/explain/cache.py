@@ -85,4 +85,3 @@ class ResultCache:
         except (OSError, ValueError):
             return None
         return record if isinstance(record, dict) else None
-

@@ -78,9 +78,7 @@ def template_result(
     request: ExplainRequest, *, fallback: bool = False, raw_text: str = "", **extra: Any
 ) -> ExplainResult:
     """The template's explanation of ``request`` as a result."""
-    explanation = template.explain(
-        request.anomaly_map, mask=request.mask, product=request.product
-    )
+    explanation = template.explain(request.anomaly_map, mask=request.mask, product=request.product)
     return ExplainResult(
         explanation=explanation,
         source=TEMPLATE_SOURCE,
