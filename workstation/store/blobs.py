@@ -125,6 +125,14 @@ class BlobStore:
                     continue
                 yield entry.name.split(".", 1)[0]
 
+    def temp_files(self) -> list[Path]:
+        return [
+            Path(entry.path)
+            for folder in self._folders()
+            for entry in os.scandir(folder)
+            if entry.name.startswith(TEMP_PREFIX)
+        ]
+
     def remove_stale_temps(self) -> int:
         """Delete temp files left by writers that died mid-write; return how many."""
         removed = 0

@@ -315,6 +315,31 @@ class Store:
             )
         return removed
 
+    def check_integrity(self) -> list[str]:
+        """Problems found in the file and the blobs (empty when the store is consistent)."""
+        db = self._db()
+        problems = [
+            f"sqlite: {row[0]}"
+            for row in db.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        problems += [
+            f"row {row[1]} of {row[0]} points to a missing {row[2]} row"
+            for row in db.execute("PRAGMA foreign_key_check").fetchall()
+        ]
+        referenced = {
+            row[0]
+            for row in db.execute(
+                "SELECT blob FROM mask_revisions UNION SELECT map_blob FROM predictions "
+                "WHERE map_blob IS NOT NULL"
+            ).fetchall()
+        }
+        stored = set(self.blobs.iter_blobs())
+        problems += [f"blob {sha} is referenced but missing" for sha in referenced - stored]
+        problems += [f"blob {sha} is not referenced by any row" for sha in stored - referenced]
+        problems += [f"temporary file {p} was left behind" for p in self.blobs.temp_files()]
+        return problems
+
     # ----------------------------------------------------------------- products
     def create_product(
         self,
