@@ -14,15 +14,23 @@ def noise_image(seed: int, size: tuple[int, int] = (48, 64)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
 
 
-def square_mask(size: tuple[int, int] = (48, 64), box: tuple[int, int, int, int] = (5, 5, 20, 30)) -> np.ndarray:
+def square_mask(
+    size: tuple[int, int] = (48, 64), box: tuple[int, int, int, int] = (5, 5, 20, 30)
+) -> np.ndarray:
     mask = np.zeros(size, dtype=np.uint8)
     y0, x0, y1, x1 = box
     mask[y0:y1, x0:x1] = 1
     return mask
 
 
-def make_mvtec(root: Path, *, train: int = 3, test_good: int = 2, defects: dict[str, int] | None = None,
-               seed: int = 0) -> Path:
+def make_mvtec(
+    root: Path,
+    *,
+    train: int = 3,
+    test_good: int = 2,
+    defects: dict[str, int] | None = None,
+    seed: int = 0,
+) -> Path:
     """Write an MVTec category folder; defect images get a rectangle mask (0/255 PNG)."""
     defects = {"scratch": 2} if defects is None else defects
     counter = seed * 1000

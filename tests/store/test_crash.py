@@ -58,8 +58,13 @@ os.replace = dying_replace
 
 def run_child(body: str, hook: str, kill_at: int) -> None:
     code = f"KILL_AT = {kill_at}\n{hook}\n{textwrap.dedent(body)}"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, cwd=Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
 
 
@@ -74,8 +79,15 @@ def one_image_store(tmp_path: Path) -> tuple[Path, int]:
     path = tmp_path / "crash.sqlite"
     with Store.open(path) as store:
         product = store.create_product("p")
-        record, _ = store.add_image(product.id, path="/x.png", sha256="f" * 64, width=64,
-                                    height=48, split="test", source_label="dent")
+        record, _ = store.add_image(
+            product.id,
+            path="/x.png",
+            sha256="f" * 64,
+            width=64,
+            height=48,
+            split="test",
+            source_label="dent",
+        )
     return path, record.id
 
 

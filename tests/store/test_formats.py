@@ -33,8 +33,9 @@ def snapshot(store: Store, product_name: str) -> dict[str, tuple]:
 
 @pytest.fixture
 def source(tmp_path: Path) -> Store:
-    root = make_mvtec(tmp_path / "data" / "widget", train=3, test_good=2,
-                      defects={"scratch": 2, "dent": 1})
+    root = make_mvtec(
+        tmp_path / "data" / "widget", train=3, test_good=2, defects={"scratch": 2, "dent": 1}
+    )
     for i in range(2):
         write_png(tmp_path / "data" / "widget" / "unlabeled" / f"u{i}.png", noise_image(500 + i))
     store = Store.open(tmp_path / "source.sqlite")
@@ -61,12 +62,17 @@ def test_export_uses_inspector_masks_and_reviewed_labels(tmp_path: Path, source:
     edited = np.zeros((48, 64), np.uint8)
     edited[40:44, 50:60] = 1
     source.add_mask_revision(scratch.id, edited, source="inspector", author="ann")
-    source.add_mask_revision(scratch.id, np.ones((48, 64), np.uint8), source="expert",
-                             author="model")  # not accepted: never exported
+    source.add_mask_revision(
+        scratch.id, np.ones((48, 64), np.uint8), source="expert", author="model"
+    )  # not accepted: never exported
     unlabeled = source.list_images(product.id, split="unlabeled")
     source.add_review(unlabeled[0].id, "anomalous", reviewer="ann")
-    source.add_explanation(unlabeled[0].id, Explanation(verdict="anomalous", defect_type="dent"),
-                           source="inspector", author="ann")
+    source.add_explanation(
+        unlabeled[0].id,
+        Explanation(verdict="anomalous", defect_type="dent"),
+        source="inspector",
+        author="ann",
+    )
     source.add_review(unlabeled[1].id, "normal", reviewer="ann")
     dent = source.list_images(product.id, source_label="dent")[0]
     source.add_review(dent.id, "normal", reviewer="ann", reason="dust, not a dent")
@@ -77,7 +83,9 @@ def test_export_uses_inspector_masks_and_reviewed_labels(tmp_path: Path, source:
         import_directory(again, out)
         by_hash = {i.sha256: i for i in again.list_images(again.get_product("widget").id)}
         assert (by_hash[unlabeled[0].sha256].split, by_hash[unlabeled[0].sha256].source_label) == (
-            "test", "dent")
+            "test",
+            "dent",
+        )
         assert by_hash[unlabeled[1].sha256].source_label == "good"
         assert by_hash[dent.sha256].source_label == "good"
         mask = again.load_mask(again.latest_mask_revision(by_hash[scratch.sha256].id))
@@ -117,14 +125,22 @@ def test_coco_document_is_valid(tmp_path: Path, source: Store) -> None:
 def test_jsonl_chat_pairs(tmp_path: Path, source: Store) -> None:
     product = source.get_product("widget")
     images = source.list_images(product.id)
-    source.add_explanation(images[0].id, Explanation(verdict="anomalous", defect_type="dent",
-                                                     description="a dent near the rim"),
-                           source="inspector", author="ann")
-    source.add_explanation(images[1].id, Explanation(verdict="anomalous", defect_type="scratch"),
-                           source="template", author="template")
+    source.add_explanation(
+        images[0].id,
+        Explanation(verdict="anomalous", defect_type="dent", description="a dent near the rim"),
+        source="inspector",
+        author="ann",
+    )
+    source.add_explanation(
+        images[1].id,
+        Explanation(verdict="anomalous", defect_type="scratch"),
+        source="template",
+        author="template",
+    )
     source.add_review(images[1].id, "accepted", reviewer="ann")
-    source.add_explanation(images[2].id, Explanation(verdict="anomalous"), source="template",
-                           author="template")  # never reviewed: not a training pair
+    source.add_explanation(
+        images[2].id, Explanation(verdict="anomalous"), source="template", author="template"
+    )  # never reviewed: not a training pair
     source.add_review(images[3].id, "normal", reviewer="ann")
     report = export_product(source, "widget", tmp_path / "pairs.jsonl", format="jsonl")
     lines = [json.loads(x) for x in report.path.read_text(encoding="utf-8").splitlines()]

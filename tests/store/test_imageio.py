@@ -112,7 +112,10 @@ def _bad_files(tmp_path: Path, rgb: np.ndarray) -> dict[str, Path]:
         "garbage": (tmp_path / "garbage.png", b"\x00\x01not an image at all" * 40),
         "truncated_png": (tmp_path / "cut.png", png[: len(png) // 2]),
         "truncated_jpg": (tmp_path / "cut.jpg", jpg[: len(jpg) // 2]),
-        "corrupt_png_body": (tmp_path / "flip.png", png[:60] + bytes(b ^ 0xFF for b in png[60:-12]) + png[-12:]),
+        "corrupt_png_body": (
+            tmp_path / "flip.png",
+            png[:60] + bytes(b ^ 0xFF for b in png[60:-12]) + png[-12:],
+        ),
     }
     for path, data in files.values():
         path.write_bytes(data)
@@ -129,7 +132,9 @@ def _bad_files(tmp_path: Path, rgb: np.ndarray) -> dict[str, Path]:
         ("corrupt_png_body", "decode|corrupt"),
     ],
 )
-def test_bad_files_raise_a_clear_error(tmp_path: Path, rgb: np.ndarray, kind: str, reason: str) -> None:
+def test_bad_files_raise_a_clear_error(
+    tmp_path: Path, rgb: np.ndarray, kind: str, reason: str
+) -> None:
     path = _bad_files(tmp_path, rgb)[kind]
     for reader in (read_image, probe_image):
         with pytest.raises(ImageReadError, match=reason) as caught:

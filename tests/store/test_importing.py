@@ -18,7 +18,9 @@ from workstation.store.layouts import plan_import
 from workstation.store.repository import Store
 
 
-def test_mvtec_category_imports_splits_labels_and_ground_truth(tmp_path: Path, store: Store) -> None:
+def test_mvtec_category_imports_splits_labels_and_ground_truth(
+    tmp_path: Path, store: Store
+) -> None:
     root = make_mvtec(tmp_path / "bottle", train=3, test_good=2, defects={"scratch": 2, "dent": 1})
     seen: list[tuple[int, int]] = []
     report = import_directory(store, root, progress=lambda d, t: seen.append((d, t)))
@@ -27,8 +29,12 @@ def test_mvtec_category_imports_splits_labels_and_ground_truth(tmp_path: Path, s
     product = store.get_product("bottle")
     assert set(product.defect_vocabulary) == {"scratch", "dent"}
     counts = store.split_label_counts(product.id)
-    assert counts == {("train", "good"): 3, ("test", "good"): 2, ("test", "scratch"): 2,
-                      ("test", "dent"): 1}
+    assert counts == {
+        ("train", "good"): 3,
+        ("test", "good"): 2,
+        ("test", "scratch"): 2,
+        ("test", "dent"): 1,
+    }
     for image in store.list_images(product.id, source_label="scratch"):
         revision = store.latest_mask_revision(image.id, sources=("ground_truth",))
         assert revision is not None and revision.author == "import"
@@ -137,7 +143,9 @@ def test_bad_images_are_listed_and_the_rest_imports(tmp_path: Path, store: Store
     assert "empty" in reasons["zero.png"] and "truncated" in reasons["truncated.png"]
 
 
-def test_mask_size_mismatch_keeps_the_image_and_reports_the_mask(tmp_path: Path, store: Store) -> None:
+def test_mask_size_mismatch_keeps_the_image_and_reports_the_mask(
+    tmp_path: Path, store: Store
+) -> None:
     root = make_mvtec(tmp_path / "cat", defects={"dent": 1})
     write_png(root / "ground_truth" / "dent" / "000_mask.png", np.zeros((10, 10), np.uint8))
     report = import_directory(store, root)
@@ -225,8 +233,14 @@ def test_coco_file_with_polygons_imports(tmp_path: Path, store: Store) -> None:
     write_png(root / "img" / "a.png", noise_image(5))
     document = {
         "images": [{"id": 7, "file_name": "img/a.png", "width": 64, "height": 48}],
-        "annotations": [{"id": 1, "image_id": 7, "category_id": 2,
-                         "segmentation": [[10, 10, 20, 10, 20, 20, 10, 20]]}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 2,
+                "segmentation": [[10, 10, 20, 10, 20, 20, 10, 20]],
+            }
+        ],
         "categories": [{"id": 2, "name": "chip"}],
     }
     (root / "annotations.json").write_text(json.dumps(document))

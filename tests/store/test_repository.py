@@ -39,8 +39,16 @@ def test_open_sets_wal_foreign_keys_and_busy_timeout(store: Store) -> None:
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     expected = {
-        "products", "images", "mask_revisions", "explanation_revisions", "reviews",
-        "predictions", "model_versions", "rounds", "queue_priorities", "app_state",
+        "products",
+        "images",
+        "mask_revisions",
+        "explanation_revisions",
+        "reviews",
+        "predictions",
+        "model_versions",
+        "rounds",
+        "queue_priorities",
+        "app_state",
     }
     assert expected <= set(db.table_names())
 
@@ -93,24 +101,46 @@ def test_products(store: Store) -> None:
 def test_add_image_is_idempotent_by_hash(store: Store) -> None:
     product = store.create_product("p")
     first, created = store.add_image(
-        product.id, path="/a.png", sha256="a" * 64, width=4, height=3, split="train",
+        product.id,
+        path="/a.png",
+        sha256="a" * 64,
+        width=4,
+        height=3,
+        split="train",
         source_label="good",
     )
     again, created_again = store.add_image(
-        product.id, path="/elsewhere/b.png", sha256="a" * 64, width=4, height=3, split="train",
+        product.id,
+        path="/elsewhere/b.png",
+        sha256="a" * 64,
+        width=4,
+        height=3,
+        split="train",
         source_label="good",
     )
     assert created and not created_again and again == first
     other = store.create_product("q")
     _, created_other = store.add_image(
-        other.id, path="/a.png", sha256="a" * 64, width=4, height=3, split="train",
+        other.id,
+        path="/a.png",
+        sha256="a" * 64,
+        width=4,
+        height=3,
+        split="train",
         source_label="good",
     )
     assert created_other  # the same file may belong to two products
     assert store.list_images(product.id, split="train", source_label="good") == [first]
     with pytest.raises(ValueError, match="split"):
-        store.add_image(product.id, path="/c.png", sha256="c" * 64, width=4, height=3,
-                        split="validation", source_label=None)  # type: ignore[arg-type]
+        store.add_image(
+            product.id,
+            path="/c.png",
+            sha256="c" * 64,
+            width=4,
+            height=3,
+            split="validation",
+            source_label=None,
+        )  # type: ignore[arg-type]
 
 
 def test_mask_revisions_are_append_only_with_history(store: Store) -> None:
@@ -122,8 +152,9 @@ def test_mask_revisions_are_append_only_with_history(store: Store) -> None:
     edit = store.add_mask_revision(
         image_id, np.ones((8, 10), bool), source="inspector", author="ann", parent_id=gt.id
     )
-    vlm = store.add_mask_revision(image_id, truth, source="vlm:v3", author="model",
-                                  model_version="v3")
+    vlm = store.add_mask_revision(
+        image_id, truth, source="vlm:v3", author="model", model_version="v3"
+    )
     assert [r.id for r in store.mask_history(image_id)] == [gt.id, edit.id, vlm.id]
     assert store.latest_mask_revision(image_id) == vlm
     assert store.latest_mask_revision(image_id, sources=("inspector",)) == edit
@@ -133,8 +164,9 @@ def test_mask_revisions_are_append_only_with_history(store: Store) -> None:
     assert np.array_equal(loaded, (truth > 0).astype(np.uint8))
     assert vlm.blob == gt.blob  # content addressed: same mask, same blob
     with pytest.raises(UserError, match="10x8"):
-        store.add_mask_revision(image_id, np.zeros((5, 5), np.uint8), source="inspector",
-                                author="ann")
+        store.add_mask_revision(
+            image_id, np.zeros((5, 5), np.uint8), source="inspector", author="ann"
+        )
     with pytest.raises(ValueError, match="source"):
         store.add_mask_revision(image_id, truth, source="oracle", author="x")
 
@@ -152,11 +184,15 @@ def test_failed_mask_write_leaves_no_blob(store: Store) -> None:
 def test_explanations_reviews_and_denormalised_queue_columns(store: Store) -> None:
     product = store.create_product("p")
     a, b, c = add(store, product.id, 3)
-    store.add_explanation(a, Explanation(verdict="anomalous", defect_type="dent",
-                                         location="top left", severity="high"),
-                          source="template", author="template")
-    fix = store.add_explanation(a, Explanation(verdict="anomalous", defect_type="scratch"),
-                                source="inspector", author="ann")
+    store.add_explanation(
+        a,
+        Explanation(verdict="anomalous", defect_type="dent", location="top left", severity="high"),
+        source="template",
+        author="template",
+    )
+    fix = store.add_explanation(
+        a, Explanation(verdict="anomalous", defect_type="scratch"), source="inspector", author="ann"
+    )
     assert store.latest_explanation(a) == fix
     assert store.latest_explanation(a, sources=("template",)).explanation.defect_type == "dent"
     assert len(store.explanation_history(a)) == 2
@@ -180,29 +216,33 @@ def test_predictions_scores_filters_and_orders(store: Store) -> None:
     scores = [0.1, 0.9, 0.5, 0.7, 0.3, None]
     for image_id, score in zip(ids, scores, strict=True):
         if score is not None:
-            store.add_prediction(image_id, model_version="e1", score=score,
-                                 anomalous=score >= 0.5, anomaly_map=None)
+            store.add_prediction(
+                image_id, model_version="e1", score=score, anomalous=score >= 0.5, anomaly_map=None
+            )
     rows = store.query_images(product.id, score_min=0.3, score_max=0.7, order_by="score")
     assert [r.score for r in rows] == [0.7, 0.5, 0.3]
     assert store.count_images(product.id, predicted_anomalous=True) == 3
-    assert [r.image.id for r in store.query_images(product.id, order_by="score", limit=2,
-                                                   offset=1)] == [ids[3], ids[2]]
+    assert [
+        r.image.id for r in store.query_images(product.id, order_by="score", limit=2, offset=1)
+    ] == [ids[3], ids[2]]
     by_score = store.query_images(product.id, order_by="score")
     assert by_score[-1].score is None  # never predicted: last
     names = [r.image.name for r in store.query_images(product.id, order_by="name")]
     assert names == sorted(names)
     # a newer prediction (another model version) becomes the image's score
     heat = np.linspace(0, 1, 80, dtype=np.float64).reshape(8, 10)
-    newest = store.add_prediction(ids[0], model_version="e2", score=0.95, anomalous=True,
-                                  anomaly_map=heat)
+    newest = store.add_prediction(
+        ids[0], model_version="e2", score=0.95, anomalous=True, anomaly_map=heat
+    )
     assert store.query_images(product.id, order_by="score")[0].image.id == ids[0]
     assert store.latest_prediction(ids[0]) == newest
     assert store.latest_prediction(ids[0], model_version="e1").score == 0.1
     assert np.allclose(store.load_map(newest), heat, atol=1e-6)
     assert store.predicted_image_ids(product.id, "e1") == set(ids[:5])
     # predicting again with the same version replaces the row
-    again = store.add_prediction(ids[0], model_version="e2", score=0.2, anomalous=False,
-                                 anomaly_map=None)
+    again = store.add_prediction(
+        ids[0], model_version="e2", score=0.2, anomalous=False, anomaly_map=None
+    )
     assert again.id == newest.id and again.score == 0.2
     batch = store.add_predictions([NewPrediction(i, "e3", 0.4, False) for i in ids])
     assert [p.image_id for p in batch] == ids
@@ -227,19 +267,28 @@ def test_priorities_order_the_queue(store: Store) -> None:
 
 def test_model_versions_and_rounds(store: Store) -> None:
     product = store.create_product("p")
-    first = store.add_model_version(product.id, name="adapter-1", kind="adapter",
-                                    state="active", metrics={"auroc": 0.9})
+    first = store.add_model_version(
+        product.id, name="adapter-1", kind="adapter", state="active", metrics={"auroc": 0.9}
+    )
     run = store.add_round(product.id, kind="adapter", manifest_path="/m.json")
-    second = store.add_model_version(product.id, name="adapter-2", kind="adapter",
-                                     state="candidate", parent_id=first.id, round_id=run.id,
-                                     config={"rank": 8})
+    second = store.add_model_version(
+        product.id,
+        name="adapter-2",
+        kind="adapter",
+        state="candidate",
+        parent_id=first.id,
+        round_id=run.id,
+        config={"rank": 8},
+    )
     assert store.active_model_version(product.id, "adapter") == first
     promoted = store.set_model_state(second.id, "active")
     assert promoted.state == "active"
     assert store.get_model_version("adapter-1").state == "retired"
     assert store.get_model_version(second.id).config == {"rank": 8}
     assert [v.name for v in store.list_model_versions(product.id, kind="adapter")] == [
-        "adapter-1", "adapter-2"]
+        "adapter-1",
+        "adapter-2",
+    ]
     assert store.active_model_version(product.id, "vlm") is None
     with pytest.raises(UserError, match="already exists"):
         store.add_model_version(product.id, name="adapter-1", kind="adapter", state="candidate")
@@ -307,6 +356,7 @@ def test_gui_thread_and_worker_write_at_once_without_locked_errors(tmp_path: Pat
                 fn()
             except BaseException as exc:  # noqa: BLE001 - collected and asserted below
                 errors.append(exc)
+
         return run
 
     threads = [threading.Thread(target=guard(f)) for f in (gui, worker, other_process_connection)]

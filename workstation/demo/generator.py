@@ -207,30 +207,36 @@ _PAINTERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def render(
+def render_pair(
     rng: np.random.Generator, spec: DemoSpec, defect: str | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """One RGB uint8 image and, for a defect, its exact uint8 0/1 mask."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(the part without the defect, the part as imaged, exact uint8 0/1 mask or None)."""
     for _ in range(20):
         image, plate = _render_plate(rng, spec)
-        before = _to_rgb(image, rng.uniform(0.97, 1.03, size=3))
+        tint = rng.uniform(0.97, 1.03, size=3)
+        clean = _to_rgb(image, tint)
         if defect is None:
-            return before, None
+            return clean, clean, None
         subtle = rng.random() < spec.subtle_fraction
         strength = rng.uniform(0.35, 0.5) if subtle else rng.uniform(0.8, 1.2)
         if defect == "missing_material":
             strength = rng.uniform(0.6, 0.8) if subtle else 1.0
         painted = image.copy()
         mask = _PAINTERS[defect](rng, painted, plate, strength)
-        tint = rng.uniform(0.97, 1.03, size=3)
         after = _to_rgb(painted, tint)
-        before = _to_rgb(image, tint)
-        changed = np.any(after != before, axis=2)
         # The exact mask is what the defect changed after 8-bit rounding.
-        exact = (mask.astype(bool) & changed).astype(np.uint8)
+        exact = (mask.astype(bool) & np.any(after != clean, axis=2)).astype(np.uint8)
         if exact.sum() >= 6:
-            return after, exact
+            return clean, after, exact
     raise RuntimeError(f"could not place a visible {defect} defect")
+
+
+def render(
+    rng: np.random.Generator, spec: DemoSpec, defect: str | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One RGB uint8 image and, for a defect, its exact uint8 0/1 mask."""
+    _, image, mask = render_pair(rng, spec, defect)
+    return image, mask
 
 
 def _to_rgb(gray: np.ndarray, tint: np.ndarray) -> np.ndarray:
