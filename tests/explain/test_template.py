@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workstation.core import masks
 from workstation.core.types import AnomalyMap, Product
@@ -132,3 +134,36 @@ def test_deterministic() -> None:
     values = background(seed=3)
     values[30:40, 30:90] = 1.7
     assert explain(amap(values)) == explain(amap(values.copy()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(8, 96),
+    st.integers(8, 96),
+    st.lists(
+        st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 0.6), st.floats(0, 0.6)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_location_always_names_the_dominant_cell(
+    h: int, w: int, boxes: list[tuple[float, float, float, float]]
+) -> None:
+    values = np.zeros((h, w), np.float32)
+    for fy, fx, fh, fw in boxes:
+        y, x = int(fy * (h - 1)), int(fx * (w - 1))
+        values[y : y + 1 + int(fh * h), x : x + 1 + int(fw * w)] = 2.0
+    result = explain(amap(values))
+    assert masks.cell_from_words(result.location) == masks.dominant_cell(values >= 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=64, max_size=64),
+    st.one_of(st.none(), st.floats(-1, 3)),
+)
+def test_never_raises_on_odd_values(values: list[float], threshold: float | None) -> None:
+    array = np.array(values, np.float32).reshape(8, 8)
+    score = float(np.nan_to_num(np.nanmax(array) if np.isfinite(array).any() else 0.0))
+    result = explain(AnomalyMap(array, score=score, threshold=threshold))
+    assert result.verdict in ("normal", "anomalous")

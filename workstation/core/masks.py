@@ -295,7 +295,7 @@ def analyze_regions(
         peak = mean = None
         if values is not None:
             inside = values[y : y + h, x : x + w][crop]
-            peak, mean = float(inside.max()), float(inside.mean())
+            peak, mean = float(inside.max()), float(inside.mean(dtype=np.float64))
         box = (
             x * factor,
             y * factor,
