@@ -180,6 +180,10 @@ def check_locations(dataset: Path) -> dict[str, Any]:
 
 
 def _handler(args: argparse.Namespace) -> int:
+    from workstation.core.errors import UserError
+
+    if args.maps < 0 or args.size < 8 or args.vlm_runs < 1 or args.max_new_tokens < 1:
+        raise UserError("--maps must be >= 0, --size >= 8, --vlm-runs and --max-new-tokens >= 1")
     report: dict[str, Any] = {}
     if args.maps > 0:
         report["template"] = bench_template(args.maps, args.size)
