@@ -152,3 +152,15 @@ def test_chat_pair_for_training() -> None:
     assert parse_explanation(pair.target) == target
     assert pair.prompt_hash == build_prompt(request(), options=OPTIONS).hash
     assert len(pair.images) == 5
+
+
+def test_mask_request_for_training_feedback() -> None:
+    from workstation.explain.prompts import mask_request
+
+    image = np.zeros((60, 90, 3), np.uint8)
+    mask = np.zeros((60, 90), np.uint8)
+    mask[45:55, 70:85] = 1
+    text = texts(build_prompt(mask_request(image, mask, product=PRODUCT), options=OPTIONS))
+    assert "lower right" in text and "expert verdict: anomalous" in text
+    normal = texts(build_prompt(mask_request(image, None), options=OPTIONS))
+    assert "expert verdict: normal" in normal and "unknown product" in normal

@@ -77,6 +77,31 @@ class ExplainRequest:
             )
 
 
+def mask_request(
+    image: np.ndarray,
+    mask: np.ndarray | None,
+    *,
+    product: Product | None = None,
+    reference: np.ndarray | None = None,
+) -> ExplainRequest:
+    """A request for an image whose anomaly is known only as a mask (training feedback).
+
+    The mask stands in for the expert's map at twice the threshold inside the region, so
+    the region facts read like a confident expert's; no mask means a normal image.
+    """
+    h, w = image.shape[:2]
+    binary = masks.binarize(mask) if mask is not None else np.zeros((h, w), np.uint8)
+    values = binary.astype(np.float32) * 2.0
+    anomaly_map = AnomalyMap(values, score=float(values.max()), threshold=1.0)
+    return ExplainRequest(
+        image=image,
+        anomaly_map=anomaly_map,
+        product=product,
+        mask=binary if binary.any() else None,
+        reference=reference,
+    )
+
+
 @dataclass(frozen=True)
 class Prompt:
     """Chat messages (``{"type": "image"}`` placeholders) plus the images in order."""
