@@ -383,10 +383,25 @@ def _load_backbone(name: str, image_size: int) -> str:
     return f"loads ({features.shape[1]} feature channels)"
 
 
+def _load_vlm_parts(folder: Path) -> str:
+    """Config, processor and model class of a VLM, without reading its (GB of) weights.
+
+    Enough to catch what breaks in a packaged app (a transformers model module or a
+    processor file left out) without needing the RAM to hold the model.
+    """
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    config = AutoConfig.from_pretrained(folder)
+    model_class = AutoModelForImageTextToText._model_mapping[type(config)]
+    AutoProcessor.from_pretrained(folder)
+    return f"{model_class.__name__} and its processor load"
+
+
 def check_models(context: DoctorContext) -> list[CheckResult]:
     """Every catalogue model: where it is, or the one line that says how to get it.
 
-    Configured backbones are also built and run on a tiny image. Missing weights are
+    Configured backbones are also built and run on one image, and a configured VLM's
+    config, processor and model class are loaded (not its weights). Missing weights are
     ``optional``: the weight-free defaults keep the application working.
     """
     from workstation.experts.catalog import catalog_names, find_entry
@@ -405,12 +420,26 @@ def check_models(context: DoctorContext) -> list[CheckResult]:
                 )
             )
             continue
+        except UserError as exc:  # e.g. a configured folder without weights
+            results.append(
+                CheckResult(
+                    f"model {name}",
+                    False,
+                    f"unusable{role}: {exc}",
+                    fix="point the setting at a complete model folder or install its bundle",
+                    severity="optional",
+                )
+            )
+            continue
         detail = f"{found.origin}: {found.path}{role}"
         entry = find_entry(name)
-        if name in roles and entry is not None and entry.family != "vlm":
+        if name in roles:
             try:
-                detail += f"; {_load_backbone(name, entry.image_size)}"
-            except (UserError, RuntimeError, OSError, ValueError) as exc:
+                if found.family == "vlm":
+                    detail += f"; {_load_vlm_parts(found.path)}"
+                elif entry is not None:
+                    detail += f"; {_load_backbone(name, entry.image_size)}"
+            except (UserError, RuntimeError, OSError, ValueError, KeyError) as exc:
                 results.append(
                     CheckResult(
                         f"model {name}",

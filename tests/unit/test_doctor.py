@@ -229,3 +229,38 @@ def test_store_from_a_newer_program_or_not_a_store_fails(tmp_path: Path) -> None
     ctx.db_path.write_bytes(b"this is a photo, not a database" * 200)
     garbage = doctor.check_store(ctx)
     assert garbage.blocking and "not a readable" in garbage.detail and "--db" in garbage.fix
+
+
+def test_a_configured_vlm_folder_is_checked_to_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Config and model class are resolved for real; only the processor load is observed
+    (building a real tokenizer takes half a minute, and is transformers' own business)."""
+    import transformers
+    from transformers import Qwen2VLConfig
+
+    folder = tmp_path / "vlm"
+    Qwen2VLConfig().save_pretrained(folder)
+    (folder / "model.safetensors").write_bytes(b"not read by the doctor")
+    processor_folders: list[Path] = []
+    monkeypatch.setattr(
+        transformers.AutoProcessor,
+        "from_pretrained",
+        lambda path, **_: processor_folders.append(Path(path)),
+    )
+    settings = Settings(explainer=ExplainerSettings(kind="vlm", vlm=str(folder)))
+    results = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
+    loaded = results[f"model {folder}"]
+    assert loaded.ok and "configured as explainer VLM" in loaded.detail
+    assert "Qwen2VLForConditionalGeneration and its processor load" in loaded.detail
+    assert processor_folders == [folder.resolve()]
+
+    (folder / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    broken = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
+    assert not broken[f"model {folder}"].ok
+    assert "does not load" in broken[f"model {folder}"].detail
+
+    (folder / "model.safetensors").unlink()
+    unusable = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
+    assert "no weights" in unusable[f"model {folder}"].detail
+    assert unusable[f"model {folder}"].severity == "optional"
