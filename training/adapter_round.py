@@ -1,0 +1,161 @@
+"""One adapter round: features -> head -> adapter folder -> held-out metrics before/after.
+
+"Before" is what the inspector has now: the few-shot expert on the product's references,
+joined with the parent adapter when there is one; "after" swaps in the new head. Both are
+scored on the same held-out images (golden set included), so the gate compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.adapter import AdapterHyperparameters, EtaClock, mask_targets, train_head
+from training.contract import ProgressEvent, RoundManifest
+from training.data import MaskExample, check_adapter_feedback, mask_examples
+from training.evaluate import ScoredSample, gate, held_out_metrics
+from workstation.core.imageio import read_image
+from workstation.core.types import AnomalyMap
+from workstation.experts.adapter import (
+    AdapterConfig,
+    AdapterExpert,
+    adapter_shape,
+    base_scale,
+    extract_features,
+    join_adapter,
+    save_adapter,
+)
+from workstation.experts.base import Backbone, build_backbone
+from workstation.experts.fewshot import FewShotConfig, FewShotExpert
+
+Emit = Callable[[ProgressEvent], None]
+STEP_EVENTS = 50
+"""About this many step events per round: enough for a smooth bar, not a flood of lines."""
+
+
+def _targets(examples: Sequence[MaskExample], grid: tuple[int, int]) -> torch.Tensor:
+    return torch.cat([mask_targets(torch.from_numpy(e.mask)[None, None], grid) for e in examples])
+
+
+def fit_adapter(
+    backbone: Backbone,
+    examples: Sequence[MaskExample],
+    *,
+    image_size: int,
+    hyper: AdapterHyperparameters,
+    seed: int,
+    base_model: str = "",
+    emit: Emit | None = None,
+) -> AdapterExpert:
+    """Train a head on ``examples`` (masks and normals) and wrap it as an expert."""
+    shape = adapter_shape(backbone, [e.image.shape[:2] for e in examples], image_size)
+    feats = extract_features(backbone, [e.image for e in examples], shape=shape)
+    targets = _targets(examples, (feats.shape[2], feats.shape[3])).to(feats.device)
+    clock = EtaClock()
+    every = max(1, hyper.steps // STEP_EVENTS)
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if emit is not None and (step % every == 0 or step == total):
+            emit(
+                ProgressEvent(
+                    "step", step=step, total=total, loss=loss, eta_s=clock.eta(step, total)
+                )
+            )
+
+    head = train_head(feats, targets, hyper=hyper, seed=seed, on_step=on_step)
+    config = AdapterConfig(
+        backbone=backbone.name,
+        feature_dim=int(feats.shape[1]),
+        hidden=hyper.hidden,
+        shape=shape,
+        patch_stride=backbone.patch_stride,
+        base_model=base_model,
+    )
+    return AdapterExpert(backbone, head, config)
+
+
+def _scored(maps: Sequence[AnomalyMap], examples: Sequence[MaskExample]) -> list[ScoredSample]:
+    return [
+        ScoredSample(
+            anomaly_map=m.map,
+            score=m.score,
+            anomalous=e.sample.label == "anomalous",
+            mask=e.mask,
+            golden=e.sample.golden,
+        )
+        for m, e in zip(maps, examples, strict=True)
+    ]
+
+
+def evaluate_round(
+    manifest: RoundManifest,
+    backbone: Backbone,
+    candidate: AdapterExpert,
+    *,
+    calibration: Sequence[np.ndarray],
+    parent: AdapterExpert | None = None,
+) -> dict[str, object]:
+    """Held-out metrics of the current setup (before) and with the candidate (after)."""
+    held = mask_examples(manifest.held_out)
+    if not held:
+        return {"before": {}, "after": {}, "promote": False, "reason": "no held-out images"}
+    images = [e.image for e in held]
+    sizes = [im.shape[:2] for im in images]
+    expert = FewShotExpert(backbone, FewShotConfig(image_size=manifest.image_size))
+    expert.fit([read_image(p) for p in manifest.references])
+    base_maps = expert.predict(images)
+    scale = base_scale([m.map for m in expert.predict(list(calibration))])
+    feats = candidate.features(images)
+    after_maps = [
+        join_adapter(b, a, scale=scale)
+        for b, a in zip(base_maps, candidate.predict_features(feats, sizes), strict=True)
+    ]
+    if parent is not None:
+        parent_maps = parent.predict(images)
+        before_maps = [
+            join_adapter(b, a, scale=scale) for b, a in zip(base_maps, parent_maps, strict=True)
+        ]
+    else:
+        before_maps = [
+            AnomalyMap(map=b.map / scale, score=b.score / scale, expert=b.expert) for b in base_maps
+        ]
+    before = held_out_metrics(_scored(before_maps, held))
+    after = held_out_metrics(_scored(after_maps, held))
+    tolerance = float(manifest.hyperparameters.get("regression_tolerance", 0.01))
+    decision = gate(before, after, tolerance=tolerance)
+    return {
+        "before": before,
+        "after": after,
+        "promote": decision.promote,
+        "reason": decision.reason,
+        "base_scale": scale,
+    }
+
+
+def run_adapter_round(
+    manifest: RoundManifest, out: Path, *, device: str, emit: Emit
+) -> dict[str, object]:
+    """Train, save into ``out`` (a fresh folder) and evaluate; returns the metrics record."""
+    check_adapter_feedback(manifest.train)
+    hyper = AdapterHyperparameters.from_dict(manifest.hyperparameters)
+    backbone = build_backbone(manifest.backbone, device=device)
+    examples = mask_examples(manifest.train)
+    candidate = fit_adapter(
+        backbone,
+        examples,
+        image_size=manifest.image_size,
+        hyper=hyper,
+        seed=manifest.seed,
+        base_model=manifest.base_model,
+        emit=emit,
+    )
+    save_adapter(candidate.head, candidate.config, out)
+    parent_path = manifest.hyperparameters.get("parent_adapter")
+    parent = AdapterExpert.load(Path(str(parent_path)), backbone) if parent_path else None
+    calibration = [e.image for e in examples if e.sample.label == "normal"]
+    if not manifest.references:
+        return {"before": {}, "after": {}, "promote": False, "reason": "no references"}
+    return evaluate_round(manifest, backbone, candidate, calibration=calibration, parent=parent)

@@ -1,0 +1,1 @@
+"""Active learning: which unreviewed image the inspector should see next, and why."""

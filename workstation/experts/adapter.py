@@ -1,0 +1,241 @@
+"""Learned segmentation adapter: a small head on frozen backbone patch features.
+
+Trained by ``training.adapter`` from inspector-corrected masks and normal images
+(APRIL-GAN-style per-patch projection predicting a mask logit). The backbone never changes,
+so the head is tiny, trains in seconds even on the weight-free filter bank, and its map joins
+the few-shot map in the fusion. Features are standardised with statistics of the training
+set, stored with the head, so it does not depend on each backbone's feature scale.
+
+An adapter folder holds ``adapter.pt`` (state dict) and ``adapter.json`` (the config naming
+the backbone and feature size). Loading checks both, so an adapter trained on another
+backbone is refused with a clear message instead of producing nonsense maps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from workstation.core.errors import UserError
+from workstation.core.types import AnomalyMap
+from workstation.experts.base import Backbone
+from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
+from workstation.experts.fewshot import top_percent_mean
+
+SMOOTHING = 0.5
+"""Map smoothing sigma in patch strides, as the few-shot expert uses."""
+
+ADAPTER_FORMAT = "iad-segmentation-adapter/1"
+CONFIG_FILE = "adapter.json"
+WEIGHTS_FILE = "adapter.pt"
+
+
+class AdapterMismatchError(UserError):
+    """The adapter was trained for another backbone, feature size or base model."""
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    backbone: str
+    feature_dim: int
+    hidden: int
+    shape: tuple[int, int]
+    """Working (H, W) the backbone sees, as chosen by ``features.working_shape``."""
+    patch_stride: int
+    base_model: str = ""
+    format: str = ADAPTER_FORMAT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", (int(self.shape[0]), int(self.shape[1])))
+
+
+class SegmentationHead(nn.Module):
+    """Per-patch projection: standardise, then 1x1 convolutions to one anomaly logit."""
+
+    def __init__(self, feature_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(1, feature_dim, 1, 1))
+        self.register_buffer("std", torch.ones(1, feature_dim, 1, 1))
+        if hidden:
+            self.net: nn.Module = nn.Sequential(
+                nn.Conv2d(feature_dim, hidden, 1), nn.GELU(), nn.Conv2d(hidden, 1, 1)
+            )
+        else:
+            self.net = nn.Conv2d(feature_dim, 1, 1)
+
+    def set_statistics(self, features: torch.Tensor) -> None:
+        self.mean.copy_(features.mean(dim=(0, 2, 3), keepdim=True))
+        self.std.copy_(features.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net((features - self.mean) / self.std)
+
+
+def save_adapter(head: SegmentationHead, config: AdapterConfig, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.cpu() for k, v in head.state_dict().items()}, folder / WEIGHTS_FILE)
+    (folder / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+
+
+def read_adapter_config(folder: Path) -> AdapterConfig:
+    path = Path(folder) / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        config = AdapterConfig(**raw)
+    except FileNotFoundError:
+        raise AdapterMismatchError(
+            f"{folder} is not an adapter folder (no {CONFIG_FILE})"
+        ) from None
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise AdapterMismatchError(f"adapter config {path} is unreadable: {exc}") from exc
+    if config.format != ADAPTER_FORMAT:
+        raise AdapterMismatchError(
+            f"adapter format {config.format!r} is not supported (expected {ADAPTER_FORMAT!r})"
+        )
+    return config
+
+
+def check_compatible(
+    config: AdapterConfig,
+    *,
+    backbone: str,
+    feature_dim: int | None = None,
+    base_model: str | None = None,
+) -> None:
+    """Refuse an adapter that would read features it was not trained on."""
+    if config.backbone != backbone:
+        raise AdapterMismatchError(
+            f"this adapter was trained on the {config.backbone!r} backbone but the experts use "
+            f"{backbone!r}; train a new adapter round or switch the backbone back"
+        )
+    if feature_dim is not None and config.feature_dim != feature_dim:
+        raise AdapterMismatchError(
+            f"this adapter expects {config.feature_dim}-dimensional features but the "
+            f"{backbone!r} backbone gives {feature_dim}; train a new adapter round"
+        )
+    if base_model and config.base_model and config.base_model != base_model:
+        raise AdapterMismatchError(
+            f"this adapter was trained on base model {config.base_model!r}, not {base_model!r}; "
+            "train a new adapter round"
+        )
+
+
+def load_adapter(
+    folder: Path,
+    *,
+    backbone: str,
+    feature_dim: int | None = None,
+    base_model: str | None = None,
+    device: str = "cpu",
+) -> tuple[SegmentationHead, AdapterConfig]:
+    config = read_adapter_config(folder)
+    check_compatible(config, backbone=backbone, feature_dim=feature_dim, base_model=base_model)
+    head = SegmentationHead(config.feature_dim, config.hidden)
+    state = torch.load(Path(folder) / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    head.load_state_dict(state)
+    return head.to(device).eval(), config
+
+
+def adapter_shape(
+    backbone: Backbone, shapes: Sequence[tuple[int, int]], image_size: int
+) -> tuple[int, int]:
+    """The working shape for these images, rounded the way the backbone needs."""
+    multiple = int(getattr(backbone, "size_multiple", backbone.patch_stride))
+    return working_shape(shapes, image_size=image_size, multiple=multiple)
+
+
+def extract_features(
+    backbone: Backbone, images: Sequence[np.ndarray], *, shape: tuple[int, int], batch_size: int = 8
+) -> torch.Tensor:
+    """Frozen backbone features ``(N, C, h, w)`` of images resized to ``shape``, in batches."""
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = [
+                resize_rgb(to_rgb_uint8(im), shape) for im in images[start : start + batch_size]
+            ]
+            chunks.append(backbone.features(batch).float())
+    return torch.cat(chunks)
+
+
+class AdapterExpert:
+    """Expert protocol over a trained head: the map is the defect probability per pixel.
+
+    It needs no normal references (``fit`` is a no-op): it learned what defects look like
+    from the inspectors' masks. The image score is the mean of the top 1 % of patch scores.
+    """
+
+    name = "adapter"
+
+    def __init__(self, backbone: Backbone, head: SegmentationHead, config: AdapterConfig) -> None:
+        self.backbone = backbone
+        self.head = head
+        self.config = config
+
+    @classmethod
+    def load(
+        cls, folder: Path, backbone: Backbone, *, base_model: str | None = None
+    ) -> AdapterExpert:
+        device = str(getattr(backbone, "device", "cpu"))
+        head, config = load_adapter(
+            folder, backbone=backbone.name, base_model=base_model, device=device
+        )
+        return cls(backbone, head, config)
+
+    def fit(self, normals: Sequence[np.ndarray], *, progress: object = None) -> None:
+        del normals, progress
+
+    def features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        return extract_features(self.backbone, images, shape=self.config.shape)
+
+    def predict_features(
+        self, features: torch.Tensor, sizes: Sequence[tuple[int, int]]
+    ) -> list[AnomalyMap]:
+        """Maps from features already extracted at ``config.shape`` (reused across heads)."""
+        if features.shape[1] != self.config.feature_dim:
+            raise AdapterMismatchError(
+                f"this adapter expects {self.config.feature_dim}-dimensional features but the "
+                f"{self.backbone.name!r} backbone gives {features.shape[1]}; "
+                "train a new adapter round"
+            )
+        with torch.inference_mode():
+            prob = torch.sigmoid(self.head(features.to(self.head.mean.device)))[:, 0]
+        out = []
+        for grid, (h, w) in zip(prob.cpu().numpy(), sizes, strict=True):
+            scale = np.sqrt(h * w / (self.config.shape[0] * self.config.shape[1]))
+            sigma = SMOOTHING * self.config.patch_stride * scale
+            heat = grid_to_map(grid, (h, w), sigma=sigma)
+            out.append(AnomalyMap(map=heat, score=top_percent_mean(grid, 1.0), expert=self.name))
+        return out
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
+        return self.predict_features(self.features(images), [im.shape[:2] for im in images])
+
+
+def base_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+    """Pixel value the base expert's map reaches on normal images (its 99th percentile).
+
+    Dividing by it puts the base map in "1 = as high as normal texture gets" units, the
+    same scale as the adapter's probability (0.5 = its decision boundary), so the two can
+    be added without either drowning the other.
+    """
+    if not normal_maps:
+        raise UserError("calibrating the adapter fusion needs at least one normal image")
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    return max(float(np.quantile(values, quantile)), 1e-6)
+
+
+def join_adapter(base: AnomalyMap, adapter: AnomalyMap, *, scale: float) -> AnomalyMap:
+    """The adapter's map joins a base (few-shot or fused) map: scaled base + probability."""
+    heat = base.map / scale + adapter.map
+    return AnomalyMap(
+        map=heat.astype(np.float32),
+        score=base.score / scale + adapter.score,
+        expert=f"{base.expert}+{adapter.expert}",
+    )
