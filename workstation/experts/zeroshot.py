@@ -224,6 +224,22 @@ class ZeroShotExpert:
         return image_probability.cpu().numpy(), grid.float().cpu().numpy()
 
 
+def create_zeroshot_expert(
+    product: Product,
+    *,
+    model: str = "clip-b16-plus",
+    device: str = "cpu",
+    config: ZeroShotConfig | None = None,
+) -> ZeroShotExpert:
+    """The zero-shot expert on CLIP ``model`` (catalogue name, bundle or folder path).
+
+    Raises MissingModelError (one line, how to get it) when the weights are not here.
+    """
+    from workstation.experts.backbones import build_clip_backbone
+
+    return ZeroShotExpert(build_clip_backbone(model, device=device), product, config)
+
+
 def harmonic_patch_scores(
     window_scores: torch.Tensor, index: np.ndarray, n_patches: int
 ) -> torch.Tensor:
