@@ -161,3 +161,15 @@ def test_chat_pair_encodes_answer_only_labels_and_trains(loaded, folder: Path) -
     loss.backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n]
     assert torch.isfinite(loss) and grads and all(g is not None for g in grads)
+
+
+def test_qwen2_5_vl_architecture_runs_the_same_path(tmp_path: Path) -> None:
+    from workstation.explain.tiny import build_tiny_vlm
+
+    folder = build_tiny_vlm(tmp_path / "tiny25", architecture="qwen2.5-vl")
+    explainer = VlmExplainer.load(
+        "tiny25", folder=folder, device="cpu", max_new_tokens=3, options=SMALL
+    )
+    assert type(explainer.loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    result = explainer.explain(request())
+    assert result.fallback and 2 <= result.tokens <= 6

@@ -2,7 +2,7 @@
 and (``--check-locations``) whether the template's location word names the grid cell that
 holds the largest part of each ground-truth mask.
 
-The VLM part builds the tiny random Qwen2-VL in-process by default (``--vlm tiny``), which
+The VLM part builds a tiny random Qwen2.5-VL in-process by default (``--vlm tiny``), which
 measures the pipeline's overhead on this machine, not a real model's speed; pass a
 catalogue name or a model folder to time a real one.
 """
@@ -81,7 +81,8 @@ def bench_vlm(name: str, *, runs: int, max_new_tokens: int, device: str) -> dict
         if small:
             from workstation.explain.tiny import build_tiny_vlm
 
-            folder = build_tiny_vlm(Path(temp) / "tiny")
+            # the default explainer's architecture, at toy size
+            folder = build_tiny_vlm(Path(temp) / "tiny", architecture="qwen2.5-vl")
         started = time.perf_counter()
         explainer = VlmExplainer.load(
             name,
@@ -211,7 +212,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--vlm",
         default="tiny",
-        help="'tiny' (random tiny Qwen2-VL built here), a model name or folder, or 'none'",
+        help="'tiny' (random tiny Qwen2.5-VL built here), a model name or folder, or 'none'",
     )
     parser.add_argument("--vlm-runs", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=32)

@@ -2,7 +2,8 @@
 
 Tests, the explain benchmark and the training tests need a real image-text-to-text model
 that loads through the same folder path as a downloaded one, without the internet. This
-writes such a folder: a one-layer Qwen2-VL (about 0.1 M parameters), a byte-level BPE
+writes such a folder: a one-layer Qwen2-VL or Qwen2.5-VL (the default explainer's
+architecture; about 0.1 M parameters), a byte-level BPE
 tokenizer trained on a few lines of inspection text (so any text encodes), the Qwen2-VL
 chat template and a processor with small image sizes. Its answers are random text, which
 is exactly what exercises the parser's retry and the template fallback.
@@ -12,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Literal
+
+TinyArchitecture = Literal["qwen2-vl", "qwen2.5-vl"]
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -54,6 +58,38 @@ DEFAULT_CORPUS: tuple[str, ...] = (
 PATCH = 14
 MERGE = 2
 
+_CLASSES: dict[str, tuple[str, str, str]] = {
+    "qwen2-vl": ("Qwen2VLConfig", "Qwen2VLForConditionalGeneration", "Qwen2VLProcessor"),
+    "qwen2.5-vl": (
+        "Qwen2_5_VLConfig",
+        "Qwen2_5_VLForConditionalGeneration",
+        "Qwen2_5_VLProcessor",
+    ),
+}
+"""(config, model, processor) class names per architecture."""
+
+
+def _vision_config(
+    architecture: TinyArchitecture, hidden_size: int, heads: int, layers: int
+) -> dict[str, Any]:
+    common = {
+        "depth": layers,
+        "hidden_size": hidden_size,
+        "num_heads": heads,
+        "patch_size": PATCH,
+        "spatial_merge_size": MERGE,
+        "temporal_patch_size": 2,
+    }
+    if architecture == "qwen2-vl":
+        return common | {"embed_dim": hidden_size}
+    # Qwen2.5-VL: windowed attention with some full-attention blocks, own output width
+    return common | {
+        "intermediate_size": 2 * hidden_size,
+        "out_hidden_size": hidden_size,
+        "window_size": PATCH * MERGE * 2,
+        "fullatt_block_indexes": [layers - 1],
+    }
+
 
 def build_tokenizer(corpus: Iterable[str] = DEFAULT_CORPUS, *, vocab_size: int = 400):
     """A byte-level BPE tokenizer with the Qwen2-VL special tokens, trained in memory."""
@@ -86,27 +122,24 @@ def build_tiny_vlm(
     layers: int = 1,
     max_image_side: int = 56,
     corpus: Iterable[str] = DEFAULT_CORPUS,
+    architecture: TinyArchitecture = "qwen2-vl",
 ) -> Path:
-    """Write a loadable tiny Qwen2-VL model + processor to ``folder`` and return it.
+    """Write a loadable tiny Qwen2-VL (or Qwen2.5-VL) model + processor to ``folder``.
 
     ``max_image_side`` bounds the processor's pixel budget so that each image costs only
     a handful of vision tokens ((side / 28) ** 2 per image).
     """
     import torch
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    import transformers
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     tokenizer = build_tokenizer(corpus)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     heads = 2
     half_head = hidden_size // heads // 2
     third = half_head // 3
-    config = Qwen2VLConfig(
+    names = _CLASSES[architecture]
+    config = getattr(transformers, names[0])(
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": hidden_size,
@@ -124,25 +157,17 @@ def build_tiny_vlm(
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
         },
-        vision_config={
-            "depth": layers,
-            "embed_dim": hidden_size,
-            "hidden_size": hidden_size,
-            "num_heads": heads,
-            "patch_size": PATCH,
-            "spatial_merge_size": MERGE,
-            "temporal_patch_size": 2,
-        },
+        vision_config=_vision_config(architecture, hidden_size, heads, layers),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config).eval()
+    model = getattr(transformers, names[1])(config).eval()
     unit = PATCH * MERGE
     pixels = {"min_pixels": unit * unit, "max_pixels": max(max_image_side, unit) ** 2}
-    processor = Qwen2VLProcessor(
+    processor = getattr(transformers, names[2])(
         image_processor=Qwen2VLImageProcessor(**pixels),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(**pixels),
