@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from workstation.core.errors import UserError
 from workstation.core.imageio import (
     ImageReadError,
     image_size,
@@ -19,7 +20,6 @@ from workstation.core.imageio import (
     read_mask_checked,
     write_png,
 )
-from workstation.core.errors import UserError
 
 
 @pytest.fixture

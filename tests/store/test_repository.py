@@ -354,7 +354,7 @@ def test_gui_thread_and_worker_write_at_once_without_locked_errors(tmp_path: Pat
         def run() -> None:
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:  # collected and asserted below
                 errors.append(exc)
 
         return run
