@@ -42,6 +42,7 @@ from workstation.gui.render import (
     heatmap_qimage,
     mask_outline,
     mask_qimage,
+    mask_tile_images,
     threshold_contour,
 )
 from workstation.gui.undo import Box, MaskDiff
@@ -55,6 +56,28 @@ Z_IMAGE, Z_HEAT, Z_CONTOUR, Z_MASK, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
+class Overlays:
+    """Heatmap and mask layers rendered ahead (worker thread) for one colormap and mask."""
+
+    colormap: str
+    heat_image: QImage | None
+    contour: QPainterPath
+    mask_tiles: dict[tuple[int, int], QImage]
+    mask_outline: QPainterPath
+
+
+def prepare_overlays(heat: HeatmapDisplay | None, mask: np.ndarray, colormap: str) -> Overlays:
+    """Worker-thread half of showing an image: every array-to-image conversion."""
+    return Overlays(
+        colormap=colormap,
+        heat_image=heatmap_qimage(heat, colormap) if heat is not None else None,
+        contour=threshold_contour(heat) if heat is not None else QPainterPath(),
+        mask_tiles=mask_tile_images(mask, MASK_RGBA, MASK_TILE),
+        mask_outline=mask_outline(mask),
+    )
+
+
+@dataclass(frozen=True)
 class CanvasContent:
     """Everything one image needs on screen, prepared off the GUI thread."""
 
@@ -62,6 +85,10 @@ class CanvasContent:
     rgb: np.ndarray
     tiles: list[tuple[int, int, QImage]]
     heatmap: HeatmapDisplay | None = None
+    overlays: Overlays | None = None
+    overview: QImage | None = None
+    """The image reduced by ``overview_factor``, painted instead of the tiles when zoomed out."""
+    overview_factor: int = 1
 
     @property
     def size(self) -> tuple[int, int]:
@@ -187,6 +214,10 @@ class Canvas(_BaseView):
         self._image_items: list[QGraphicsPixmapItem] = []
         self._mask_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}
         scene = self.scene()
+        self._overview_item = QGraphicsPixmapItem()
+        self._overview_item.setZValue(Z_IMAGE)
+        self._overview_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        scene.addItem(self._overview_item)
         self._heat_item = QGraphicsPixmapItem()
         self._heat_item.setZValue(Z_HEAT)
         self._heat_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
@@ -221,24 +252,46 @@ class Canvas(_BaseView):
 
     # -- content -----------------------------------------------------------------------------
     def set_content(
-        self, content: CanvasContent, editor: MaskEditor, *, keep_view: bool = False
+        self,
+        content: CanvasContent,
+        editor: MaskEditor,
+        *,
+        keep_view: bool = False,
+        mask_prepared: bool = False,
     ) -> None:
-        """Show a new image with its heatmap and mask; the view is fitted unless kept."""
+        """Show a new image with its heatmap and mask; the view is fitted unless kept.
+
+        ``mask_prepared`` says the editor's mask is the one ``content.overlays`` was rendered
+        from, so the prepared mask tiles can be used instead of rendering them here.
+        """
         scene = self.scene()
         same_size = self.content is not None and self.content.size == content.size
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = _tile_items(scene, content.tiles, Z_IMAGE)
+        if content.overview is not None:
+            self._overview_item.setPixmap(QPixmap.fromImage(content.overview))
+            self._overview_item.setScale(content.overview_factor)
+        else:
+            self._overview_item.setPixmap(QPixmap())
         self.content = content
         self.editor = editor
         self._poly = []
         self._poly_item.setPath(QPainterPath())
         w, h = content.size
         self.setSceneRect(QRectF(0, 0, w, h))
-        self._render_heatmap()
-        self.refresh_mask()
+        overlays = content.overlays
+        if overlays is not None and overlays.colormap == self.colormap:
+            self._show_heatmap(overlays.heat_image, overlays.contour)
+        else:
+            self._render_heatmap()
+        if overlays is not None and mask_prepared:
+            self._show_mask_tiles(overlays.mask_tiles, overlays.mask_outline)
+        else:
+            self.refresh_mask()
         if not (keep_view and same_size):
             self.fit()
+        self._choose_level()
         self._update_cursor_shape()
 
     def clear(self) -> None:
@@ -246,6 +299,7 @@ class Canvas(_BaseView):
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = []
+        self._overview_item.setPixmap(QPixmap())
         for item in self._mask_items.values():
             scene.removeItem(item)
         self._mask_items = {}
@@ -258,15 +312,36 @@ class Canvas(_BaseView):
     def _render_heatmap(self) -> None:
         heat = self.content.heatmap if self.content else None
         if heat is None:
+            self._show_heatmap(None, QPainterPath())
+        else:
+            self._show_heatmap(heatmap_qimage(heat, self.colormap), threshold_contour(heat))
+
+    def _show_heatmap(self, image: QImage | None, contour: QPainterPath) -> None:
+        heat = self.content.heatmap if self.content else None
+        if image is None or heat is None:
             self._heat_item.setPixmap(QPixmap())
             self._contour_item.setPath(QPainterPath())
             return
-        self._heat_item.setPixmap(QPixmap.fromImage(heatmap_qimage(heat, self.colormap)))
+        self._heat_item.setPixmap(QPixmap.fromImage(image))
         self._heat_item.setScale(heat.scale)
         self._heat_item.setOpacity(self.heat_opacity)
         self._heat_item.setVisible(self.heat_visible)
-        self._contour_item.setPath(threshold_contour(heat))
+        self._contour_item.setPath(contour)
         self._contour_item.setVisible(self.heat_visible and self.contour_visible)
+
+    def _show_mask_tiles(self, tiles: dict[tuple[int, int], QImage], outline: QPainterPath) -> None:
+        scene = self.scene()
+        for item in self._mask_items.values():
+            scene.removeItem(item)
+        self._mask_items = {}
+        for (ty, tx), image in tiles.items():
+            item = QGraphicsPixmapItem(QPixmap.fromImage(image))
+            item.setPos(tx * MASK_TILE, ty * MASK_TILE)
+            item.setZValue(Z_MASK)
+            item.setVisible(self.mask_visible)
+            scene.addItem(item)
+            self._mask_items[(ty, tx)] = item
+        self._outline_item.setPath(outline)
 
     def refresh_mask(self, box: Box | None = None, *, outline: bool = True) -> None:
         """Repaint the mask tiles touching ``box`` (all when None) and, if asked, the outline."""
@@ -339,6 +414,22 @@ class Canvas(_BaseView):
             else QGraphicsView.DragMode.NoDrag
         )
         self._update_cursor_shape()
+
+    def set_zoom(self, factor: float) -> None:
+        super().set_zoom(factor)
+        self._choose_level()
+
+    def _choose_level(self) -> None:
+        """Zoomed out, paint the overview (few pixels to scale) instead of the full tiles."""
+        content = self.content
+        use_overview = (
+            content is not None
+            and content.overview is not None
+            and self.zoom() * content.overview_factor <= 1.0
+        )
+        self._overview_item.setVisible(use_overview)
+        for item in self._image_items:
+            item.setVisible(not use_overview)
 
     def change_brush(self, delta: int) -> None:
         if self.editor is None:

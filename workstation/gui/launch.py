@@ -33,6 +33,8 @@ def application() -> QApplication:
     if app is None:
         app = QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
+    # workers hand the GIL back sooner, so painting never waits long behind Python code
+    sys.setswitchinterval(0.002)
     if not app.property("iad_themed"):  # also when a test harness made the QApplication
         app.setApplicationName("IAD Workstation")
         app.setOrganizationName("iad-workstation")

@@ -51,6 +51,18 @@ def image_tiles(rgb: np.ndarray, tile: int = IMAGE_TILE) -> list[tuple[int, int,
     ]
 
 
+def overview_factor(width: int, height: int) -> int:
+    """Reduction of the overview level: the whole image in at most ~2048 px on its long side."""
+    return max(2, -(-max(width, height) // 2048))
+
+
+def overview_qimage(rgb: np.ndarray, factor: int) -> QImage:
+    """A reduced copy shown instead of the tiles when zoomed out (a two-level pyramid)."""
+    h, w = rgb.shape[:2]
+    size = (max(1, w // factor), max(1, h // factor))
+    return rgb_qimage(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+
+
 def mask_qimage(mask: np.ndarray, rgba: tuple[int, int, int, int]) -> QImage:
     """0/1 mask patch -> premultiplied ARGB32 with ``rgba`` where the mask is set."""
     r, g, b, a = rgba
@@ -97,16 +109,25 @@ def reduce_heatmap(
     return HeatmapDisplay(values, (image_width or w) / values.shape[1], vmin, vmax, threshold)
 
 
+@lru_cache(maxsize=16)
+def _heat_lut(name: str) -> np.ndarray:
+    """256 premultiplied ARGB32 pixels: the colormap, alpha rising with the value."""
+    rgb = colormap_lut(name).astype(np.uint32)
+    level = np.arange(256, dtype=np.float64) / 255
+    alpha = np.clip(level * 1.6 * 255 + 40, 0, 255).astype(np.uint32)
+    r, g, b = (rgb[:, i] * alpha // 255 for i in range(3))
+    return (alpha << 24) | (r << 16) | (g << 8) | b
+
+
 def heatmap_qimage(display: HeatmapDisplay, colormap: str) -> QImage:
     """Colormapped heatmap whose alpha rises with the value, so calm areas stay see-through."""
-    norm = np.clip((display.values - display.vmin) / (display.vmax - display.vmin), 0.0, 1.0)
-    index = (norm * 255).astype(np.uint8)
-    rgba = np.empty((*index.shape, 4), np.uint8)
-    rgba[..., :3] = colormap_lut(colormap)[index]
-    rgba[..., 3] = np.clip(norm * 1.6 * 255 + 40, 0, 255).astype(np.uint8)
+    span = display.vmax - display.vmin
+    clipped = np.clip(display.values, display.vmin, display.vmax)
+    index = ((clipped - display.vmin) * (255.0 / span)).astype(np.uint8)
+    pixels = np.ascontiguousarray(_heat_lut(colormap)[index])
     h, w = index.shape
-    image = QImage(rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-    return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
+    image = QImage(pixels.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied)
+    return image.copy()
 
 
 def contour_path(binary: np.ndarray, scale: float = 1.0) -> QPainterPath:
@@ -130,6 +151,20 @@ def threshold_contour(display: HeatmapDisplay) -> QPainterPath:
     if display.threshold is None:
         return QPainterPath()
     return contour_path(display.values >= display.threshold, display.scale)
+
+
+def mask_tile_images(
+    mask: np.ndarray, rgba: tuple[int, int, int, int], tile: int
+) -> dict[tuple[int, int], QImage]:
+    """Images of the non-empty ``tile``-sized squares of a mask, keyed by (row, column)."""
+    h, w = mask.shape
+    tiles = {}
+    for ty in range(0, (h + tile - 1) // tile):
+        for tx in range(0, (w + tile - 1) // tile):
+            patch = mask[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile]
+            if patch.any():
+                tiles[(ty, tx)] = mask_qimage(patch, rgba)
+    return tiles
 
 
 def mask_outline(mask: np.ndarray) -> QPainterPath:

@@ -19,11 +19,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from workstation.core.errors import UserError
 from workstation.core.types import Explanation, Product, ReviewVerdict
-from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView
+from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
 from workstation.gui.mask_tools import MaskEditor
-from workstation.gui.render import image_tiles, reduce_heatmap
+from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
 from workstation.gui.undo import UndoHistory
 from workstation.gui.workers import Lane
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
@@ -39,7 +39,7 @@ class LoadedImage:
     content: CanvasContent
 
 
-def load_image(service: ReviewService, image_id: int) -> LoadedImage:
+def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedImage:
     """Everything to show one image, prepared off the GUI thread (runs on the io lane)."""
     from workstation.core.imageio import read_image
 
@@ -53,7 +53,18 @@ def load_image(service: ReviewService, image_id: int) -> LoadedImage:
     heat = None
     if detail.anomaly_map is not None:
         heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1])
-    return LoadedImage(detail, CanvasContent(image_id, rgb, image_tiles(rgb), heat))
+    overlays = prepare_overlays(heat, detail.mask, colormap)
+    factor = overview_factor(rgb.shape[1], rgb.shape[0])
+    content = CanvasContent(
+        image_id,
+        rgb,
+        image_tiles(rgb),
+        heat,
+        overlays,
+        overview=overview_qimage(rgb, factor),
+        overview_factor=factor,
+    )
+    return LoadedImage(detail, content)
 
 
 class ReviewController(QObject):
@@ -231,8 +242,9 @@ class ReviewController(QObject):
             if channel == "view":
                 self.message.emit(str(exc))
 
+        colormap = self.canvas.colormap
         self.io.submit(
-            lambda _p, _c: load_image(service, image_id),
+            lambda _p, _c: load_image(service, image_id, colormap),
             channel=channel,
             image_id=image_id,
             on_result=done,
@@ -272,7 +284,10 @@ class ReviewController(QObject):
             return  # the inspector already moved on
         keep = self.current is not None
         self.current = loaded
-        self.canvas.set_content(loaded.content, self._editor(loaded), keep_view=keep)
+        fresh = loaded.content.image_id not in self._editors
+        self.canvas.set_content(
+            loaded.content, self._editor(loaded), keep_view=keep, mask_prepared=fresh
+        )
         if self._pending_view is not None:
             self.canvas.apply_view_state(self._pending_view)
             self._pending_view = None

@@ -93,7 +93,9 @@ def _read_only(text: str) -> QLineEdit:
 class SettingsDialog(QDialog):
     SECTIONS = ("device", "experts", "explainer", "review")
 
-    def __init__(self, ws: Workstation, bindings: dict[str, tuple[str, ...]], parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ws: Workstation, bindings: dict[str, tuple[str, ...]], parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.ws = ws
         self.bindings = dict(bindings)
@@ -108,7 +110,9 @@ class SettingsDialog(QDialog):
         self.tabs = tabs
         note = QLabel("Expert and device changes apply to the next inspection or training round.")
         note.setObjectName("muted")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -205,8 +209,11 @@ class SettingsDialog(QDialog):
         self.key_edits: dict[str, tuple[QKeySequenceEdit, QKeySequenceEdit]] = {}
         for row, spec in enumerate(ACTIONS):
             table.setItem(row, 0, QTableWidgetItem(f"{spec.group}: {spec.label}"))
-            keys = list(self.bindings.get(spec.id, ())) + ["", ""]
-            first, second = QKeySequenceEdit(QKeySequence(keys[0])), QKeySequenceEdit(QKeySequence(keys[1]))
+            keys = [*self.bindings.get(spec.id, ()), "", ""]
+            first, second = (
+                QKeySequenceEdit(QKeySequence(keys[0])),
+                QKeySequenceEdit(QKeySequence(keys[1])),
+            )
             table.setCellWidget(row, 1, first)
             table.setCellWidget(row, 2, second)
             self.key_edits[spec.id] = (first, second)
@@ -235,7 +242,10 @@ class SettingsDialog(QDialog):
                 "max_new_tokens": self.max_tokens.value(),
                 "use_reference_image": self.use_reference.isChecked(),
             },
-            "review": {"reviewer": self.reviewer.text().strip(), "text_autosave_ms": self.autosave.value()},
+            "review": {
+                "reviewer": self.reviewer.text().strip(),
+                "text_autosave_ms": self.autosave.value(),
+            },
         }
         return merge(self.settings, overrides)
 
