@@ -213,3 +213,15 @@ def test_write_png_is_atomic_and_leaves_no_temp(tmp_path: Path, rgb: np.ndarray)
     write_png(tmp_path / "out" / "a.png", rgb[::-1])
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
     assert np.array_equal(read_image(tmp_path / "out" / "a.png"), rgb[::-1])
+
+
+def test_png_exif_orientation_is_applied(tmp_path: Path) -> None:
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:8, :8] = 255
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 8  # turn counter-clockwise to display
+    image.save(tmp_path / "rot.png", exif=exif)
+    result = read_image(tmp_path / "rot.png")
+    assert np.array_equal(result, np.rot90(rgb))
+    assert image_size(tmp_path / "rot.png") == (24, 32)

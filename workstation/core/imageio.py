@@ -84,7 +84,9 @@ def _header(data: bytes, name: str) -> _Header:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             orientation = 1
-            if img.format in ("JPEG", "TIFF", "PNG", "WEBP"):
+            # Pillow decodes a whole PNG to look for EXIF: only ask when the chunk exists.
+            has_exif = img.format in ("JPEG", "TIFF") or (img.format == "PNG" and b"eXIf" in data)
+            if has_exif:
                 try:
                     orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
                 except Exception:  # a broken EXIF block must not hide a readable image
