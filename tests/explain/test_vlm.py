@@ -173,3 +173,13 @@ def test_qwen2_5_vl_architecture_runs_the_same_path(tmp_path: Path) -> None:
     assert type(explainer.loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
     result = explainer.explain(request())
     assert result.fallback and 2 <= result.tokens <= 6
+
+
+def test_should_stop_cancels_without_caching(loaded) -> None:
+    from workstation.core.errors import CancelledError
+
+    explainer = VlmExplainer(loaded, max_new_tokens=50, options=SMALL)
+    pieces: list[str] = []
+    with pytest.raises(CancelledError):
+        explainer.explain(request(), on_token=pieces.append, should_stop=lambda: True)
+    assert len(explainer.cache) == 0

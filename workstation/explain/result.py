@@ -63,6 +63,10 @@ class ExplainResult:
         )
 
 
+StopCheck = Callable[[], bool]
+"""Polled during generation; returning True ends it early (e.g. the user moved on)."""
+
+
 class Explainer(Protocol):
     """Anything that explains a request; ``on_token`` streams text while it is generated."""
 
@@ -70,7 +74,11 @@ class Explainer(Protocol):
     def source(self) -> str: ...
 
     def explain(
-        self, request: ExplainRequest, *, on_token: TokenCallback | None = None
+        self,
+        request: ExplainRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ExplainResult: ...
 
 
@@ -94,8 +102,13 @@ class TemplateExplainer:
     source = TEMPLATE_SOURCE
 
     def explain(
-        self, request: ExplainRequest, *, on_token: TokenCallback | None = None
+        self,
+        request: ExplainRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ExplainResult:
+        """Instant, so ``should_stop`` has nothing to interrupt."""
         result = template_result(request)
         if on_token is not None:
             on_token(result.explanation.description)

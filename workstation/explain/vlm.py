@@ -14,12 +14,11 @@ marked ``fallback`` so the inspector knows which words came from where.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workstation.core.errors import UserError
+from workstation.core.errors import CancelledError, UserError
 from workstation.device import resolve_device
 from workstation.explain.cache import ResultCache, array_digest, cache_key
 from workstation.explain.parse import parse_explanation
@@ -30,7 +29,12 @@ from workstation.explain.prompts import (
     PromptOptions,
     build_prompt,
 )
-from workstation.explain.result import ExplainResult, TokenCallback, template_result
+from workstation.explain.result import (
+    ExplainResult,
+    StopCheck,
+    TokenCallback,
+    template_result,
+)
 
 DEFAULT_VLM = "qwen2.5-vl-3b"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -112,7 +116,7 @@ def _streamer(tokenizer: Any, on_token: TokenCallback) -> Any:
     return CallbackStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
-def _stop_when(should_stop: Callable[[], bool]) -> Any:
+def _stop_when(should_stop: StopCheck) -> Any:
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class Stop(StoppingCriteria):
@@ -168,9 +172,13 @@ class VlmExplainer:
         request: ExplainRequest,
         *,
         on_token: TokenCallback | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: StopCheck | None = None,
     ) -> ExplainResult:
-        """Explain ``request``; ``on_token`` streams text, ``should_stop`` ends generation early."""
+        """Explain ``request``; ``on_token`` streams text.
+
+        ``should_stop`` is polled after every token; when it turns True generation ends and
+        :class:`CancelledError` is raised (nothing is cached).
+        """
         started = time.perf_counter()
         prompt = build_prompt(request, options=self.options)
         map_digest = array_digest(request.anomaly_map.map) + (
@@ -190,12 +198,12 @@ class VlmExplainer:
         result: ExplainResult | None = None
         for attempt in (1, 2):
             if attempt == 2:
-                if should_stop is not None and should_stop():
-                    break
                 if on_token is not None:
                     on_token(RETRY_NOTICE)
                 prompt = build_prompt(request, options=self.options, strict=True)
             text, count = self.generate(prompt, on_token=on_token, should_stop=should_stop)
+            if should_stop is not None and should_stop():
+                raise CancelledError("explanation stopped on request")
             answers.append(text)
             tokens += count
             explanation = parse_explanation(text)
@@ -218,8 +226,7 @@ class VlmExplainer:
                 seconds=time.perf_counter() - started,
                 attempts=len(answers),
             )
-        if should_stop is None or not should_stop():
-            self.cache.put(key, result.to_record())
+        self.cache.put(key, result.to_record())
         return result
 
     def generate(
@@ -227,7 +234,7 @@ class VlmExplainer:
         prompt: Prompt,
         *,
         on_token: TokenCallback | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: StopCheck | None = None,
     ) -> tuple[str, int]:
         """Run the model greedily on ``prompt``; returns the new text and its token count."""
         import torch

@@ -23,6 +23,7 @@ from workstation.explain.result import (
     TEMPLATE_SOURCE,
     Explainer,
     ExplainResult,
+    StopCheck,
     TemplateExplainer,
     TokenCallback,
 )
@@ -142,11 +143,12 @@ def explain_image(
     *,
     author: str = EXPLAINER_AUTHOR,
     on_token: TokenCallback | None = None,
+    should_stop: StopCheck | None = None,
 ) -> StoredExplanation:
     """Explain one stored image and save the explanation as a new revision."""
     prediction = store.latest_prediction(image_id)
     request = build_request(store, image_id, prediction=prediction)
-    result = explainer.explain(request, on_token=on_token)
+    result = explainer.explain(request, on_token=on_token, should_stop=should_stop)
     if result.source == TEMPLATE_SOURCE:
         model_version = prediction.model_version if prediction is not None else None
     else:
