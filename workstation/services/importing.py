@@ -170,11 +170,17 @@ def import_directory(
         for plan in plans:
             record = ensure_product(store, plan)
             added = existing = masks = 0
-            for batch in _batches(plan.items, batch_size):
+            batches = list(_batches(plan.items, batch_size))
+            # One batch of look-ahead: workers decode the next batch while this thread
+            # writes the current one.
+            pending = pool.map(_prepare, batches[0]) if batches else iter(())
+            for index, batch in enumerate(batches):
                 if cancel is not None and cancel.is_set():
                     cancelled = True
                     break
-                prepared = list(pool.map(_prepare, batch))
+                prepared = list(pending)
+                if index + 1 < len(batches):
+                    pending = pool.map(_prepare, batches[index + 1])
                 entries = [p.entry for p in prepared if p.entry is not None]
                 for p in prepared:
                     failures.extend(p.failures)
