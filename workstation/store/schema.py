@@ -62,6 +62,7 @@ def _v1(db: sqlite_utils.Database) -> None:
     images.create_index(["product_id", "latest_score"])
     images.create_index(["product_id", "priority"])
     images.create_index(["product_id", "split", "source_label"])
+    images.create_index(["product_id", "name"])
 
     revision_columns = {
         "id": int,
