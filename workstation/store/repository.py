@@ -17,6 +17,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -216,7 +217,8 @@ class Store:
     def __init__(self, path: Path, *, fsync_blobs: bool = True) -> None:
         self._path = path
         self._local = threading.local()
-        self._connections: list[sqlite_utils.Database] = []
+        # Weak: a thread that ends drops its connection (closed when collected).
+        self._connections: weakref.WeakSet[sqlite_utils.Database] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
         self.blobs = BlobStore(path.parent / f"{path.stem}.blobs", fsync=fsync_blobs)
@@ -257,7 +259,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for db in self._connections:
+            for db in list(self._connections):
                 db.conn.close()
             self._connections.clear()
         self._local = threading.local()
@@ -275,7 +277,7 @@ class Store:
                 if self._closed:
                     raise RuntimeError("the store is closed")
                 db = connect(self._path)
-                self._connections.append(db)
+                self._connections.add(db)
             self._local.db = db
         return db
 
