@@ -1,0 +1,322 @@
+"""Few-shot expert: a memory bank of normal patch features and nearest-neighbour distance.
+
+The PatchCore / AnomalyDINO recipe: every patch of every normal shot goes into a bank
+(optionally with flipped / rotated copies, so a few shots cover more appearance), the bank
+is thinned by greedy k-centre coreset selection to a memory budget, and a test patch is as
+anomalous as its distance to the nearest normal patch. The image score is the mean of the
+top ``top_percent`` % patch scores (robust to a single noisy patch, still sensitive to small
+defects); the map is the patch-score grid upsampled and smoothed to the image size.
+
+``position_aware`` is for products always imaged in the same pose: a test patch is only
+compared with bank patches from a small window around the same grid position, so a part
+that is normal in one place but misplaced in another is caught.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from workstation.core.errors import UserError
+from workstation.core.types import AnomalyMap
+from workstation.experts.base import Backbone, ProgressFn
+from workstation.experts.features import (
+    check_min_size,
+    grid_to_map,
+    resize_rgb,
+    to_rgb_uint8,
+    working_shape,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+FeatureNorm = Literal["auto", "none", "l2", "standardize"]
+
+
+@dataclass(frozen=True)
+class FewShotConfig:
+    image_size: int = 512
+    """Working resolution: images are resized to about ``image_size**2`` pixels."""
+    memory_budget: int = 20000
+    """Largest bank (patches) kept after coreset selection; 0 keeps everything."""
+    augment: bool = False
+    """Add flipped (and, for square working shapes, 90-degree rotated) references."""
+    top_percent: float = 1.0
+    knn: int = 1
+    """Distance to the mean of the ``knn`` nearest bank patches (1 = PatchCore)."""
+    position_aware: bool = False
+    position_radius: int = 2
+    """Grid cells searched around the same position when ``position_aware``."""
+    feature_norm: FeatureNorm = "auto"
+    """auto = the backbone's ``feature_norm`` attribute, else l2 (cosine, AnomalyDINO)."""
+    smoothing: float = 0.5
+    """Map smoothing sigma in patch strides (PatchCore: sigma 4 px at stride 8)."""
+    projection_dim: int = 128
+    """Random projection size used only to choose the coreset faster."""
+    batch_size: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32:
+            raise UserError("image_size must be at least 32 pixels")
+        if self.memory_budget < 0:
+            raise UserError("memory_budget must be >= 0 (0 keeps every patch)")
+        if not 0 < self.top_percent <= 100:
+            raise UserError("top_percent must be in (0, 100]")
+        if self.knn < 1 or self.position_radius < 0 or self.batch_size < 1:
+            raise UserError("knn and batch_size must be >= 1, position_radius >= 0")
+        if self.feature_norm not in ("auto", "none", "l2", "standardize"):
+            raise UserError(f"unknown feature_norm {self.feature_norm!r}")
+
+
+def top_percent_mean(values: np.ndarray, percent: float) -> float:
+    flat = np.sort(values.ravel())
+    count = max(1, math.ceil(flat.size * percent / 100.0))
+    return float(flat[-count:].mean())
+
+
+def greedy_coreset(
+    features: torch.Tensor, budget: int, *, projection_dim: int, seed: int
+) -> torch.Tensor:
+    """Indices of ``budget`` rows chosen by greedy k-centre (farthest-point) selection.
+
+    Distances are measured after a Johnson-Lindenstrauss random projection when the
+    features are wider than ``projection_dim``, which preserves them well enough for
+    choosing centres and makes each of the ``budget`` steps cheap.
+    """
+    import torch
+
+    count = features.shape[0]
+    if budget >= count:
+        return torch.arange(count, device=features.device)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    points = features
+    if features.shape[1] > projection_dim:
+        projection = torch.randn(
+            features.shape[1], projection_dim, generator=generator
+        ).to(features.device) / math.sqrt(projection_dim)
+        points = features @ projection
+    current = int(torch.randint(count, (1,), generator=generator))
+    selected = [current]
+    norms = (points * points).sum(1)
+    min_dist = torch.full((count,), float("inf"), device=features.device)
+    for _ in range(budget - 1):
+        # Squared distance of every point to the newest centre, fused into one matvec.
+        dist = torch.addmv(norms + norms[current], points, points[current], alpha=-2.0)
+        torch.minimum(min_dist, dist, out=min_dist)
+        current = int(torch.argmax(min_dist))
+        selected.append(current)
+    return torch.tensor(selected, dtype=torch.long, device=features.device)
+
+
+def nearest_distances(
+    queries: torch.Tensor, bank: torch.Tensor, *, knn: int, chunk: int = 8192
+) -> torch.Tensor:
+    """Mean Euclidean distance of each query row to its ``knn`` nearest bank rows.
+
+    The bank is processed in chunks so memory stays at ``queries x chunk`` floats; a
+    running top-k keeps the answer exact.
+    """
+    import torch
+
+    best: torch.Tensor | None = None
+    for start in range(0, bank.shape[0], chunk):
+        part = bank[start : start + chunk]
+        # ||b||^2 - 2 q.b in one fused matmul; ||q||^2 is constant per row, added at the end.
+        partial = torch.addmm((part * part).sum(1)[None, :], queries, part.T, alpha=-2.0)
+        if knn == 1:
+            smallest = partial.min(1, keepdim=True).values
+        else:
+            smallest = torch.topk(partial, min(knn, partial.shape[1]), dim=1, largest=False).values
+        best = smallest if best is None else torch.cat([best, smallest], 1)
+        if best.shape[1] > knn:
+            best = torch.topk(best, knn, dim=1, largest=False).values
+    assert best is not None
+    squared = best + (queries * queries).sum(1, keepdim=True)
+    return squared.clamp_min(0).sqrt().mean(1)
+
+
+def _augmentations(image: np.ndarray, square: bool) -> list[np.ndarray]:
+    variants = [image, image[:, ::-1], image[::-1, :], image[::-1, ::-1]]
+    if square:
+        rotated = np.rot90(image)
+        variants += [rotated, rotated[::-1, ::-1]]
+    return [np.ascontiguousarray(v) for v in variants]
+
+
+class FewShotExpert:
+    """Patch kNN against a bank of normal patches (see module docstring)."""
+
+    def __init__(self, backbone: Backbone, config: FewShotConfig | None = None) -> None:
+        self.backbone = backbone
+        self.config = config or FewShotConfig()
+        self.name = f"fewshot:{backbone.name}"
+        self.shape: tuple[int, int] | None = None
+        self.bank: torch.Tensor | None = None
+        self.grid: tuple[int, int] | None = None
+        self.mean: torch.Tensor | None = None
+        self.scale: torch.Tensor | None = None
+        self.norm: str = self._resolve_norm()
+
+    def _resolve_norm(self) -> str:
+        if self.config.feature_norm != "auto":
+            return self.config.feature_norm
+        return str(getattr(self.backbone, "feature_norm", "l2"))
+
+    @property
+    def fitted(self) -> bool:
+        return self.bank is not None
+
+    # --- preparing images -------------------------------------------------------------
+
+    def _prepare(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        stride = self.backbone.patch_stride
+        prepared = []
+        for image in images:
+            rgb = to_rgb_uint8(image)
+            check_min_size(rgb, stride)
+            prepared.append(rgb)
+        return prepared
+
+    def _features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(N, h, w, C) raw features of images already at the working shape."""
+        import torch
+
+        assert self.shape is not None
+        parts = []
+        for start in range(0, len(images), self.config.batch_size):
+            batch = [resize_rgb(im, self.shape) for im in images[start : start + self.config.batch_size]]
+            with torch.inference_mode():
+                feats = self.backbone.features(batch).float()
+            if not torch.isfinite(feats).all():
+                raise UserError(
+                    f"the {self.backbone.name} backbone produced NaN or infinite features; "
+                    "the model weights may be corrupt or the image unreadable"
+                )
+            parts.append(feats.permute(0, 2, 3, 1).contiguous())
+        return torch.cat(parts, 0)
+
+    def _normalise(self, feats: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if self.norm == "l2":
+            return F.normalize(feats, dim=-1)
+        if self.norm == "standardize":
+            assert self.mean is not None and self.scale is not None
+            return (feats - self.mean) / self.scale
+        return feats
+
+    # --- the Expert protocol ----------------------------------------------------------
+
+    def fit(self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None) -> None:
+        import torch
+
+        if len(normals) == 0:
+            raise UserError(
+                "the few-shot expert needs at least one normal image; mark some images "
+                "of this product as good (train/good) first"
+            )
+        images = self._prepare(normals)
+        multiple = int(getattr(self.backbone, "size_multiple", self.backbone.patch_stride))
+        self.shape = working_shape(
+            [im.shape[:2] for im in images], image_size=self.config.image_size, multiple=multiple
+        )
+        references: list[np.ndarray] = []
+        for image in images:
+            resized = resize_rgb(image, self.shape)
+            if self.config.augment:
+                references += _augmentations(resized, self.shape[0] == self.shape[1])
+            else:
+                references.append(resized)
+        total = len(references) + 1
+        chunks = []
+        for start in range(0, len(references), self.config.batch_size):
+            chunks.append(self._features(references[start : start + self.config.batch_size]))
+            if progress:
+                progress(min(start + self.config.batch_size, len(references)), total)
+        feats = torch.cat(chunks, 0)  # (N, h, w, C)
+        self.grid = (feats.shape[1], feats.shape[2])
+        flat = feats.reshape(-1, feats.shape[-1])
+        if self.norm == "standardize":
+            self.mean = flat.mean(0)
+            std = flat.std(0)
+            # A channel that never varies on normals (e.g. colour on gray parts) would
+            # blow up any tiny change; floor its scale at a fraction of the typical one.
+            self.scale = torch.clamp(std, min=float(std.median()) * 1e-2 + 1e-6)
+        normalised = self._normalise(feats)
+        if self.config.position_aware:
+            self.bank = normalised  # (N, h, w, C): kept whole, searched per position
+        else:
+            flat = normalised.reshape(-1, normalised.shape[-1])
+            budget = self.config.memory_budget
+            if budget and flat.shape[0] > budget:
+                keep = greedy_coreset(
+                    flat, budget, projection_dim=self.config.projection_dim, seed=self.config.seed
+                )
+                flat = flat[keep]
+            self.bank = flat.contiguous()
+        if progress:
+            progress(total, total)
+
+    def _grid_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        """(h, w) patch scores for one image's normalised (h, w, C) features."""
+        assert self.bank is not None
+        h, w, channels = feats.shape
+        if not self.config.position_aware:
+            return nearest_distances(
+                feats.reshape(-1, channels), self.bank, knn=self.config.knn
+            ).reshape(h, w)
+        return self._positional_scores(feats)
+
+    def _positional_scores(self, feats: torch.Tensor) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        assert self.bank is not None
+        radius = self.config.position_radius
+        h, w, channels = feats.shape
+        bank = self.bank.permute(0, 3, 1, 2)  # (N, C, h, w)
+        # Every bank patch within +-radius of a position becomes a candidate there.
+        window = 2 * radius + 1
+        padded = F.pad(bank, (radius, radius, radius, radius), mode="replicate")
+        candidates = F.unfold(padded, window)  # (N, C*window^2, h*w)
+        candidates = candidates.reshape(bank.shape[0], channels, window * window, h * w)
+        candidates = candidates.permute(3, 0, 2, 1).reshape(h * w, -1, channels)
+        query = feats.reshape(h * w, 1, channels)
+        dist = ((candidates - query) ** 2).sum(-1)
+        k = min(self.config.knn, dist.shape[1])
+        nearest = torch.topk(dist, k, dim=1, largest=False).values
+        return nearest.clamp_min(0).sqrt().mean(1).reshape(h, w)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        prepared = self._prepare(images)
+        return [self._to_map(grid, image.shape[:2]) for grid, image in zip(
+            self.patch_grids(prepared), prepared, strict=True
+        )]
+
+    def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Raw (h, w) patch-score grids at the working resolution, one per image."""
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        prepared = self._prepare(images)
+        grids: list[np.ndarray] = []
+        for start in range(0, len(prepared), self.config.batch_size):
+            feats = self._normalise(self._features(prepared[start : start + self.config.batch_size]))
+            for one in feats:
+                grids.append(self._grid_scores(one).cpu().numpy())
+        return grids
+
+    def _to_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
+        assert self.shape is not None
+        scale = math.sqrt(shape[0] * shape[1] / (self.shape[0] * self.shape[1]))
+        sigma = self.config.smoothing * self.backbone.patch_stride * scale
+        heatmap = grid_to_map(grid, shape, sigma=sigma)
+        score = top_percent_mean(grid, self.config.top_percent)
+        return AnomalyMap(map=heatmap, score=score, expert=self.name)

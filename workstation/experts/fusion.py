@@ -1,0 +1,278 @@
+"""Calibration on normal shots, fusion of several experts, and the decision threshold.
+
+Each expert speaks its own units (kNN distances, CLIP probabilities). On maps of normal
+images that the expert did not memorise (leave-one-out for the few-shot bank), we learn
+where "typical normal" (median pixel) and "as high as normal gets" (99th percentile pixel)
+sit, and map every expert to ``(x - median) / (p99 - median)``. Pixel statistics are used
+rather than image scores because even one normal image has thousands of pixels, so the
+scale is stable with k = 1. The normalised experts are averaged (or max-ed); a learned
+adapter, whose output is already a defect probability, is added on top (see
+``workstation.experts.adapter.join_adapter`` for why adding is the right scale).
+
+The threshold is an order statistic of the fused scores of the n calibration normals.
+With threshold = the m-th smallest score, the false-positive rate on new normals,
+``FPR = 1 - F(s_(m))``, follows Beta(n - m + 1, m), so
+``P(FPR <= alpha) = P(Binomial(n, 1 - alpha) <= m - 1)``. We pick the conformal rank
+``m = ceil((n + 1)(1 - alpha))`` (expected FPR <= alpha) when n allows it, else the
+largest score, and always state the confidence reached and how many normals would give
+90 % confidence. Calibrated scores are scaled so that the threshold is exactly 1.0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from workstation.core.errors import UserError
+from workstation.core.types import AnomalyMap
+
+FusionMode = Literal["mean", "max"]
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = "iad-fusion-calibration/1"
+CONFIDENCE_GOAL = 0.9
+
+
+@dataclass(frozen=True)
+class ExpertNorm:
+    """Affine map of one expert's units to "normal-relative" units."""
+
+    name: str
+    location: float
+    """Median pixel value on normal calibration maps."""
+    spread: float
+    """99th percentile minus median on those maps (> 0)."""
+    additive: bool = False
+    """True for probability outputs (learned adapters) that are added, not averaged."""
+
+    def apply(self, values: np.ndarray | float) -> np.ndarray | float:
+        if self.additive:
+            return values
+        return (values - self.location) / self.spread
+
+
+def fit_norm(name: str, maps: Sequence[np.ndarray], *, additive: bool = False) -> ExpertNorm:
+    if not maps:
+        raise UserError(f"calibrating expert {name!r} needs at least one normal image")
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
+    if not np.isfinite(values).all():
+        raise UserError(f"expert {name!r} produced NaN or infinite values on normal images")
+    location = float(np.median(values))
+    spread = float(np.quantile(values, 0.99)) - location
+    # A constant map (e.g. constant normal images) still needs a usable unit.
+    spread = max(spread, 1e-6 * max(1.0, abs(location)))
+    return ExpertNorm(name=name, location=location, spread=spread, additive=additive)
+
+
+def binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(Binomial(n, p) <= k), summed in log space so it is stable for large n."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+        + i * math.log(p) + (n - i) * math.log1p(-p)
+        for i in range(k + 1)
+    ]
+    top = max(log_terms)
+    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms)))
+
+
+def threshold_confidence(n: int, rank: int, target_fpr: float) -> float:
+    """P(true FPR <= target) when the threshold is the ``rank``-th smallest of n normals."""
+    return binomial_cdf(rank - 1, n, 1.0 - target_fpr)
+
+
+def normals_for_confidence(target_fpr: float, goal: float = CONFIDENCE_GOAL) -> int:
+    """Fewest normals for which the largest score is a threshold with P(FPR<=target)>=goal."""
+    return math.ceil(math.log(1.0 - goal) / math.log(1.0 - target_fpr))
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    raw: float
+    """Threshold in fused (pre-scaling) units."""
+    rank: int
+    n: int
+    target_fpr: float
+    confidence: float
+    expected_fpr: float
+    """Mean FPR of an order-statistic threshold: (n - rank + 1) / (n + 1)."""
+    normals_for_goal: int
+
+    def statement(self) -> str:
+        text = (
+            f"threshold = {self.rank}-th smallest of {self.n} normal calibration scores; "
+            f"expected false-positive rate {self.expected_fpr:.1%}; "
+            f"P(false-positive rate <= {self.target_fpr:.1%}) = {self.confidence:.0%}"
+        )
+        if self.confidence < CONFIDENCE_GOAL:
+            text += (
+                f" (about {self.normals_for_goal} normals give "
+                f"{CONFIDENCE_GOAL:.0%} confidence)"
+            )
+        return text
+
+
+def choose_threshold(scores: Sequence[float], target_fpr: float) -> ThresholdChoice:
+    values = np.sort(np.asarray(scores, dtype=np.float64))
+    n = values.size
+    if n == 0:
+        raise UserError("choosing a threshold needs at least one normal calibration score")
+    if not 0 < target_fpr < 1:
+        raise UserError("the target false-positive rate must be between 0 and 1")
+    rank = min(n, math.ceil((n + 1) * (1.0 - target_fpr)))
+    return ThresholdChoice(
+        raw=float(values[rank - 1]),
+        rank=rank,
+        n=n,
+        target_fpr=target_fpr,
+        confidence=threshold_confidence(n, rank, target_fpr),
+        expected_fpr=(n - rank + 1) / (n + 1),
+        normals_for_goal=normals_for_confidence(target_fpr),
+    )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything needed to turn expert outputs into calibrated, thresholded maps."""
+
+    norms: tuple[ExpertNorm, ...]
+    mode: FusionMode
+    threshold: ThresholdChoice
+    location: float
+    """Median fused calibration score; calibrated = (fused - location) / (raw - location)."""
+    calibration_scores: tuple[float, ...] = field(default=())
+
+    @property
+    def unit(self) -> float:
+        return max(self.threshold.raw - self.location, 1e-9)
+
+    def fuse(self, outputs: dict[str, AnomalyMap]) -> AnomalyMap:
+        """Fused, calibrated map: score 1.0 is the threshold, map in the same units."""
+        missing = [n.name for n in self.norms if n.name not in outputs]
+        if missing:
+            raise UserError(f"calibration expects experts {missing} that did not run")
+        base = [n for n in self.norms if not n.additive]
+        extra = [n for n in self.norms if n.additive]
+        heat, score = _combine(
+            [(n.apply(outputs[n.name].map), n.apply(outputs[n.name].score)) for n in base],
+            self.mode,
+        )
+        for norm in extra:
+            heat = heat + outputs[norm.name].map
+            score = score + outputs[norm.name].score
+        return AnomalyMap(
+            map=((heat - self.location) / self.unit).astype(np.float32),
+            score=float((score - self.location) / self.unit),
+            threshold=1.0,
+            expert="+".join(n.name for n in self.norms),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "format": CALIBRATION_FORMAT,
+            "norms": [asdict(n) for n in self.norms],
+            "mode": self.mode,
+            "threshold": asdict(self.threshold),
+            "location": self.location,
+            "calibration_scores": list(self.calibration_scores),
+            "statement": self.threshold.statement(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Calibration:
+        if data.get("format") != CALIBRATION_FORMAT:
+            raise UserError(
+                f"calibration format {data.get('format')!r} is not {CALIBRATION_FORMAT!r}; "
+                "re-run onboarding for this product"
+            )
+        return cls(
+            norms=tuple(ExpertNorm(**n) for n in data["norms"]),  # type: ignore[union-attr]
+            mode=data["mode"],  # type: ignore[arg-type]
+            threshold=ThresholdChoice(**data["threshold"]),  # type: ignore[arg-type]
+            location=float(data["location"]),  # type: ignore[arg-type]
+            calibration_scores=tuple(data.get("calibration_scores", ())),  # type: ignore[arg-type]
+        )
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / CALIBRATION_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Calibration:
+        path = folder / CALIBRATION_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"no calibration in {folder}; run onboarding first") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"calibration file {path} is damaged: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _combine(
+    parts: list[tuple[np.ndarray | float, np.ndarray | float]], mode: FusionMode
+) -> tuple[np.ndarray, float]:
+    if not parts:
+        raise UserError("fusion needs at least one non-adapter expert")
+    maps = np.stack([np.asarray(m, dtype=np.float32) for m, _ in parts])
+    scores = np.asarray([float(s) for _, s in parts])
+    if mode == "max":
+        return maps.max(0), float(scores.max())
+    return maps.mean(0), float(scores.mean())
+
+
+def calibrate(
+    calibration_outputs: Sequence[dict[str, AnomalyMap]],
+    *,
+    target_fpr: float,
+    mode: FusionMode = "mean",
+    additive: Sequence[str] = (),
+) -> Calibration:
+    """Fit norms and threshold from per-normal outputs (``{expert name: map}`` each).
+
+    The outputs must come from experts that did not see that normal during fitting
+    (leave-one-out), otherwise the threshold is optimistic.
+    """
+    if not calibration_outputs:
+        raise UserError("calibration needs at least one normal image")
+    names = list(calibration_outputs[0])
+    norms = tuple(
+        fit_norm(name, [out[name].map for out in calibration_outputs], additive=name in additive)
+        for name in names
+    )
+    provisional = Calibration(
+        norms=norms,
+        mode=mode,
+        threshold=ThresholdChoice(1.0, 1, 1, target_fpr, 0.0, 1.0, 1),
+        location=0.0,
+    )
+    fused = [provisional.fuse(out).score for out in calibration_outputs]
+    threshold = choose_threshold(fused, target_fpr)
+    location = float(np.median(fused))
+    if threshold.raw - location <= 1e-9:
+        # All normals score alike (few shots or constant images): use the pixel unit
+        # (1 = the normal 99th percentile) as the distance from typical to threshold.
+        location = threshold.raw - 1.0
+    return Calibration(
+        norms=norms,
+        mode=mode,
+        threshold=threshold,
+        location=location,
+        calibration_scores=tuple(float(s) for s in fused),
+    )
