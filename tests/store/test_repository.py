@@ -11,7 +11,7 @@ import pytest
 
 from workstation.core.errors import SchemaTooNewError, UserError
 from workstation.core.types import Explanation
-from workstation.store.db import SCHEMA_VERSION
+from workstation.store.db import SCHEMA_VERSION, read_schema_version
 from workstation.store.repository import Store
 from workstation.store.rows import NewImage, NewPrediction
 
@@ -60,6 +60,7 @@ def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 3}")
     conn.commit()
     conn.close()
+    assert read_schema_version(path) == SCHEMA_VERSION + 3
     with pytest.raises(SchemaTooNewError) as caught:
         Store.open(path)
     message = str(caught.value)
@@ -72,6 +73,8 @@ def test_a_file_that_is_not_a_store_is_a_user_error(tmp_path: Path) -> None:
     path.write_text("not a database, just text" * 100)
     with pytest.raises(UserError, match="not a workstation store"):
         Store.open(path)
+    with pytest.raises(UserError, match="not a readable"):
+        read_schema_version(path)
 
 
 def test_reopen_keeps_everything(tmp_path: Path) -> None:
