@@ -183,3 +183,24 @@ def test_should_stop_cancels_without_caching(loaded) -> None:
     with pytest.raises(CancelledError):
         explainer.explain(request(), on_token=pieces.append, should_stop=lambda: True)
     assert len(explainer.cache) == 0
+
+
+def test_uncached_hub_id_is_one_clear_error() -> None:
+    with pytest.raises(MissingModelError, match="local Hugging Face cache"):
+        load_vlm("Qwen/Qwen2-VL-2B-Instruct", device="cpu")
+
+
+def test_cached_hub_id_loads_offline(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from huggingface_hub import constants
+
+    repo = tmp_path / "hub" / "models--acme--tiny-vl"
+    shutil.copytree(folder, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    loaded = load_vlm("acme/tiny-vl", device="cpu")
+    assert type(loaded.model).__name__ == "Qwen2VLForConditionalGeneration"

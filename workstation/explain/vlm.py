@@ -13,12 +13,13 @@ marked ``fallback`` so the inspector knows which words came from where.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workstation.core.errors import CancelledError, UserError
+from workstation.core.errors import CancelledError, MissingModelError, UserError
 from workstation.device import resolve_device
 from workstation.explain.cache import ResultCache, array_digest, cache_key
 from workstation.explain.parse import parse_explanation
@@ -66,6 +67,29 @@ def adapter_folder(path: Path | str) -> Path:
     )
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _cached_hub_repo(name: str) -> Path | None:
+    """The local cache folder of a hub id such as ``Qwen/Qwen2-VL-2B-Instruct``, offline.
+
+    Catalogue names and folders are the resolver's business; a raw hub id that is not a
+    folder here is looked up in the Hugging Face cache without touching the network.
+    """
+    if not HUB_ID.match(name) or Path(name).expanduser().exists():
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # not cached (or not a valid id): say how to get it
+        raise MissingModelError(
+            f"model {name!r} is not in the local Hugging Face cache. On a machine with "
+            f"internet run `huggingface-cli download {name}`, or bundle it there with "
+            f"`iad-workstation models bundle NAME OUT.zip --from DIR` and install the zip here"
+        ) from None
+
+
 def load_vlm(
     name: str = DEFAULT_VLM,
     *,
@@ -80,6 +104,8 @@ def load_vlm(
     """
     from workstation.experts import weights
 
+    if folder is None:
+        folder = _cached_hub_repo(name)
     resolved = weights.resolve(name, folder=folder)
     if resolved.family != "vlm":
         raise UserError(f"{name!r} is a {resolved.family} model, not a vision-language model")
