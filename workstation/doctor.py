@@ -152,6 +152,43 @@ def check_torch(context: DoctorContext) -> list[CheckResult]:
     return results
 
 
+MODEL_LIBRARIES: tuple[tuple[str, str], ...] = (
+    ("torchvision", "DINOv2/CLIP image transforms"),
+    ("open_clip", "CLIP backbones and the zero-shot expert"),
+    ("transformers", "DINOv2 backbones and VLM explainers"),
+    ("peft", "LoRA adapters from training rounds"),
+)
+
+
+def check_model_libraries(_: DoctorContext) -> list[CheckResult]:
+    """The libraries behind the downloadable models import cleanly.
+
+    Optional, since the weight-free defaults need none of them, but this is where a
+    packaged app that "loads from source but crashes installed" shows up: a module left
+    out of the bundle, or a torchvision built for a different torch.
+    """
+    import importlib
+
+    results = []
+    for module, purpose in MODEL_LIBRARIES:
+        try:
+            loaded = importlib.import_module(module)
+        except Exception as exc:  # any import-time failure disables the same features
+            results.append(
+                CheckResult(
+                    module,
+                    False,
+                    f"cannot be imported ({type(exc).__name__}: {exc}); needed for {purpose}",
+                    fix=f"install the {module} release built for this torch "
+                    "(same index and version line), or rebuild the app",
+                    severity="optional",
+                )
+            )
+            continue
+        results.append(CheckResult(module, True, str(getattr(loaded, "__version__", "ok"))))
+    return results
+
+
 def check_opencv(_: DoctorContext) -> CheckResult:
     try:
         import cv2
@@ -329,13 +366,16 @@ def check_weight_free_pipeline(_: DoctorContext) -> CheckResult:
 
 def configured_models(settings: Settings) -> list[tuple[str, str]]:
     """``(role, model name)`` for every model the settings ask for that needs weights."""
+    from workstation.services.explain import vlm_name
+
     wanted: list[tuple[str, str]] = []
     if "fewshot" in settings.experts.enabled and settings.experts.backbone != WEIGHT_FREE_BACKBONE:
         wanted.append(("few-shot backbone", settings.experts.backbone))
     if "zeroshot" in settings.experts.enabled:
         wanted.append(("zero-shot CLIP", settings.experts.clip_model))
-    if settings.explainer.kind != WEIGHT_FREE_EXPLAINER:
-        wanted.append(("explainer VLM", settings.explainer.vlm))
+    vlm = vlm_name(settings.explainer)
+    if vlm is not None:
+        wanted.append(("explainer VLM", vlm))
     return wanted
 
 
@@ -459,6 +499,7 @@ DEFAULT_CHECKS: tuple[CheckFn, ...] = (
     check_resources,
     check_torch,
     check_opencv,
+    check_model_libraries,
     check_qt,
     check_store,
     check_disk,

@@ -84,6 +84,8 @@ def test_configured_models_are_marked(tmp_path: Path) -> None:
     assert "configured as few-shot backbone" in results["model dinov2-small"].detail
     assert "configured" not in results["model dinov2-base"].detail
     assert doctor.configured_models(Settings()) == []
+    named = Settings(explainer=ExplainerSettings(kind="qwen2-vl-2b"))
+    assert doctor.configured_models(named) == [("explainer VLM", "qwen2-vl-2b")]
 
 
 def _install_fake_bundle(payload: bytes) -> Path:
@@ -264,3 +266,20 @@ def test_a_configured_vlm_folder_is_checked_to_load(
     unusable = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
     assert "no weights" in unusable[f"model {folder}"].detail
     assert unusable[f"model {folder}"].severity == "optional"
+
+
+def test_model_libraries_import_or_warn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stand-in module names keep this fast; the real list is exercised by smoke.sh."""
+    import sys
+
+    monkeypatch.setattr(
+        doctor, "MODEL_LIBRARIES", (("json", "reading manifests"), ("peft_blocked", "LoRA"))
+    )
+    monkeypatch.setitem(sys.modules, "peft_blocked", None)  # makes the import fail
+    results = {r.name: r for r in doctor.check_model_libraries(context(tmp_path))}
+    assert results["json"].ok
+    broken = results["peft_blocked"]
+    assert not broken.ok and broken.severity == "optional"
+    assert "needed for LoRA" in broken.detail and broken.fix
