@@ -115,15 +115,3 @@ def read_schema_version(path: Path) -> int:
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{path} is not a readable IAD Workstation store: {exc}") from None
 
-
-def read_schema_version(path: Path) -> int:
-    """The schema version of an existing store, read without creating or migrating it."""
-    try:
-        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return int(conn.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path} is not a readable workstation store ({exc})") from exc
