@@ -10,6 +10,7 @@
 #                      (default: CPU wheels from download.pytorch.org; on an offline mirror
 #                      e.g. "torch==2.13.0+cpu torchvision==0.28.0")
 #   PYTHON             interpreter for the fresh venv (default: python3.11 or python3)
+#   IAD_CLEAN=1        drop PyInstaller's caches first (a rebuild reuses them otherwise)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,7 +54,9 @@ PYEOF
 
 echo "== running PyInstaller (several minutes)"
 start=$(date +%s)
-"$PY" -m PyInstaller --noconfirm --clean \
+clean=()
+[[ "${IAD_CLEAN:-0}" == "1" ]] && clean=(--clean)
+"$PY" -m PyInstaller --noconfirm "${clean[@]}" \
     --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" \
     "$ROOT/packaging/iad-workstation.spec"
 end=$(date +%s)

@@ -25,13 +25,16 @@ fi
 
 # Run from a checkout (packaging/ next to resources/) or from inside a built app folder,
 # where build.sh puts a copy of this script next to the executable.
+# IAD_WORKSTATION_RESOURCES (the app's own override) points at an installed package's copy.
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-if [[ -x "$HERE/$NAME" && -d "$HERE/_internal/resources" ]]; then
+BUILT="$ROOT/dist/IAD Workstation/$NAME"
+if [[ -n "${IAD_WORKSTATION_RESOURCES:-}" ]]; then
+    RESOURCES="$IAD_WORKSTATION_RESOURCES"
+elif [[ -x "$HERE/$NAME" && -d "$HERE/_internal/resources" ]]; then
     RESOURCES="$HERE/_internal/resources"
     BUILT="$HERE/$NAME"
 else
     RESOURCES="$ROOT/resources"
-    BUILT="$ROOT/dist/IAD Workstation/$NAME"
 fi
 
 EXE="${1:-}"
