@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             wait_until(lambda c=count: len(committed) > c)
             commit_ms.append((committed[-1] - start) * 1000)
 
-        # -- event-loop stall during inference ------------------------------------------------------
+        # -- event-loop stall during inference ---------------------------------------------
         gaps: list[float] = []
         clock = QElapsedTimer()
         clock.start()

@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.models_dock: QDockWidget | None = None
+        self.models_panel: Any = None
         self._resolve_device()
         self.open_product(product)
 
@@ -118,6 +119,9 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_docks(self) -> None:
+        # side docks run the full height; the models dock sits under the canvas only
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.list_dock = self._dock(
             "Images", "images", self.image_list, Qt.DockWidgetArea.LeftDockWidgetArea
         )
@@ -137,6 +141,13 @@ class MainWindow(QMainWindow):
         self.lane_progress.setVisible(False)
         self.lane_cancel = QPushButton("Cancel")
         self.lane_cancel.setVisible(False)
+        for label in (
+            self.product_label,
+            self.version_label,
+            self.device_label,
+            self.progress_label,
+        ):
+            label.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
         for widget in (
             self.lane_progress,
             self.lane_cancel,
@@ -348,9 +359,14 @@ class MainWindow(QMainWindow):
         if product is None:
             self.show_message("open or create a product first")
             return
+        if self.models_panel is not None and self.models_panel.product.id != product.id:
+            self.models_panel.shutdown()
+            self.removeDockWidget(self.models_dock)
+            self.models_dock = self.models_panel = None
         if self.models_dock is None:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
+            self.models_panel = panel
             self.models_dock = self._dock(
                 "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
             )
@@ -366,13 +382,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.controller.shutdown()
-        if self.models_dock is not None:
-            panel = self.models_dock.widget()
-            if hasattr(panel, "shutdown") and not panel.shutdown(ask=self.isVisible()):
-                event.ignore()
-                return
+        if self.models_panel is not None:
+            self.models_panel.shutdown()
         super().closeEvent(event)
-
-    def confirm(self, question: str) -> bool:
-        answer = QMessageBox.question(self, "IAD Workstation", question)
-        return answer == QMessageBox.StandardButton.Yes

@@ -252,10 +252,16 @@ class ProcessRunner(QObject):
         self._process.terminate()
         self._kill_timer.start(2000)
 
-    def wait(self, timeout_ms: int = 5000) -> bool:
-        if self._process is None:
-            return True
-        return self._process.waitForFinished(timeout_ms)
+    def stop(self, timeout_ms: int = 3000) -> None:
+        """Cancel and wait (used on close): terminate, then kill if it does not go in time."""
+        if not self.running:
+            return
+        assert self._process is not None
+        self._cancelled = True
+        self._process.terminate()
+        if not self._process.waitForFinished(timeout_ms):
+            self._process.kill()
+            self._process.waitForFinished(timeout_ms)
 
     def _kill(self) -> None:
         if self.running:

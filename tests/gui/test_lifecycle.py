@@ -1,0 +1,72 @@
+"""Start-up and shut-down: launch_gui runs and returns, and no worker thread outlives it."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from workstation.gui.launch import application, launch_gui
+
+
+def lane_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if "lane" in t.name]
+
+
+def test_launch_gui_opens_the_product_and_leaves_no_thread_running(qtbot, demo_db) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.main_window import MainWindow
+
+    app = application()
+    seen: list[MainWindow] = []
+
+    def close_when_ready() -> None:
+        windows = [
+            w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()
+        ]
+        if windows and windows[0].controller.current is not None:
+            seen.append(windows[0])
+            windows[0].controller.review("accepted")  # a queued write the close must not lose
+            windows[0].close()
+            app.quit()
+        else:
+            QTimer.singleShot(20, close_when_ready)
+
+    QTimer.singleShot(0, close_when_ready)
+    assert launch_gui(db=demo_db, product="widget") == 0
+    window = seen[0]
+    assert window.controller.product.name == "widget"
+    assert not window.ws.threads_running()
+    assert lane_threads() == []
+    from workstation.store.repository import Store
+
+    with Store.open(demo_db) as store:
+        product = store.get_product("widget")
+        assert len(store.list_reviews(product.id)) == 1
+
+
+def test_unknown_product_falls_back_with_a_message(qtbot, workstation) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.main_window import MainWindow
+
+    application()
+    window = MainWindow(workstation, product="no-such-product")
+    qtbot.addWidget(window)
+    assert "no-such-product" in window.statusBar().currentMessage()
+    assert window.controller.product.name == "widget"
+    window.close()
+
+
+def test_empty_store_invites_onboarding(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from workstation.app import build_workstation
+    from workstation.gui.main_window import MainWindow
+
+    application()
+    ws = build_workstation(tmp_path / "empty.sqlite")
+    window = MainWindow(ws)
+    qtbot.addWidget(window)
+    assert "New product" in window.product_label.text()
+    window.controller.next()  # keys do nothing harmful without images
+    window.controller.review("accepted")
+    window.close()
+    ws.close()
+    assert not ws.threads_running()

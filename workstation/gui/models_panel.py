@@ -1,0 +1,332 @@
+"""Models and training: versions with promote / roll back, live rounds, metrics across rounds.
+
+A round is prepared by ``services.rounds`` (manifest of the feedback, a Round row), run as
+a child process through :class:`~workstation.gui.workers.ProcessRunner` (JSON-lines
+progress feeds the bar and the loss curve; cancel kills it) and then finished by the
+service again (metrics, gate, the new candidate version).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation.app import Workstation
+from workstation.core.errors import UserError
+from workstation.core.types import ModelVersion, Product, Round
+from workstation.gui.workers import ProcessRunner
+
+COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
+TRAINABLE = ("adapter", "vlm")
+PLOT_BG = "#1e2024"
+CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")
+
+
+class RoundDriver(Protocol):
+    """What the panel needs from the rounds service: prepare a child process, then finish."""
+
+    def prepare(self, kind: str) -> tuple[Round, list[str]]: ...
+
+    def finish(
+        self, round_: Round, *, exit_code: int, cancelled: bool, events: list[dict[str, Any]]
+    ) -> str: ...
+
+
+class ServiceRoundDriver:
+    """Adapter onto ``workstation.services.rounds`` (imported when a round starts)."""
+
+    def __init__(self, ws: Workstation, product: Product) -> None:
+        self.ws, self.product = ws, product
+        self._prepared: dict[int, Any] = {}
+
+    def prepare(self, kind: str) -> tuple[Round, list[str]]:
+        from workstation.services import rounds
+
+        prepared = rounds.prepare_round(
+            self.ws.store, self.product, kind=kind, settings=self.ws.settings
+        )
+        self._prepared[prepared.round.id] = prepared
+        return prepared.round, list(prepared.command)
+
+    def finish(
+        self, round_: Round, *, exit_code: int, cancelled: bool, events: list[dict[str, Any]]
+    ) -> str:
+        from workstation.services import rounds
+
+        prepared = self._prepared.pop(round_.id)
+        outcome = rounds.finish_round(
+            self.ws.store, prepared, exit_code=exit_code, cancelled=cancelled, events=events
+        )
+        return str(getattr(outcome, "message", outcome))
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return "  ".join(
+        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(metrics.items())
+    )
+
+
+def _plot(title: str, left: str) -> pg.PlotWidget:
+    plot = pg.PlotWidget(background=PLOT_BG)
+    plot.setTitle(title, color="#aeb4be", size="10pt")
+    plot.setLabel("left", left, color="#8c929c")
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.getAxis("left").enableAutoSIPrefix(False)
+    return plot
+
+
+class ModelsPanel(QWidget):
+    versions_changed = Signal()
+    round_finished = Signal(str)
+
+    def __init__(
+        self,
+        ws: Workstation,
+        product: Product,
+        parent: QWidget | None = None,
+        *,
+        driver: RoundDriver | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.ws, self.product = ws, product
+        self.driver = driver or ServiceRoundDriver(ws, product)
+        self.runner = ProcessRunner(self)
+        self.round: Round | None = None
+        self.events: list[dict[str, Any]] = []
+        self.losses: list[tuple[float, float]] = []
+        self.versions: list[ModelVersion] = []
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self.promote_button = QPushButton("Promote")
+        self.rollback_button = QPushButton("Roll back")
+        self.promote_button.clicked.connect(self.promote_selected)
+        self.rollback_button.clicked.connect(self.roll_back_selected)
+        version_buttons = QHBoxLayout()
+        version_buttons.addWidget(QLabel("Model versions"))
+        version_buttons.addStretch(1)
+        version_buttons.addWidget(self.promote_button)
+        version_buttons.addWidget(self.rollback_button)
+
+        self.kind = QComboBox()
+        self.kind.addItems(TRAINABLE)
+        self.start_button = QPushButton("Start round")
+        self.start_button.setObjectName("primary")
+        self.cancel_button = QPushButton("Cancel round")
+        self.cancel_button.setEnabled(False)
+        self.start_button.clicked.connect(self.start_round)
+        self.cancel_button.clicked.connect(self.cancel_round)
+        self.progress = QProgressBar()
+        self.status = QLabel("No round running.")
+        self.status.setObjectName("muted")
+        training_row = QHBoxLayout()
+        training_row.addWidget(QLabel("Train"))
+        training_row.addWidget(self.kind)
+        training_row.addWidget(self.start_button)
+        training_row.addWidget(self.cancel_button)
+        training_row.addWidget(self.progress, 1)
+
+        self.loss_plot = _plot("Loss (this round)", "loss")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS[0], width=2))
+        self.metrics_plot = _plot("Metrics across versions", "value")
+        self.metrics_plot.addLegend(offset=(10, 10))
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(version_buttons)
+        left_layout.addWidget(self.table, 1)
+        left_layout.addLayout(training_row)
+        left_layout.addWidget(self.status)
+        plots = QSplitter()
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.metrics_plot)
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(plots)
+        splitter.setSizes([650, 650])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(splitter)
+
+        self.runner.event.connect(self._on_event)
+        self.runner.log.connect(lambda line: self.status.setText(line[-160:]))
+        self.runner.finished.connect(self._on_finished)
+        self.refresh()
+
+    # -- versions ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        store = self.ws.store
+        self.versions = store.list_model_versions(self.product.id)
+        rounds = {r.id: r for r in store.list_rounds(self.product.id)}
+        names = {v.id: v.name for v in self.versions}
+        self.table.setRowCount(len(self.versions))
+        for row, v in enumerate(self.versions):
+            round_no = "" if v.round_id is None else f"#{v.round_id}"
+            if v.round_id in rounds:
+                round_no += f" ({rounds[v.round_id].status})"
+            cells = (
+                v.name,
+                v.kind,
+                round_no,
+                v.created_at.replace("T", " ")[:16],
+                _metrics_text(v.metrics),
+                names.get(v.parent_id, "") if v.parent_id else "",
+                v.state,
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        self._plot_metrics()
+
+    def _plot_metrics(self) -> None:
+        self.metrics_plot.clear()
+        keys = sorted(
+            {k for v in self.versions for k, x in v.metrics.items() if isinstance(x, int | float)}
+        )
+        for i, key in enumerate(keys[: len(CURVE_COLOURS)]):
+            points = [
+                (n, float(v.metrics[key])) for n, v in enumerate(self.versions) if key in v.metrics
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
+                self.metrics_plot.plot(
+                    list(xs),
+                    list(ys),
+                    pen=pg.mkPen(colour, width=2),
+                    symbol="o",
+                    symbolBrush=colour,
+                    name=key,
+                )
+        ticks = [(n, v.name) for n, v in enumerate(self.versions)]
+        self.metrics_plot.getAxis("bottom").setTicks([ticks])
+
+    def selected_version(self) -> ModelVersion | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.versions[rows[0].row()] if rows else None
+
+    def promote_selected(self) -> None:
+        version = self.selected_version()
+        if version is None:
+            self.status.setText("Select a version to promote.")
+            return
+        self.ws.store.set_model_state(version.id, "active")
+        self.status.setText(f"{version.name} is now the active {version.kind} model.")
+        self._changed()
+
+    def roll_back_selected(self) -> None:
+        """Mark the selected version rolled back and reactivate its parent, if it has one."""
+        version = self.selected_version()
+        if version is None:
+            self.status.setText("Select a version to roll back.")
+            return
+        store = self.ws.store
+        store.set_model_state(version.id, "rolled_back")
+        message = f"{version.name} rolled back"
+        if version.parent_id is not None:
+            parent = store.get_model_version(version.parent_id)
+            store.set_model_state(parent.id, "active")
+            message += f"; {parent.name} is active again"
+        self.status.setText(message + ".")
+        self._changed()
+
+    def _changed(self) -> None:
+        self.refresh()
+        self.versions_changed.emit()
+
+    # -- rounds -------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    def start_round(self) -> None:
+        if self.running:
+            return
+        try:
+            self.round, argv = self.driver.prepare(self.kind.currentText())
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
+        self.events, self.losses = [], []
+        self.loss_curve.setData([], [])
+        self.progress.setRange(0, 0)
+        self.status.setText(f"Round #{self.round.id} starting…")
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.runner.start(argv)
+        self.refresh()
+
+    def cancel_round(self) -> None:
+        if self.running:
+            self.status.setText("Cancelling the round…")
+            self.runner.cancel()
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        kind = event.get("event")
+        if kind == "start":
+            self.status.setText(f"Round running: {event.get('message', '')}")
+        elif kind == "step":
+            step, total = int(event.get("step") or 0), int(event.get("total") or 0)
+            if total:
+                self.progress.setRange(0, total)
+                self.progress.setValue(step)
+            loss = event.get("loss")
+            if isinstance(loss, int | float):
+                self.losses.append((step, float(loss)))
+                xs, ys = zip(*self.losses, strict=True)
+                self.loss_curve.setData(list(xs), list(ys))
+            eta = event.get("eta_s")
+            eta_text = f", about {int(eta)} s left" if isinstance(eta, int | float) else ""
+            self.status.setText(f"Step {step} / {total}{eta_text}")
+        elif kind == "error":
+            self.status.setText(str(event.get("message", "the round failed")))
+
+    def _on_finished(self, exit_code: int, cancelled: bool) -> None:
+        round_, self.round = self.round, None
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if exit_code == 0 and not cancelled else 0)
+        message = "Round cancelled." if cancelled else f"Round ended (exit code {exit_code})."
+        if round_ is not None:
+            try:
+                message = self.driver.finish(
+                    round_, exit_code=exit_code, cancelled=cancelled, events=self.events
+                )
+            except UserError as exc:
+                message = str(exc)
+        self.status.setText(message)
+        self._changed()
+        self.round_finished.emit(message)
+
+    def shutdown(self) -> None:
+        """Stop a running round (the child is killed) before the window closes."""
+        if self.running:
+            self.runner.stop()

@@ -1,0 +1,383 @@
+"""Onboarding wizard for a new product type.
+
+Name and description, normality rules and defect words, then a few normal images (one is
+enough to start) and optional defect images; the experts are fitted on the model lane with
+progress and cancel, and the last page shows a preview grid with scores, the chosen
+threshold and the readiness note from ``services.onboard``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
+
+from workstation.app import Workstation
+from workstation.core.errors import CancelledError, UserError
+from workstation.core.types import Product
+from workstation.gui.render import rgb_qimage
+from workstation.gui.workers import CancelToken, ProgressFn
+
+THUMB = 150
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
+
+
+@dataclass(frozen=True)
+class OnboardRequest:
+    name: str
+    description: str
+    normality_rules: tuple[str, ...]
+    defect_vocabulary: tuple[str, ...]
+    normal_paths: tuple[Path, ...]
+    defect_paths: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class PreviewItem:
+    path: str
+    score: float
+    anomalous: bool
+    thumbnail: QImage
+    """Built on the worker (QImage is thread-safe), shown as an icon."""
+    is_reference: bool
+
+
+@dataclass(frozen=True)
+class OnboardOutcome:
+    product: Product
+    threshold: float | None
+    readiness: str
+    previews: tuple[PreviewItem, ...]
+
+
+Runner = Callable[[Workstation, OnboardRequest, ProgressFn, CancelToken], OnboardOutcome]
+
+
+def thumbnail(path: str, side: int = THUMB) -> QImage:
+    import cv2
+
+    from workstation.core.imageio import read_image
+
+    rgb = read_image(path, max_side=side * 2)
+    h, w = rgb.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(
+        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    return rgb_qimage(small)
+
+
+def run_onboarding(
+    ws: Workstation, request: OnboardRequest, progress: ProgressFn, cancel: CancelToken
+) -> OnboardOutcome:
+    """Model-lane job: create the product, import the shots, fit and score (services.onboard)."""
+    from workstation.services import onboard
+
+    result = onboard.onboard_product(
+        ws.store,
+        name=request.name,
+        description=request.description,
+        normality_rules=request.normality_rules,
+        defect_vocabulary=request.defect_vocabulary,
+        normal_paths=request.normal_paths,
+        defect_paths=request.defect_paths,
+        settings=ws.settings,
+        progress=lambda done, total: progress(done, total, "fitting the experts"),
+        cancel=cancel,
+    )
+    previews = []
+    for entry in result.previews:
+        cancel.raise_if_cancelled()
+        previews.append(
+            PreviewItem(
+                path=str(entry.path),
+                score=float(entry.score),
+                anomalous=bool(entry.anomalous),
+                thumbnail=thumbnail(str(entry.path)),
+                is_reference=bool(getattr(entry, "is_reference", False)),
+            )
+        )
+    return OnboardOutcome(result.product, result.threshold, result.readiness_note, tuple(previews))
+
+
+def _lines(text: str) -> tuple[str, ...]:
+    return tuple(line.strip(" -•\t") for line in text.splitlines() if line.strip(" -•\t"))
+
+
+class ProductPage(QWizardPage):
+    def __init__(self, ws: Workstation) -> None:
+        super().__init__()
+        self.ws = ws
+        self.setTitle("New product type")
+        self.setSubTitle("What is inspected, in the words the explanations should use.")
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. ball-screw-drive")
+        self.description = QPlainTextEdit()
+        self.description.setPlaceholderText(
+            "e.g. a polished steel ball screw drive, seen from the side"
+        )
+        self.error = QLabel("")
+        self.error.setObjectName("muted")
+        form = QFormLayout(self)
+        form.addRow("Name", self.name)
+        form.addRow("Description", self.description)
+        form.addRow("", self.error)
+        self.name.textChanged.connect(self.completeChanged)
+
+    def isComplete(self) -> bool:
+        name = self.name.text().strip()
+        taken = bool(name) and self.ws.store.find_product(name) is not None
+        self.error.setText(f"a product called {name!r} already exists" if taken else "")
+        return bool(name) and not taken
+
+
+class RulesPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("What is normal, what can go wrong")
+        self.setSubTitle("One rule or defect word per line; both can be changed later.")
+        self.rules = QPlainTextEdit()
+        self.rules.setPlaceholderText(
+            "the thread is evenly spaced\nsmall dust specks are acceptable"
+        )
+        self.vocabulary = QPlainTextEdit()
+        self.vocabulary.setPlaceholderText("pitting\nscratch\ndent")
+        form = QFormLayout(self)
+        form.addRow("Normality rules", self.rules)
+        form.addRow("Defect types", self.vocabulary)
+
+
+class _PathList(QWidget):
+    def __init__(self, title: str, page: QWizardPage) -> None:
+        super().__init__()
+        self.page = page
+        self.list = QListWidget()
+        add, folder, remove = (
+            QPushButton("Add images…"),
+            QPushButton("Add folder…"),
+            QPushButton("Remove"),
+        )
+        add.clicked.connect(self._pick_files)
+        folder.clicked.connect(self._pick_folder)
+        remove.clicked.connect(self._remove)
+        buttons = QHBoxLayout()
+        for button in (add, folder, remove):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(QLabel(title))
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(Path(self.list.item(i).text()) for i in range(self.list.count()))
+
+    def add(self, paths: Sequence[Path | str]) -> None:
+        known = set(self.paths())
+        for path in paths:
+            if Path(path) not in known:
+                self.list.addItem(str(path))
+                known.add(Path(path))
+        self.page.completeChanged.emit()
+
+    def _pick_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Choose images", "", IMAGE_FILTER)
+        self.add(files)
+
+    def _pick_folder(self) -> None:
+        from workstation.core.imageio import is_image_file
+
+        folder = QFileDialog.getExistingDirectory(self, "Choose a folder of images")
+        if folder:
+            self.add(sorted(p for p in Path(folder).iterdir() if is_image_file(p)))
+
+    def _remove(self) -> None:
+        for item in self.list.selectedItems():
+            self.list.takeItem(self.list.row(item))
+        self.page.completeChanged.emit()
+
+
+class ImagesPage(QWizardPage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Example images")
+        self.setSubTitle(
+            "Normal images are the reference: one is enough to start, 4 to 16 make the threshold "
+            "steadier. Defect images are optional and only check the threshold."
+        )
+        self.normals = _PathList("Normal images (required)", self)
+        self.defects = _PathList("Defect images (optional)", self)
+        row = QHBoxLayout(self)
+        row.addWidget(self.normals)
+        row.addWidget(self.defects)
+
+    def isComplete(self) -> bool:
+        return bool(self.normals.paths())
+
+
+class RunPage(QWizardPage):
+    """Runs the experts on the model lane; shows progress, then the preview grid."""
+
+    def __init__(self, wizard: OnboardingWizard) -> None:
+        super().__init__()
+        self.wiz = wizard
+        self.setTitle("Fitting the experts")
+        self.setSubTitle("The experts learn the normal images, then score every example.")
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.clicked.connect(self.cancel_run)
+        self.threshold = QLabel("")
+        self.readiness = QLabel("")
+        self.readiness.setObjectName("readiness")
+        self.readiness.setWordWrap(True)
+        self.readiness.setVisible(False)
+        self.grid = QListWidget()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setIconSize(QSize(THUMB, THUMB))
+        self.grid.setGridSize(QSize(THUMB + 30, THUMB + 48))
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setWordWrap(True)
+        top = QHBoxLayout()
+        top.addWidget(self.progress, 1)
+        top.addWidget(self.cancel)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(self.threshold)
+        layout.addWidget(self.grid, 1)
+        layout.addWidget(self.readiness)
+        self.outcome: OnboardOutcome | None = None
+        self.running = False
+        self._job: Any = None
+
+    def initializePage(self) -> None:
+        self.outcome = None
+        self.grid.clear()
+        self.readiness.setVisible(False)
+        self.threshold.setText("")
+        self.progress.setRange(0, 0)
+        self.status.setText("Starting…")
+        self.running = True
+        self.cancel.setEnabled(True)
+        request = self.wiz.request()
+        ws, runner = self.wiz.ws, self.wiz.runner
+        self._job = ws.model_lane.submit(
+            lambda progress, cancel: runner(ws, request, progress, cancel),
+            channel="onboard",
+            on_result=self._done,
+            on_error=self._failed,
+            on_progress=self._progress,
+        )
+        self.completeChanged.emit()
+
+    def cancel_run(self) -> None:
+        if self.running:
+            self.wiz.ws.model_lane.cancel("onboard")
+            self.status.setText("Cancelling…")
+
+    def _progress(self, done: int, total: int, message: str) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(done)
+        self.status.setText(message or f"{done} / {total}")
+
+    def _done(self, outcome: OnboardOutcome) -> None:
+        self.running = False
+        self.outcome = outcome
+        self.wiz.product = outcome.product
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.cancel.setEnabled(False)
+        self.status.setText(f"Product {outcome.product.name} is ready for review.")
+        level = "not set" if outcome.threshold is None else f"{outcome.threshold:.3f}"
+        self.threshold.setText(f"Chosen threshold: <b>{level}</b>")
+        for item in outcome.previews:
+            role = (
+                "reference" if item.is_reference else ("anomalous" if item.anomalous else "normal")
+            )
+            entry = QListWidgetItem(
+                QIcon(QPixmap.fromImage(item.thumbnail)), f"{item.score:.3f} · {role}"
+            )
+            entry.setToolTip(item.path)
+            entry.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+            self.grid.addItem(entry)
+        self.readiness.setText(outcome.readiness)
+        self.readiness.setVisible(bool(outcome.readiness))
+        self.completeChanged.emit()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.running = False
+        self.cancel.setEnabled(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        if isinstance(exc, CancelledError):
+            self.status.setText("Cancelled. Go back to change the images, or close the wizard.")
+        elif isinstance(exc, UserError):
+            self.status.setText(str(exc))
+        else:
+            self.status.setText(f"Onboarding failed: {exc}")
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:
+        return self.outcome is not None and not self.running
+
+    def validatePage(self) -> bool:
+        return self.isComplete()
+
+
+class OnboardingWizard(QWizard):
+    def __init__(
+        self, ws: Workstation, parent: QWidget | None = None, *, runner: Runner = run_onboarding
+    ) -> None:
+        super().__init__(parent)
+        self.ws = ws
+        self.runner = runner
+        self.product: Product | None = None
+        self.setWindowTitle("New product")
+        self.setWizardStyle(QWizard.WizardStyle.ModernStyle)
+        self.resize(900, 640)
+        self.product_page = ProductPage(ws)
+        self.rules_page = RulesPage()
+        self.images_page = ImagesPage()
+        self.run_page = RunPage(self)
+        for page in (self.product_page, self.rules_page, self.images_page, self.run_page):
+            self.addPage(page)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Start reviewing")
+
+    def request(self) -> OnboardRequest:
+        return OnboardRequest(
+            name=self.product_page.name.text().strip(),
+            description=self.product_page.description.toPlainText().strip(),
+            normality_rules=_lines(self.rules_page.rules.toPlainText()),
+            defect_vocabulary=_lines(self.rules_page.vocabulary.toPlainText()),
+            normal_paths=self.images_page.normals.paths(),
+            defect_paths=self.images_page.defects.paths(),
+        )
+
+    def reject(self) -> None:
+        if self.run_page.running:
+            self.run_page.cancel_run()
+        super().reject()
