@@ -189,3 +189,17 @@ def test_cheat_sheet_lists_rebindable_keys(qtbot, window, screenshot) -> None:  
     assert "Accept" in text and "<b>A</b>" in text
     screenshot(sheet, "cheat_sheet")
     sheet.close()
+
+
+def test_redraft_runs_the_explainer_on_the_model_lane(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    store = window.ws.store
+    image_id = shown_id(window)
+    before = len(store.explanation_history(image_id))
+    press(qtbot, window, "W")
+    assert window.explanation.draft_source.text() == "Source: writing…"
+    qtbot.waitUntil(lambda: len(store.explanation_history(image_id)) == before + 1, timeout=30000)
+    wait_idle(qtbot, window.ws)
+    latest = store.latest_explanation(image_id)
+    assert latest.source == "template"
+    assert window.explanation.draft_source.text().startswith("Source: template")
+    assert window.explanation.draft_text.toPlainText() == latest.explanation.description

@@ -120,20 +120,12 @@ class ExplanationPanel(QWidget):
         self._timer.stop()
         self._dirty = False
         self.setEnabled(True)
-        self._draft = draft.explanation if draft else None
-        self.draft_source.setText(f"Source: {describe_source(draft)}")
-        self.use_draft.setEnabled(draft is not None)
         if draft is not None:
-            e = draft.explanation
-            parts = [
-                e.verdict,
-                e.defect_type,
-                e.location,
-                f"severity {e.severity}" if e.verdict == "anomalous" else "",
-            ]
-            self.draft_summary.setText(" · ".join(p for p in parts if p))
-            self.draft_text.setPlainText(e.description)
+            self.show_draft(draft)
         else:
+            self._draft = None
+            self.draft_source.setText(f"Source: {describe_source(None)}")
+            self.use_draft.setEnabled(False)
             self.draft_summary.setText("")
             self.draft_text.setPlainText("")
         self.defect_type.clear()
@@ -142,6 +134,24 @@ class ExplanationPanel(QWidget):
         self._fill(start or Explanation(verdict="normal"))
         self.state.setText("Edited by inspector" if edit else "")
         self._loading = False
+
+    def start_draft(self) -> None:
+        """A new draft is being written: empty the draft box for the streamed text."""
+        self.draft_source.setText("Source: writing…")
+        self.draft_summary.setText("")
+        self.draft_text.setPlainText("")
+
+    def show_draft(self, draft: ExplanationRevision) -> None:
+        """Show a finished draft without touching what the inspector is typing."""
+        self._draft = draft.explanation
+        self.draft_source.setText(f"Source: {describe_source(draft)}")
+        self.use_draft.setEnabled(True)
+        e = draft.explanation
+        parts = [e.verdict, e.defect_type, e.location]
+        if e.verdict == "anomalous":
+            parts.append(f"severity {e.severity}")
+        self.draft_summary.setText(" · ".join(p for p in parts if p))
+        self.draft_text.setPlainText(e.description)
 
     def clear(self) -> None:
         self.flush()

@@ -63,6 +63,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(self.toolbar)
         self.controller = ReviewController(
             io_lane=workstation.io_lane,
+            model_lane=workstation.model_lane,
+            explainer_settings=lambda: workstation.settings.explainer,
             canvas=self.canvas,
             reference=self.reference,
             panel=self.explanation,
@@ -187,6 +189,7 @@ class MainWindow(QMainWindow):
             "fit": self.canvas.fit,
             "one_to_one": self.canvas.one_to_one,
             "focus_text": self.explanation.focus_text,
+            "redraft": c.redraft,
             "cheat_sheet": self.show_cheat_sheet,
         }
         for spec in ACTIONS:

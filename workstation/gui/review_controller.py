@@ -80,6 +80,8 @@ class ReviewController(QObject):
         self,
         *,
         io_lane: Lane,
+        model_lane: Lane,
+        explainer_settings: Callable[[], Any],
         canvas: Canvas,
         reference: ReferenceView,
         panel: ExplanationPanel,
@@ -89,6 +91,10 @@ class ReviewController(QObject):
     ) -> None:
         super().__init__(parent)
         self.io = io_lane
+        self.model_lane = model_lane
+        self._explainer_settings = explainer_settings
+        self._explainers: dict[tuple[int, object], Any] = {}
+        """Loaded explainers; created and used only inside model-lane jobs."""
         self.canvas = canvas
         self.reference = reference
         self.panel = panel
@@ -389,6 +395,51 @@ class ReviewController(QObject):
             return
         self.canvas.refresh_mask(diff.box)
         self._on_mask_edited(diff)
+
+    def redraft(self) -> None:
+        """Have the explainer write a new draft for the shown image, streaming into the panel."""
+        if self.current is None or self.service is None:
+            return
+        store, product = self.service.store, self.service.product
+        image_id = self.current.content.image_id
+        settings = self._explainer_settings()
+        explainers = self._explainers
+
+        def job(progress: Any, cancel: Any) -> Any:
+            from workstation.services.explain import create_product_explainer, explain_image
+
+            key = (product.id, settings)
+            if key not in explainers:
+                explainers.clear()  # one loaded model at a time frees its memory
+                explainers[key] = create_product_explainer(store, product, settings)
+            return explain_image(
+                store,
+                image_id,
+                explainers[key],
+                on_token=lambda token: progress(0, 0, token),
+                should_stop=lambda: cancel.cancelled,
+            )
+
+        def streamed(_done: int, _total: int, token: str) -> None:
+            if self.current is not None and self.current.content.image_id == image_id:
+                self.panel.append_draft_text(token)
+
+        def done(stored: Any) -> None:
+            self._cache.pop(image_id, None)
+            if self.current is not None and self.current.content.image_id == image_id:
+                self.panel.flush()
+                self.panel.show_draft(stored.revision)
+            self.message.emit(f"new draft from {stored.revision.source}")
+
+        self.panel.start_draft()
+        self.model_lane.submit(
+            job,
+            channel="explain",
+            image_id=image_id,
+            on_result=done,
+            on_error=lambda exc: self.message.emit(f"explainer: {exc}"),
+            on_progress=streamed,
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def _on_view_changed(self) -> None:

@@ -48,6 +48,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("fit", "Fit to window", ("0",), "View"),
     ActionSpec("one_to_one", "Actual pixels (1:1)", ("1",), "View"),
     ActionSpec("focus_text", "Edit explanation text", ("T",), "View"),
+    ActionSpec("redraft", "Write a new model draft (explainer)", ("W",), "View"),
     ActionSpec("cheat_sheet", "Keyboard cheat sheet", ("?", "F1"), "Help"),
 )
 ACTION_IDS = tuple(a.id for a in ACTIONS)
