@@ -159,3 +159,14 @@ def test_polygons_and_outline() -> None:
     edge = masks.outline(mask)
     assert edge.sum() == 36 + 56
     assert edge[15, 15] == 0 and edge[10, 15] == 1
+
+
+def test_small_regions_are_measured_at_full_resolution() -> None:
+    mask = blank(1000, 1000)
+    mask[500:502, 100:130] = 1  # a short scratch: 3 x 1 blocks at factor 10
+    mask[100:400, 600:900] = 1  # a large patch keeps the block estimate
+    regions = masks.analyze_regions(mask, max_side=100)
+    scratch = next(r for r in regions if r.area_px < 1000)
+    assert scratch.area_px == 60 and scratch.bbox == (100, 500, 130, 502)
+    assert scratch.elongation > 8
+    assert sum(r.area_px for r in regions) == pytest.approx(mask.sum(), rel=0.05)

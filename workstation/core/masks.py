@@ -250,13 +250,16 @@ def analyze_regions(
     *,
     max_side: int = 256,
     min_area_px: int = 1,
+    exact_below_px: int = 128 * 128,
 ) -> list[Region]:
     """Connected regions of ``mask``, largest first, with shape and grid-location facts.
 
     Large masks are analysed on a block-max downsampled copy (long side <= ``max_side``)
-    for speed; pixel areas are rescaled so the regions' areas add up to the full-resolution
-    mask area, and the image-level location should come from :func:`dominant_cell` on the
-    full mask. ``anomaly_map`` (same shape) adds each region's peak and mean.
+    for speed. Regions whose box is under ``exact_below_px`` pixels are then measured on
+    their own full-resolution pixels (exact area and shape); larger ones keep the block
+    estimate, rescaled so the block areas add up to the full-resolution mask area. The
+    image-level location should come from :func:`dominant_cell` on the full mask.
+    ``anomaly_map`` (same shape) adds each region's peak and mean.
     """
     full = binarize(mask)
     if anomaly_map is not None and anomaly_map.shape != full.shape:
@@ -272,7 +275,7 @@ def analyze_regions(
     if anomaly_map is not None:
         pooled = max_pool(np.asarray(anomaly_map, dtype=np.float32), factor)
         values = np.nan_to_num(pooled, nan=-np.inf)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(small, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
     block_total = int(stats[1:, cv2.CC_STAT_AREA].sum())
     scale = total_full / block_total
     image_px = full.size
@@ -281,38 +284,48 @@ def analyze_regions(
     regions = []
     for label in range(1, count):
         x, y, w, h, blocks = (int(v) for v in stats[label])
-        area = round(blocks * scale)
-        if area < min_area_px:
-            continue
         crop = labels[y : y + h, x : x + w] == label
-        ys, xs = np.nonzero(crop)
-        # full-resolution centres of the blocks, so grid bands compare in image pixels
-        fy = (ys + y) * factor + (factor - 1) / 2
-        fx = (xs + x) * factor + (factor - 1) / 2
-        row_idx = np.searchsorted(rows[1:3], fy, side="right")
-        col_idx = np.searchsorted(cols[1:3], fx, side="right")
-        cell_flat = int(np.argmax(np.bincount(row_idx * 3 + col_idx, minlength=9)))
-        peak = mean = None
-        if values is not None:
-            inside = values[y : y + h, x : x + w][crop]
-            peak, mean = float(inside.max()), float(inside.mean(dtype=np.float64))
         box = (
             x * factor,
             y * factor,
             min((x + w) * factor, full.shape[1]),
             min((y + h) * factor, full.shape[0]),
         )
+        if factor > 1 and (box[2] - box[0]) * (box[3] - box[1]) <= exact_below_px:
+            # small region: measure its own full-resolution pixels, so a short scratch is
+            # not rounded into a square block and its area is exact
+            member = np.repeat(np.repeat(crop, factor, axis=0), factor, axis=1)
+            shape = member[: box[3] - box[1], : box[2] - box[0]]
+            pixels = full[box[1] : box[3], box[0] : box[2]].astype(bool) & shape
+            ys, xs = np.nonzero(pixels)
+            ys, xs = ys + box[1], xs + box[0]
+            area = int(ys.size)
+            shape_mask = pixels.view(np.uint8)
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        else:
+            by, bx = np.nonzero(crop)
+            # full-resolution centres of the blocks, so grid bands compare in image pixels
+            ys = (by + y) * factor + (factor - 1) / 2
+            xs = (bx + x) * factor + (factor - 1) / 2
+            area = round(blocks * scale)
+            shape_mask = crop.view(np.uint8)
+        if area < min_area_px:
+            continue
+        row_idx = np.searchsorted(rows[1:3], ys, side="right")
+        col_idx = np.searchsorted(cols[1:3], xs, side="right")
+        cell_flat = int(np.argmax(np.bincount(row_idx * 3 + col_idx, minlength=9)))
+        peak = mean = None
+        if values is not None:
+            inside = values[y : y + h, x : x + w][crop]
+            peak, mean = float(inside.max()), float(inside.mean(dtype=np.float64))
         box_area = max((box[2] - box[0]) * (box[3] - box[1]), 1)
         regions.append(
             Region(
                 area_px=area,
                 area_fraction=area / image_px,
                 bbox=box,
-                centroid=(
-                    float(centroids[label][0] * factor + (factor - 1) / 2),
-                    float(centroids[label][1] * factor + (factor - 1) / 2),
-                ),
-                elongation=elongation(crop.view(np.uint8)),
+                centroid=(float(xs.mean()), float(ys.mean())),
+                elongation=elongation(shape_mask),
                 fill=min(area / box_area, 1.0),
                 cell=(cell_flat // 3, cell_flat % 3),
                 peak=peak,
