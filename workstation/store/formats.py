@@ -114,8 +114,12 @@ def _copy(source: str, target: Path) -> None:
         raise UserError(f"{source} is gone from disk; the store only keeps its path and hash")
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".tmp-{target.name}")
-    shutil.copyfile(source, temp)
-    temp.replace(target)
+    try:
+        shutil.copyfile(source, temp)
+        temp.replace(target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _empty_target(path: Path) -> None:

@@ -243,6 +243,9 @@ class Store:
         store = cls(path, fsync_blobs=fsync_blobs)
         try:
             migrate(store._db(), path)
+        except sqlite3.OperationalError as exc:
+            store.close()
+            raise UserError(f"cannot open the store {path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             store.close()
             raise UserError(f"{path} is not a workstation store ({exc})") from exc
