@@ -40,6 +40,15 @@ class ExplainerSettings:
     vlm: str = "qwen2.5-vl-3b"
     max_new_tokens: int = 256
     use_reference_image: bool = True
+    image_side: int = 448
+    """Long side of the images in a VLM prompt; vision tokens grow with its square."""
+    max_crops: int = 2
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError("explainer.max_new_tokens must be at least 1")
+        if self.image_side < 56 or self.max_crops < 0:
+            raise UserError("explainer.image_side must be >= 56 and max_crops >= 0")
 
 
 @dataclass(frozen=True)

@@ -82,3 +82,10 @@ def test_settings_choose_the_explainer(setup) -> None:
         service.create_product_explainer(
             store, product, ExplainerSettings(kind="vlm", vlm="qwen2.5-vl-3b"), device="cpu"
         )
+
+
+def test_bad_explainer_settings_are_user_errors() -> None:
+    with pytest.raises(UserError, match="max_new_tokens"):
+        ExplainerSettings(max_new_tokens=0)
+    with pytest.raises(UserError, match="image_side"):
+        ExplainerSettings(image_side=10)

@@ -73,7 +73,12 @@ def create_explainer(
         version=version,
         device=device,
         max_new_tokens=settings.max_new_tokens,
-        options=PromptOptions(use_reference=settings.use_reference_image),
+        options=PromptOptions(
+            image_side=settings.image_side,
+            crop_side=max(settings.image_side // 2, 28),
+            max_crops=settings.max_crops,
+            use_reference=settings.use_reference_image,
+        ),
         cache=ResultCache(folder=cache_dir or explanation_cache_dir()),
     )
 
