@@ -213,7 +213,7 @@ class VlmExplainer:
         key = cache_key(
             image=array_digest(request.image),
             anomaly_map=map_digest,
-            model_version=self.source,
+            model_version=f"{self.source}|{self.max_new_tokens}",
             prompt=prompt.hash,
         )
         record = self.cache.get(key)
