@@ -43,7 +43,7 @@ def test_prompts_use_name_description_and_vocabulary() -> None:
     assert any("ball screw drive with deep scratch" in p for p in prompts.anomalous)
     assert not any("pitting" in p for p in prompts.normal)
     described = [p for p in prompts.normal + prompts.anomalous if PRODUCT.description in p]
-    assert len(described) == (len(prompts.normal) + len(prompts.anomalous)) // 2
+    assert len(described) == 7 + 5 + 2  # one per state: normal, anomalous, vocabulary
     plain = build_prompts(Product(id=2, name="widget"))
     assert len(plain.normal) == 7 * len(TEMPLATES) and len(plain.anomalous) == 5 * len(TEMPLATES)
     assert len(set(plain.normal)) == len(plain.normal)
@@ -78,6 +78,14 @@ def test_predict_is_deterministic_and_batch_independent(clip: ClipBackbone) -> N
     for a, b in zip(first, again, strict=True):
         assert np.allclose(a.map, b.map, atol=1e-6) and a.score == pytest.approx(b.score, abs=1e-6)
     assert np.allclose(alone[0].map, first[2].map, atol=1e-5)
+
+
+def test_trimmed_text_encoding_equals_open_clips(clip: ClipBackbone) -> None:
+    prompts = ["a photo of a screw.", "a close-up photo of the ball screw drive with pitting."]
+    assert clip._can_trim_text()
+    with torch.inference_mode():
+        expected = clip.model.encode_text(clip.tokenizer(prompts), normalize=True)
+    assert torch.allclose(clip.encode_text(prompts), expected, atol=1e-5)
 
 
 def test_text_features_are_two_unit_class_vectors(clip: ClipBackbone) -> None:

@@ -485,7 +485,40 @@ class ClipBackbone:
             raise UserError("no prompts to encode")
         tokens = self.tokenizer(list(prompts)).to(self.device)
         with torch.inference_mode(), self._runner.autocast():
+            if self._can_trim_text():
+                return self._encode_trimmed_text(tokens)
             return self.model.encode_text(tokens, normalize=True).float()
+
+    def _can_trim_text(self) -> bool:
+        model = self.model
+        needed = ("token_embedding", "positional_embedding", "transformer", "ln_final",
+                  "text_projection")
+        return (
+            all(hasattr(model, a) for a in needed)
+            and getattr(model, "attn_mask", None) is not None
+            and getattr(model, "text_pool_type", "argmax") == "argmax"
+        )
+
+    def _encode_trimmed_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``encode_text`` over only the used context (about 5x faster for short prompts).
+
+        The text transformer is causal and pools at the end-of-text token (the largest id),
+        so the padding after it never influences the result: dropping it changes nothing.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        model = self.model
+        eot = tokens.argmax(dim=-1)
+        length = int(eot.max()) + 1
+        tokens = tokens[:, :length]
+        dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(dtype) + model.positional_embedding[:length].to(dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)[torch.arange(x.shape[0], device=x.device), eot]
+        projection = model.text_projection
+        x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+        return F.normalize(x.float(), dim=-1)
 
     @property
     def tokenizer(self) -> Any:

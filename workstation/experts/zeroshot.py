@@ -3,7 +3,7 @@
 Text side, a compositional prompt ensemble: *state* phrases (normal: "flawless screw",
 "screw without defect", ...; anomalous: "damaged screw", "screw with pitting" for every
 word of the product's defect vocabulary, ...) are put into photo *templates* ("a cropped
-photo of the {}."), each prompt is also repeated with the product description as context,
+photo of the {}."), each state once more followed by the product description as context,
 and the normalised text embeddings are averaged into one vector per class.
 
 Image side, at CLIP's native resolution:
@@ -56,6 +56,7 @@ ANOMALOUS_STATES: tuple[str, ...] = (
     "{} with damage",
 )
 DEFECT_STATE = "{object} with {defect}"
+DESCRIBED_TEMPLATE = "a photo of a {state}. {context}"
 TEMPLATES: tuple[str, ...] = (
     "a cropped photo of the {}.",
     "a cropped photo of a {}.",
@@ -125,8 +126,8 @@ def build_prompts(product: Product) -> PromptSet:
 
     def expand(states: list[str]) -> tuple[str, ...]:
         prompts = [template.format(state) for state in states for template in TEMPLATES]
-        if context:
-            prompts += [f"{prompt} {context}" for prompt in prompts]
+        if context:  # one described prompt per state: the description is long, CLIP text slow
+            prompts += [DESCRIBED_TEMPLATE.format(state=state, context=context) for state in states]
         return tuple(dict.fromkeys(prompts))  # drop duplicates, keep order
 
     return PromptSet(normal=expand(normal_states), anomalous=expand(anomalous_states))
