@@ -204,3 +204,13 @@ def test_cached_hub_id_loads_offline(
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     loaded = load_vlm("acme/tiny-vl", device="cpu")
     assert type(loaded.model).__name__ == "Qwen2VLForConditionalGeneration"
+
+
+def test_adapter_for_another_model_is_user_error(folder: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "vlm-9"
+    bad.mkdir()
+    (bad / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 2, "target_modules": ["no_such_module"]})
+    )
+    with pytest.raises(UserError, match="does not fit"):
+        VlmExplainer.load("tiny", folder=folder, adapter=bad, version="vlm-9", device="cpu")

@@ -67,6 +67,11 @@ def adapter_folder(path: Path | str) -> Path:
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -84,7 +89,8 @@ def _cached_hub_repo(name: str) -> Path | None:
         return Path(snapshot_download(name, local_files_only=True))
     except Exception:  # not cached (or not a valid id): say how to get it
         raise MissingModelError(
-            f"model {name!r} is not in the local Hugging Face cache. On a machine with "
+            f"model {name!r} is neither a folder here nor in the local Hugging Face cache. "
+            f"On a machine with "
             f"internet run `huggingface-cli download {name}`, or bundle it there with "
             f"`iad-workstation models bundle NAME OUT.zip --from DIR` and install the zip here"
         ) from None
@@ -118,14 +124,21 @@ def load_vlm(
         processor = AutoProcessor.from_pretrained(resolved.path)
         model = AutoModelForImageTextToText.from_pretrained(resolved.path, dtype=dtype)
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"cannot load {resolved.path} as an image-text-to-text chat model: {first}"
+            f"cannot load {resolved.path} as an image-text-to-text chat model: "
+            f"{_first_line(exc)}"
         ) from None
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_folder(adapter))
+        folder_path = adapter_folder(adapter)
+        try:
+            model = PeftModel.from_pretrained(model, folder_path)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise UserError(
+                f"the LoRA adapter in {folder_path} does not fit {resolved.name}: "
+                f"{_first_line(exc)}"
+            ) from None
     model.to(target).eval()
     return LoadedVlm(model=model, processor=processor, device=target, name=resolved.name)
 
