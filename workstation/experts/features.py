@@ -65,8 +65,8 @@ def working_shape(
     height = image_size * np.sqrt(aspect)
     width = image_size / np.sqrt(aspect)
     return (
-        max(multiple, int(round(height / multiple)) * multiple),
-        max(multiple, int(round(width / multiple)) * multiple),
+        max(multiple, round(float(height) / multiple) * multiple),
+        max(multiple, round(float(width) / multiple) * multiple),
     )
 
 

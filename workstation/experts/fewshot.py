@@ -149,19 +149,34 @@ def _augmentations(image: np.ndarray, square: bool) -> list[np.ndarray]:
     return [np.ascontiguousarray(v) for v in variants]
 
 
+MAX_CALIBRATION_SHOTS = 32
+"""Leave-one-out calibration scores at most this many shots (evenly spread)."""
+
+
+def calibration_indices(count: int) -> list[int]:
+    """Which of ``count`` normal shots are scored for calibration (all, up to the cap)."""
+    if count <= 0:
+        return []
+    spread = np.linspace(0, count - 1, min(count, MAX_CALIBRATION_SHOTS)).round()
+    return [int(i) for i in np.unique(spread)]
+
+
 class FewShotExpert:
     """Patch kNN against a bank of normal patches (see module docstring)."""
 
     def __init__(self, backbone: Backbone, config: FewShotConfig | None = None) -> None:
         self.backbone = backbone
         self.config = config or FewShotConfig()
-        self.name = f"fewshot:{backbone.name}"
+        self.name = "fewshot"
+        self.norm: str = self._resolve_norm()
         self.shape: tuple[int, int] | None = None
         self.bank: torch.Tensor | None = None
-        self.grid: tuple[int, int] | None = None
+        self.bank_owner: torch.Tensor | None = None
+        """Shot index of every bank row (flipped copies share their shot's index)."""
         self.mean: torch.Tensor | None = None
         self.scale: torch.Tensor | None = None
-        self.norm: str = self._resolve_norm()
+        self._held_out: list[tuple[int, torch.Tensor, tuple[int, int]]] = []
+        self._single_shot: np.ndarray | None = None
 
     def _resolve_norm(self) -> str:
         if self.config.feature_norm != "auto":
@@ -172,25 +187,25 @@ class FewShotExpert:
     def fitted(self) -> bool:
         return self.bank is not None
 
-    # --- preparing images -------------------------------------------------------------
+    # --- features ---------------------------------------------------------------------
 
     def _prepare(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        stride = self.backbone.patch_stride
         prepared = []
         for image in images:
             rgb = to_rgb_uint8(image)
-            check_min_size(rgb, stride)
+            check_min_size(rgb, self.backbone.patch_stride)
             prepared.append(rgb)
         return prepared
 
     def _features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """(N, h, w, C) raw features of images already at the working shape."""
+        """Raw (N, h, w, C) features; images are resized to the working shape."""
         import torch
 
         assert self.shape is not None
+        size = self.config.batch_size
         parts = []
-        for start in range(0, len(images), self.config.batch_size):
-            batch = [resize_rgb(im, self.shape) for im in images[start : start + self.config.batch_size]]
+        for start in range(0, len(images), size):
+            batch = [resize_rgb(im, self.shape) for im in images[start : start + size]]
             with torch.inference_mode():
                 feats = self.backbone.features(batch).float()
             if not torch.isfinite(feats).all():
@@ -211,6 +226,16 @@ class FewShotExpert:
             return (feats - self.mean) / self.scale
         return feats
 
+    def _set_standardisation(self, raw: torch.Tensor) -> None:
+        import torch
+
+        flat = raw.reshape(-1, raw.shape[-1])
+        self.mean = flat.mean(0)
+        std = flat.std(0) if flat.shape[0] > 1 else torch.ones_like(self.mean)
+        # A channel that never varies on normals (e.g. colour on gray parts) would blow
+        # up any tiny change; floor its scale at a fraction of the typical channel's.
+        self.scale = torch.clamp(std, min=float(std.median()) * 1e-2 + 1e-6)
+
     # --- the Expert protocol ----------------------------------------------------------
 
     def fit(self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None) -> None:
@@ -226,64 +251,105 @@ class FewShotExpert:
         self.shape = working_shape(
             [im.shape[:2] for im in images], image_size=self.config.image_size, multiple=multiple
         )
+        square = self.shape[0] == self.shape[1]
         references: list[np.ndarray] = []
-        for image in images:
+        owners: list[int] = []
+        for index, image in enumerate(images):
             resized = resize_rgb(image, self.shape)
-            if self.config.augment:
-                references += _augmentations(resized, self.shape[0] == self.shape[1])
-            else:
-                references.append(resized)
+            variants = _augmentations(resized, square) if self.config.augment else [resized]
+            references += variants
+            owners += [index] * len(variants)
         total = len(references) + 1
         chunks = []
-        for start in range(0, len(references), self.config.batch_size):
-            chunks.append(self._features(references[start : start + self.config.batch_size]))
+        size = self.config.batch_size
+        for start in range(0, len(references), size):
+            chunks.append(self._features(references[start : start + size]))
             if progress:
-                progress(min(start + self.config.batch_size, len(references)), total)
-        feats = torch.cat(chunks, 0)  # (N, h, w, C)
-        self.grid = (feats.shape[1], feats.shape[2])
-        flat = feats.reshape(-1, feats.shape[-1])
+                progress(min(start + size, len(references)), total)
+        raw = torch.cat(chunks, 0)  # (N, h, w, C)
         if self.norm == "standardize":
-            self.mean = flat.mean(0)
-            std = flat.std(0)
-            # A channel that never varies on normals (e.g. colour on gray parts) would
-            # blow up any tiny change; floor its scale at a fraction of the typical one.
-            self.scale = torch.clamp(std, min=float(std.median()) * 1e-2 + 1e-6)
-        normalised = self._normalise(feats)
+            self._set_standardisation(raw)
+        feats = self._normalise(raw)
+        del raw, chunks
+        owner = torch.tensor(owners, device=feats.device)
+        self._remember_held_out(images, feats, owners)
         if self.config.position_aware:
-            self.bank = normalised  # (N, h, w, C): kept whole, searched per position
+            self.bank = feats  # (N, h, w, C): kept whole, searched per position
+            self.bank_owner = owner
         else:
-            flat = normalised.reshape(-1, normalised.shape[-1])
+            cells = feats.shape[1] * feats.shape[2]
+            flat = feats.reshape(-1, feats.shape[-1])
+            flat_owner = owner.repeat_interleave(cells)
             budget = self.config.memory_budget
             if budget and flat.shape[0] > budget:
                 keep = greedy_coreset(
                     flat, budget, projection_dim=self.config.projection_dim, seed=self.config.seed
                 )
-                flat = flat[keep]
+                flat, flat_owner = flat[keep], flat_owner[keep]
             self.bank = flat.contiguous()
+            self.bank_owner = flat_owner
         if progress:
             progress(total, total)
 
-    def _grid_scores(self, feats: torch.Tensor) -> torch.Tensor:
+    def _remember_held_out(
+        self, images: Sequence[np.ndarray], feats: torch.Tensor, owners: list[int]
+    ) -> None:
+        """Keep features of up to MAX_CALIBRATION_SHOTS shots for leave-one-out scoring."""
+        assert self.shape is not None
+        first_row = {owner: row for row, owner in reversed(list(enumerate(owners)))}
+        self._held_out = [
+            (i, feats[first_row[i]].clone(), images[i].shape[:2])
+            for i in calibration_indices(len(images))
+        ]
+        single = len(images) == 1
+        self._single_shot = resize_rgb(images[0], self.shape) if single else None
+
+    def calibration_maps(self) -> list[AnomalyMap]:
+        """Maps of the normal shots, each scored against a bank without that shot.
+
+        These are what calibration must use: a shot scored against a bank that holds its
+        own patches scores ~0 and would make any threshold far too low. With one shot
+        there is nobody to leave out, so the shot is scored against its flipped copies
+        only: an approximation that over-states normal variation for asymmetric parts,
+        i.e. errs towards fewer false alarms. Frees the held-out features afterwards.
+        """
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        assert self.bank is not None and self.bank_owner is not None
+        maps = []
+        for shot, feats, shape in self._held_out:
+            if self._single_shot is not None:
+                flips = _augmentations(self._single_shot, square=False)[1:]
+                bank = self._normalise(self._features(flips))
+                if not self.config.position_aware:
+                    bank = bank.reshape(-1, bank.shape[-1])
+            else:
+                bank = self.bank[self.bank_owner != shot]
+            grid = self._grid_scores(feats, bank).cpu().numpy()
+            maps.append(self._to_map(grid, shape))
+        self._held_out = []
+        self._single_shot = None
+        return maps
+
+    def _grid_scores(self, feats: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
         """(h, w) patch scores for one image's normalised (h, w, C) features."""
-        assert self.bank is not None
         h, w, channels = feats.shape
         if not self.config.position_aware:
             return nearest_distances(
-                feats.reshape(-1, channels), self.bank, knn=self.config.knn
+                feats.reshape(-1, channels), bank, knn=self.config.knn
             ).reshape(h, w)
-        return self._positional_scores(feats)
+        return self._positional_scores(feats, bank)
 
-    def _positional_scores(self, feats: torch.Tensor) -> torch.Tensor:
+    def _positional_scores(self, feats: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 
-        assert self.bank is not None
         radius = self.config.position_radius
         h, w, channels = feats.shape
-        bank = self.bank.permute(0, 3, 1, 2)  # (N, C, h, w)
+        grid_bank = bank.permute(0, 3, 1, 2)  # (N, C, h, w)
         # Every bank patch within +-radius of a position becomes a candidate there.
         window = 2 * radius + 1
-        padded = F.pad(bank, (radius, radius, radius, radius), mode="replicate")
+        padded = F.pad(grid_bank, (radius, radius, radius, radius), mode="replicate")
         candidates = F.unfold(padded, window)  # (N, C*window^2, h*w)
         candidates = candidates.reshape(bank.shape[0], channels, window * window, h * w)
         candidates = candidates.permute(3, 0, 2, 1).reshape(h * w, -1, channels)
@@ -293,25 +359,27 @@ class FewShotExpert:
         nearest = torch.topk(dist, k, dim=1, largest=False).values
         return nearest.clamp_min(0).sqrt().mean(1).reshape(h, w)
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
-        if not self.fitted:
-            raise UserError("the few-shot expert has not been fitted on normal images yet")
-        prepared = self._prepare(images)
-        return [self._to_map(grid, image.shape[:2]) for grid, image in zip(
-            self.patch_grids(prepared), prepared, strict=True
-        )]
-
     def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw (h, w) patch-score grids at the working resolution, one per image."""
+        return self._grids(self._prepare(images))
+
+    def _grids(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
         if not self.fitted:
             raise UserError("the few-shot expert has not been fitted on normal images yet")
-        prepared = self._prepare(images)
+        assert self.bank is not None
         grids: list[np.ndarray] = []
-        for start in range(0, len(prepared), self.config.batch_size):
-            feats = self._normalise(self._features(prepared[start : start + self.config.batch_size]))
-            for one in feats:
-                grids.append(self._grid_scores(one).cpu().numpy())
+        size = self.config.batch_size
+        for start in range(0, len(prepared), size):
+            for one in self._normalise(self._features(prepared[start : start + size])):
+                grids.append(self._grid_scores(one, self.bank).cpu().numpy())
         return grids
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
+        prepared = self._prepare(images)
+        return [
+            self._to_map(grid, image.shape[:2])
+            for grid, image in zip(self._grids(prepared), prepared, strict=True)
+        ]
 
     def _to_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
         assert self.shape is not None
@@ -320,3 +388,30 @@ class FewShotExpert:
         heatmap = grid_to_map(grid, shape, sigma=sigma)
         score = top_percent_mean(grid, self.config.top_percent)
         return AnomalyMap(map=heatmap, score=score, expert=self.name)
+
+    # --- persistence ------------------------------------------------------------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays that restore a fitted expert (for ``np.savez``); the config is separate."""
+        if not self.fitted or self.shape is None:
+            raise UserError("only a fitted few-shot expert can be saved")
+        assert self.bank is not None
+        state = {"bank": self.bank.cpu().numpy(), "shape": np.asarray(self.shape)}
+        if self.mean is not None and self.scale is not None:
+            state["mean"] = self.mean.cpu().numpy()
+            state["scale"] = self.scale.cpu().numpy()
+        return state
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        import torch
+
+        device = str(getattr(self.backbone, "device", "cpu"))
+        self.bank = torch.from_numpy(np.asarray(state["bank"], dtype=np.float32)).to(device)
+        self.bank_owner = None
+        self.shape = (int(state["shape"][0]), int(state["shape"][1]))
+        if "mean" in state:
+            self.mean = torch.from_numpy(np.asarray(state["mean"], dtype=np.float32)).to(device)
+            self.scale = torch.from_numpy(np.asarray(state["scale"], dtype=np.float32)).to(device)
+        expected = self.config.position_aware
+        if (self.bank.ndim == 4) != expected:
+            raise UserError("saved few-shot bank does not match the position_aware setting")

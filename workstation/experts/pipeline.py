@@ -1,0 +1,240 @@
+"""One object from configured experts to calibrated verdicts: fit, predict, save, load.
+
+Services, the GUI worker, training and evaluation all use this, so that "the model of a
+product" means the same thing everywhere: the enabled experts (few-shot bank, zero-shot
+prompts, optionally a learned adapter), their calibration on the product's normal shots,
+and the threshold. ``predict`` returns fused maps whose score is 1.0 at the threshold.
+
+Saved as a folder: ``pipeline.json`` (config, expert list), ``fewshot.npz`` (memory bank),
+``calibration.json`` (norms, threshold and its confidence statement).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workstation.core.errors import UserError
+from workstation.core.types import AnomalyMap, Product
+from workstation.experts.base import Expert, ProgressFn, build_backbone
+from workstation.experts.fewshot import FewShotConfig, FewShotExpert, calibration_indices
+from workstation.experts.fusion import Calibration, FusionMode, calibrate
+
+if TYPE_CHECKING:
+    from workstation.config import ExpertSettings
+
+PIPELINE_FILE = "pipeline.json"
+BANK_FILE = "fewshot.npz"
+PIPELINE_FORMAT = "iad-expert-pipeline/1"
+KNOWN_EXPERTS = ("fewshot", "zeroshot")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    experts: tuple[str, ...] = ("fewshot",)
+    backbone: str = "filterbank"
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    clip_model: str = "clip-b16-plus"
+    target_fpr: float = 0.05
+    fusion: FusionMode = "mean"
+    adapter_path: str | None = None
+    """Folder of a trained adapter (``training`` output); joins the fusion additively."""
+
+    def __post_init__(self) -> None:
+        unknown = [e for e in self.experts if e not in KNOWN_EXPERTS]
+        if unknown or not self.experts:
+            raise UserError(
+                f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)}"
+            )
+        if not 0 < self.target_fpr < 1:
+            raise UserError("target false-positive rate must be between 0 and 1")
+
+    @classmethod
+    def from_settings(cls, settings: ExpertSettings, **overrides: Any) -> PipelineConfig:
+        fewshot = FewShotConfig(
+            image_size=settings.image_size,
+            memory_budget=settings.memory_budget,
+            augment=settings.augment_references,
+            top_percent=settings.top_percent,
+        )
+        config = cls(
+            experts=tuple(settings.enabled),
+            backbone=settings.backbone,
+            fewshot=fewshot,
+            clip_model=settings.clip_model,
+            target_fpr=settings.target_false_positive_rate,
+        )
+        return replace(config, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["experts"] = list(self.experts)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["experts"] = tuple(values.get("experts", ("fewshot",)))
+        values["fewshot"] = FewShotConfig(**values.get("fewshot", {}))
+        return cls(**values)
+
+
+class InspectionPipeline:
+    """Configured experts + calibration; see the module docstring."""
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        product: Product | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.product = product or Product(id=0, name="object")
+        self.device = device
+        self.experts: dict[str, Expert] = {}
+        self.additive: set[str] = set()
+        self.calibration: Calibration | None = None
+        self.fitted_count = 0
+        self._build_experts()
+
+    # --- building ---------------------------------------------------------------------
+
+    def _build_experts(self) -> None:
+        for name in self.config.experts:
+            if name == "fewshot":
+                backbone = build_backbone(self.config.backbone, device=self.device)
+                self.experts[name] = FewShotExpert(backbone, self.config.fewshot)
+            else:
+                from workstation.experts.zeroshot import create_zeroshot_expert
+
+                self.experts[name] = create_zeroshot_expert(
+                    self.product, model=self.config.clip_model, device=self.device
+                )
+        if self.config.adapter_path:
+            self._attach_adapter(Path(self.config.adapter_path))
+
+    def _attach_adapter(self, folder: Path) -> None:
+        from workstation.experts.adapter import AdapterExpert, read_adapter_config
+
+        wanted = read_adapter_config(folder).backbone
+        shared = self.experts.get("fewshot")
+        backbone = getattr(shared, "backbone", None)
+        if backbone is None or backbone.name != wanted:
+            backbone = build_backbone(wanted, device=self.device)
+        self.add_expert(AdapterExpert.load(folder, backbone), additive=True)
+
+    def add_expert(self, expert: Expert, *, additive: bool = False) -> None:
+        """Hook for extra experts (e.g. a learned adapter). Refit afterwards to calibrate.
+
+        ``additive`` experts output defect probabilities and are added to the fused map
+        instead of being normalised and averaged (see fusion.py).
+        """
+        self.experts[expert.name] = expert
+        if additive:
+            self.additive.add(expert.name)
+        self.calibration = None
+
+    # --- fit / predict ----------------------------------------------------------------
+
+    def fit(
+        self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None
+    ) -> Calibration:
+        """Fit every expert on the normal shots, then calibrate on held-out scores."""
+        if len(normals) == 0:
+            raise UserError(
+                "fitting needs at least one normal image of this product; add images "
+                "labelled good (train/good) or mark some as normal"
+            )
+        steps = len(self.experts) + 1
+        per_shot: list[dict[str, AnomalyMap]] = [
+            {} for _ in calibration_indices(len(normals))
+        ]
+        for step, (name, expert) in enumerate(self.experts.items()):
+            expert.fit(normals)
+            if isinstance(expert, FewShotExpert):
+                maps = expert.calibration_maps()
+            else:
+                # Experts that did not memorise the normals can score them directly.
+                maps = expert.predict([normals[i] for i in calibration_indices(len(normals))])
+            for slot, amap in zip(per_shot, maps, strict=True):
+                slot[name] = amap
+            if progress:
+                progress(step + 1, steps)
+        self.calibration = calibrate(
+            per_shot,
+            target_fpr=self.config.target_fpr,
+            mode=self.config.fusion,
+            additive=tuple(self.additive),
+        )
+        self.fitted_count = len(normals)
+        if progress:
+            progress(steps, steps)
+        return self.calibration
+
+    def predict_detailed(
+        self, images: Sequence[np.ndarray]
+    ) -> list[tuple[AnomalyMap, dict[str, AnomalyMap]]]:
+        """Fused calibrated map plus each expert's raw map, per image."""
+        if self.calibration is None:
+            raise UserError("the experts are not calibrated yet; fit on normal images first")
+        per_expert = {name: expert.predict(images) for name, expert in self.experts.items()}
+        out = []
+        for index in range(len(images)):
+            outputs = {name: maps[index] for name, maps in per_expert.items()}
+            out.append((self.calibration.fuse(outputs), outputs))
+        return out
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
+        return [fused for fused, _ in self.predict_detailed(images)]
+
+    # --- persistence ------------------------------------------------------------------
+
+    def save(self, folder: Path) -> Path:
+        if self.calibration is None:
+            raise UserError("only a fitted pipeline can be saved")
+        folder.mkdir(parents=True, exist_ok=True)
+        fewshot = self.experts.get("fewshot")
+        if isinstance(fewshot, FewShotExpert):
+            tmp = folder / (BANK_FILE + ".tmp.npz")
+            np.savez(tmp, **fewshot.state())
+            tmp.replace(folder / BANK_FILE)
+        self.calibration.save(folder)
+        manifest = {
+            "format": PIPELINE_FORMAT,
+            "config": self.config.to_dict(),
+            "experts": list(self.experts),
+            "additive": sorted(self.additive),
+            "fitted_count": self.fitted_count,
+        }
+        tmp_json = folder / (PIPELINE_FILE + ".tmp")
+        tmp_json.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        tmp_json.replace(folder / PIPELINE_FILE)
+        return folder
+
+    @classmethod
+    def load(
+        cls, folder: Path, *, product: Product | None = None, device: str = "cpu"
+    ) -> InspectionPipeline:
+        try:
+            manifest = json.loads((folder / PIPELINE_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"no saved experts in {folder}; run onboarding first") from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{folder / PIPELINE_FILE} is damaged: {exc}") from exc
+        if manifest.get("format") != PIPELINE_FORMAT:
+            raise UserError(f"{folder} holds an unsupported pipeline format; refit the product")
+        pipeline = cls(PipelineConfig.from_dict(manifest["config"]), product=product, device=device)
+        fewshot = pipeline.experts.get("fewshot")
+        if isinstance(fewshot, FewShotExpert):
+            with np.load(folder / BANK_FILE) as data:
+                fewshot.load_state({key: data[key] for key in data.files})
+        pipeline.calibration = Calibration.load(folder)
+        pipeline.fitted_count = int(manifest.get("fitted_count", 0))
+        return pipeline
