@@ -110,3 +110,16 @@ def test_cli_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         == 2
     )
     assert "no store" in capsys.readouterr().err
+
+
+def test_progress_bar_writes_a_final_line_when_not_a_terminal() -> None:
+    import io
+
+    from workstation.cli.progress import progress_bar
+
+    stream = io.StringIO()
+    update = progress_bar(0, "importing", stream=stream)
+    for done in range(1, 6):
+        update(done, 5)
+    lines = stream.getvalue().splitlines()
+    assert lines == [lines[-1]] and lines[-1].startswith("importing [") and "5/5" in lines[-1]

@@ -371,3 +371,20 @@ def test_gui_thread_and_worker_write_at_once_without_locked_errors(tmp_path: Pat
     assert len(store.list_reviews(product.id)) == 150
     assert sum(len(store.mask_history(i)) for i in ids) == 60
     store.close()
+
+
+def test_damaged_blob_is_a_clear_error_and_found_by_the_check(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite", fsync_blobs=False) as store:
+        product = store.create_product("p")
+        (image_id,) = add(store, product.id, 1)
+        mask = np.zeros((8, 10), np.uint8)
+        mask[3, 3] = 1
+        revision = store.add_mask_revision(image_id, mask, source="inspector", author="a")
+        assert np.array_equal(store.load_mask(revision), mask)
+        path = store.blobs.path_of(revision.blob)
+        assert path is not None and path.suffix == ".mask"
+        path.write_bytes(path.read_bytes()[:10])  # what a power cut could leave
+        with pytest.raises(UserError, match="damaged"):
+            store.load_mask(revision)
+        path.unlink()
+        assert any("missing" in problem for problem in store.check_integrity())
