@@ -16,7 +16,13 @@ import numpy as np
 from workstation.config import ExplainerSettings
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
-from workstation.core.types import AnomalyMap, ExplanationRevision, Prediction, Product
+from workstation.core.types import (
+    NORMAL_LABEL,
+    AnomalyMap,
+    ExplanationRevision,
+    Prediction,
+    Product,
+)
 from workstation.explain.cache import ResultCache
 from workstation.explain.prompts import ExplainRequest
 from workstation.explain.result import (
@@ -102,8 +108,11 @@ class StoredExplanation:
 
 
 def _reference_image(store: Store, product: Product) -> np.ndarray | None:
-    normals = store.list_images(product.id, split="train")
-    for record in normals:
+    """The first readable normal shot (train split), else any image labelled good."""
+    candidates = store.list_images(product.id, split="train") + store.list_images(
+        product.id, source_label=NORMAL_LABEL
+    )
+    for record in candidates:
         if Path(record.path).is_file():
             return read_image(record.path)
     return None
@@ -119,7 +128,8 @@ def build_request(
     """The explainer's inputs for a stored image: pixels, its map, product, mask, reference.
 
     The inspector's latest painted mask (if any) replaces the thresholded map, so an
-    explanation written after a correction describes the corrected region.
+    explanation written after a correction describes the corrected region. Stored maps are
+    in the product's threshold units (fused experts: 1.0 is the threshold).
     """
     record = store.get_image(image_id)
     product = store.get_product(record.product_id)
@@ -152,7 +162,9 @@ def explain_image(
 ) -> StoredExplanation:
     """Explain one stored image and save the explanation as a new revision."""
     prediction = store.latest_prediction(image_id)
-    request = build_request(store, image_id, prediction=prediction)
+    # the template never looks at a reference image, so do not read one for it
+    with_reference = explainer.source != TEMPLATE_SOURCE
+    request = build_request(store, image_id, prediction=prediction, with_reference=with_reference)
     result = explainer.explain(request, on_token=on_token, should_stop=should_stop)
     if result.source == TEMPLATE_SOURCE:
         model_version = prediction.model_version if prediction is not None else None
