@@ -19,6 +19,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,7 @@ def bench_query(work: Path, rows: int, repeats: int) -> dict[str, float]:
             store.add_review(int(image_id), "accepted", reviewer="bench")
         filters = {"review_state": "unreviewed", "score_min": 0.3, "score_max": 0.6}
 
-        def timed(fn) -> float:  # type: ignore[no-untyped-def]
+        def timed(fn: Callable[[], object]) -> float:
             runs = []
             for _ in range(repeats):
                 started = time.perf_counter()

@@ -110,7 +110,9 @@ def _render_plate(rng: np.random.Generator, spec: DemoSpec) -> tuple[np.ndarray,
     return image.astype(np.float32), surface
 
 
-def _scratch(rng, image, plate, strength):  # type: ignore[no-untyped-def]
+def _scratch(
+    rng: np.random.Generator, image: np.ndarray, plate: np.ndarray, strength: float
+) -> np.ndarray:
     s = image.shape[0]
     mask = np.zeros_like(plate)
     start = rng.uniform(0.2, 0.8, size=2) * s
@@ -128,7 +130,9 @@ def _scratch(rng, image, plate, strength):  # type: ignore[no-untyped-def]
     return mask
 
 
-def _pit(rng, image, plate, strength):  # type: ignore[no-untyped-def]
+def _pit(
+    rng: np.random.Generator, image: np.ndarray, plate: np.ndarray, strength: float
+) -> np.ndarray:
     s = image.shape[0]
     mask = np.zeros_like(plate)
     for _ in range(int(rng.integers(1, 4))):
@@ -141,7 +145,9 @@ def _pit(rng, image, plate, strength):  # type: ignore[no-untyped-def]
     return mask
 
 
-def _crack(rng, image, plate, strength):  # type: ignore[no-untyped-def]
+def _crack(
+    rng: np.random.Generator, image: np.ndarray, plate: np.ndarray, strength: float
+) -> np.ndarray:
     s = image.shape[0]
     mask = np.zeros_like(plate)
     point = rng.uniform(0.25, 0.75, size=2) * s
@@ -160,7 +166,9 @@ def _crack(rng, image, plate, strength):  # type: ignore[no-untyped-def]
     return mask
 
 
-def _stain(rng, image, plate, strength):  # type: ignore[no-untyped-def]
+def _stain(
+    rng: np.random.Generator, image: np.ndarray, plate: np.ndarray, strength: float
+) -> np.ndarray:
     s = image.shape[0]
     noise = cv2.GaussianBlur(rng.standard_normal((s, s)).astype(np.float32), (0, 0), s * 0.04)
     c = rng.uniform(0.25, 0.75, size=2) * s
@@ -173,7 +181,9 @@ def _stain(rng, image, plate, strength):  # type: ignore[no-untyped-def]
     return mask
 
 
-def _missing_material(rng, image, plate, strength):  # type: ignore[no-untyped-def]
+def _missing_material(
+    rng: np.random.Generator, image: np.ndarray, plate: np.ndarray, strength: float
+) -> np.ndarray:
     """A chipped edge: part of the plate border is gone and the dark background shows."""
     s = image.shape[0]
     ys, xs = np.nonzero(plate)
@@ -198,7 +208,8 @@ def _missing_material(rng, image, plate, strength):  # type: ignore[no-untyped-d
     return mask
 
 
-_PAINTERS: dict[str, Callable[..., np.ndarray]] = {
+Painter = Callable[[np.random.Generator, np.ndarray, np.ndarray, float], np.ndarray]
+_PAINTERS: dict[str, Painter] = {
     "scratch": _scratch,
     "pit": _pit,
     "crack": _crack,

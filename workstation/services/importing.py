@@ -129,18 +129,16 @@ def ensure_product(store: Store, plan: ProductPlan) -> Product:
             normality_rules=meta.normality_rules or (),
             defect_vocabulary=vocabulary if vocabulary is not None else plan.labels,
         )
-    changes: dict[str, object] = {}
-    if meta.description is not None:
-        changes["description"] = meta.description
-    if meta.normality_rules is not None:
-        changes["normality_rules"] = meta.normality_rules
-    if vocabulary is not None:
-        changes["defect_vocabulary"] = vocabulary
-    elif set(plan.labels) - set(product.defect_vocabulary):
-        changes["defect_vocabulary"] = tuple(
-            dict.fromkeys((*product.defect_vocabulary, *plan.labels))
-        )
-    return store.update_product(product.id, **changes) if changes else product  # type: ignore[arg-type]
+    description = product.description if meta.description is None else meta.description
+    rules = product.normality_rules if meta.normality_rules is None else meta.normality_rules
+    if vocabulary is None:  # keep the product's words, add labels seen in this folder
+        vocabulary = tuple(dict.fromkeys((*product.defect_vocabulary, *plan.labels)))
+    current = (product.description, product.normality_rules, product.defect_vocabulary)
+    if (description, rules, vocabulary) == current:
+        return product
+    return store.update_product(
+        product.id, description=description, normality_rules=rules, defect_vocabulary=vocabulary
+    )
 
 
 def import_directory(
@@ -190,9 +188,11 @@ def import_directory(
                     for (_, created), entry in zip(
                         store.add_images(record.id, entries), entries, strict=True
                     ):
-                        added += created
-                        existing += not created
-                        masks += created and entry.ground_truth_mask is not None
+                        if created:
+                            added += 1
+                            masks += entry.ground_truth_mask is not None
+                        else:
+                            existing += 1
                 done += len(batch)
                 if progress:
                     progress(done, total)
