@@ -76,10 +76,11 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]
     _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
     try:
         yield conn
+        _retry_locked(lambda: conn.execute("COMMIT"))
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O)
+            conn.execute("ROLLBACK")
         raise
-    _retry_locked(lambda: conn.execute("COMMIT"))
 
 
 def migrate(db: sqlite_utils.Database, path: Path) -> None:
