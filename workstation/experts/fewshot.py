@@ -35,7 +35,7 @@ from workstation.experts.features import (
 if TYPE_CHECKING:
     import torch
 
-FeatureNorm = Literal["auto", "none", "l2", "standardize"]
+FeatureNorm = Literal["auto", "none", "l2", "standardize", "whiten"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class FewShotConfig:
             raise UserError("top_percent must be in (0, 100]")
         if self.knn < 1 or self.position_radius < 0 or self.batch_size < 1:
             raise UserError("knn and batch_size must be >= 1, position_radius >= 0")
-        if self.feature_norm not in ("auto", "none", "l2", "standardize"):
+        if self.feature_norm not in ("auto", "none", "l2", "standardize", "whiten"):
             raise UserError(f"unknown feature_norm {self.feature_norm!r}")
 
 
@@ -224,6 +224,9 @@ class FewShotExpert:
         if self.norm == "standardize":
             assert self.mean is not None and self.scale is not None
             return (feats - self.mean) / self.scale
+        if self.norm == "whiten":
+            assert self.mean is not None and self.scale is not None
+            return (feats - self.mean) @ self.scale
         return feats
 
     def _set_standardisation(self, raw: torch.Tensor) -> None:
@@ -235,6 +238,16 @@ class FewShotExpert:
         # A channel that never varies on normals (e.g. colour on gray parts) would blow
         # up any tiny change; floor its scale at a fraction of the typical channel's.
         self.scale = torch.clamp(std, min=float(std.median()) * 1e-2 + 1e-6)
+        if self.norm == "whiten":
+            # Mahalanobis distance on the normal patches' covariance (PaDiM-style), with
+            # shrinkage towards the diagonal so few shots still give a stable inverse.
+            z = (flat - self.mean) / self.scale
+            cov = (z.T @ z) / max(z.shape[0] - 1, 1)
+            eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            cov = 0.9 * cov + 0.1 * eye
+            values, vectors = torch.linalg.eigh(cov)
+            inv_sqrt = vectors @ torch.diag(values.clamp_min(1e-4).rsqrt()) @ vectors.T
+            self.scale = torch.diag(1.0 / self.scale) @ inv_sqrt
 
     # --- the Expert protocol ----------------------------------------------------------
 
@@ -267,7 +280,7 @@ class FewShotExpert:
             if progress:
                 progress(min(start + size, len(references)), total)
         raw = torch.cat(chunks, 0)  # (N, h, w, C)
-        if self.norm == "standardize":
+        if self.norm in ("standardize", "whiten"):
             self._set_standardisation(raw)
         feats = self._normalise(raw)
         del raw, chunks
@@ -345,19 +358,21 @@ class FewShotExpert:
         import torch.nn.functional as F
 
         radius = self.config.position_radius
-        h, w, channels = feats.shape
-        grid_bank = bank.permute(0, 3, 1, 2)  # (N, C, h, w)
-        # Every bank patch within +-radius of a position becomes a candidate there.
+        h, w, _ = feats.shape
+        # Bank patches within +-radius cells of a position are its candidates: one shifted
+        # view of the bank per offset, so memory stays at one bank-sized temporary.
+        padded = F.pad(bank.permute(0, 3, 1, 2), (radius,) * 4, mode="replicate")
+        query = feats.permute(2, 0, 1)[None]  # (1, C, h, w)
         window = 2 * radius + 1
-        padded = F.pad(grid_bank, (radius, radius, radius, radius), mode="replicate")
-        candidates = F.unfold(padded, window)  # (N, C*window^2, h*w)
-        candidates = candidates.reshape(bank.shape[0], channels, window * window, h * w)
-        candidates = candidates.permute(3, 0, 2, 1).reshape(h * w, -1, channels)
-        query = feats.reshape(h * w, 1, channels)
-        dist = ((candidates - query) ** 2).sum(-1)
-        k = min(self.config.knn, dist.shape[1])
-        nearest = torch.topk(dist, k, dim=1, largest=False).values
-        return nearest.clamp_min(0).sqrt().mean(1).reshape(h, w)
+        dists = [
+            ((padded[:, :, dy : dy + h, dx : dx + w] - query) ** 2).sum(1)
+            for dy in range(window)
+            for dx in range(window)
+        ]
+        dist = torch.cat(dists, 0)  # (offsets * N, h, w)
+        k = min(self.config.knn, dist.shape[0])
+        nearest = torch.topk(dist, k, dim=0, largest=False).values
+        return nearest.clamp_min(0).sqrt().mean(0)
 
     def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw (h, w) patch-score grids at the working resolution, one per image."""

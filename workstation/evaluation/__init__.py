@@ -1,0 +1,1 @@
+"""Honest evaluation of the experts on MVTec-layout folders (``iad-workstation eval``)."""

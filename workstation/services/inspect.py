@@ -1,0 +1,134 @@
+"""Inspecting a product's stored images with its active expert version.
+
+Batched (one pipeline call and one store transaction per batch), resumable (images that
+already have a prediction for this model version are skipped, so an interrupted run
+continues where it stopped), cancellable between batches (``cancel`` event) and reporting
+progress. If the product has no usable active ``experts`` version, or its learned adapter
+changed since, the experts are fitted first (``onboard.fit_product``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workstation.config import ExpertSettings
+from workstation.core.errors import CancelledError, UserError
+from workstation.core.imageio import read_image
+from workstation.core.types import ModelVersion, Product
+from workstation.experts.base import ProgressFn
+from workstation.experts.pipeline import InspectionPipeline
+from workstation.services.onboard import active_adapter_path, fit_product
+from workstation.store.repository import Store
+from workstation.store.rows import NewPrediction
+
+DEFAULT_BATCH = 8
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    product: str
+    model_version: str
+    total: int
+    predicted: int
+    skipped: int
+    anomalous: int
+    failed: tuple[tuple[int, str], ...] = ()
+    """(image id, reason) for images that could not be read; the rest went on."""
+
+
+def load_active_pipeline(
+    store: Store,
+    product: Product,
+    settings: ExpertSettings,
+    *,
+    device: str = "cpu",
+    refit: bool = False,
+    progress: ProgressFn | None = None,
+) -> tuple[ModelVersion, InspectionPipeline]:
+    """The product's active experts version, loaded; fitted anew when missing or stale."""
+    active = store.active_model_version(product.id, "experts")
+    usable = (
+        not refit
+        and active is not None
+        and active.path is not None
+        and Path(active.path).is_dir()
+        and active.config.get("adapter_path") == active_adapter_path(store, product)
+    )
+    if usable:
+        assert active is not None and active.path is not None
+        return active, InspectionPipeline.load(Path(active.path), product=product, device=device)
+    return fit_product(store, product, settings, device=device, progress=progress)
+
+
+def inspect_product(
+    store: Store,
+    product_name: str,
+    settings: ExpertSettings,
+    *,
+    device: str = "cpu",
+    batch_size: int = DEFAULT_BATCH,
+    refit: bool = False,
+    cancel: threading.Event | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> InspectReport:
+    """Predict every not-yet-predicted image of the product; see the module docstring.
+
+    Raises CancelledError when ``cancel`` is set; predictions written so far are kept.
+    """
+    if batch_size < 1:
+        raise UserError("batch size must be at least 1")
+    product = store.get_product(product_name)
+    version, pipeline = load_active_pipeline(
+        store, product, settings, device=device, refit=refit
+    )
+    records = store.list_images(product.id)
+    done = store.predicted_image_ids(product.id, version.name)
+    todo = [r for r in records if r.id not in done]
+    total = len(todo)
+    predicted = anomalous = 0
+    failed: list[tuple[int, str]] = []
+    if progress:
+        progress(0, total)
+    for start in range(0, total, batch_size):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError(f"inspection of {product.name} cancelled")
+        batch = todo[start : start + batch_size]
+        images: list[np.ndarray] = []
+        kept = []
+        for record in batch:
+            try:
+                images.append(read_image(record.path))
+                kept.append(record)
+            except UserError as exc:
+                failed.append((record.id, str(exc)))
+        if images:
+            results = pipeline.predict(images)
+            entries = [
+                NewPrediction(
+                    image_id=record.id,
+                    model_version=version.name,
+                    score=result.score,
+                    anomalous=bool(result.anomalous),
+                    anomaly_map=result.map.astype(np.float16),
+                )
+                for record, result in zip(kept, results, strict=True)
+            ]
+            store.add_predictions(entries)
+            predicted += len(entries)
+            anomalous += sum(e.anomalous for e in entries)
+        if progress:
+            progress(min(start + batch_size, total), total)
+    return InspectReport(
+        product=product.name,
+        model_version=version.name,
+        total=len(records),
+        predicted=predicted,
+        skipped=len(records) - total,
+        anomalous=anomalous,
+        failed=tuple(failed),
+    )

@@ -1,0 +1,215 @@
+"""Onboarding a product: fit and calibrate the experts on its normal images, and say how
+far to trust the threshold.
+
+A new product gets a profile (description, normality rules, defect words), a few normal
+images and optionally some known defects. Fitting builds the configured experts,
+calibrates them leave-one-out, stores the result as a new ``experts-N`` model version
+under ``models_dir()/<product>/<version>/`` and makes it active. The readiness note
+answers the question an engineer actually has: "is this threshold trustworthy yet?",
+from a bootstrap of the normal shots and the order-statistic confidence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from workstation.config import ExpertSettings
+from workstation.core.errors import UserError
+from workstation.core.imageio import read_image
+from workstation.core.types import NORMAL_LABEL, ImageRecord, ModelVersion, Product
+from workstation.experts.base import ProgressFn
+from workstation.experts.fusion import Calibration, choose_threshold
+from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.paths import models_dir
+from workstation.store.repository import Store
+
+MAX_FIT_NORMALS = 200
+"""More normals than this add little to a patch bank but cost memory and fit time."""
+BOOTSTRAP_ROUNDS = 200
+STABLE_SPREAD = 0.25
+"""Threshold spread (fraction of the typical-to-threshold gap) considered stable."""
+VERSION_PATTERN = re.compile(r"^experts-(\d+)$")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    normals: int
+    threshold_spread: float
+    """Bootstrap std of the threshold, in units of the typical-normal-to-threshold gap."""
+    confidence: float
+    normals_for_goal: int
+    note: str
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    product: Product
+    version: ModelVersion
+    calibration: Calibration
+    readiness: Readiness
+    defect_scores: tuple[tuple[int, float], ...]
+    """(image id, calibrated score) of known defect images; > 1.0 means caught."""
+
+
+def normal_images(store: Store, product: Product) -> list[ImageRecord]:
+    """Known-normal images: labelled good at import, plus those reviewed as normal."""
+    records = {r.id: r for r in store.list_images(product.id, source_label=NORMAL_LABEL)}
+    for review in store.list_reviews(product.id):
+        if review.verdict == "normal" and review.image_id not in records:
+            records[review.image_id] = store.get_image(review.image_id)
+    # Train images first: they are the references the engineer chose.
+    return sorted(records.values(), key=lambda r: (r.split != "train", r.id))
+
+
+def next_version_name(store: Store) -> str:
+    """``experts-N``: names are unique across the whole store, so N counts all products."""
+    highest = 0
+    for product in store.list_products():
+        for version in store.list_model_versions(product.id, kind="experts"):
+            match = VERSION_PATTERN.match(version.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return f"experts-{highest + 1}"
+
+
+def active_adapter_path(store: Store, product: Product) -> str | None:
+    adapter = store.active_model_version(product.id, "adapter")
+    if adapter is None or not adapter.path or not Path(adapter.path).is_dir():
+        return None
+    return adapter.path
+
+
+def readiness(calibration: Calibration, *, seed: int = 0) -> Readiness:
+    """Bootstrap the calibration scores to see how much the threshold would move."""
+    scores = np.asarray(calibration.calibration_scores, dtype=np.float64)
+    target = calibration.threshold.target_fpr
+    rng = np.random.default_rng(seed)
+    if scores.size > 1:
+        thresholds = [
+            choose_threshold(rng.choice(scores, scores.size, replace=True), target).raw
+            for _ in range(BOOTSTRAP_ROUNDS)
+        ]
+        spread = float(np.std(thresholds)) / calibration.unit
+    else:
+        spread = float("inf")
+    choice = calibration.threshold
+    more = max(0, choice.normals_for_goal - choice.n)
+    if scores.size < 2:
+        note = "one normal shot: the threshold is a rough guess; add normal images"
+    elif spread > STABLE_SPREAD:
+        note = (
+            f"threshold unstable (moves {spread:.0%} of its margin when the shots are "
+            f"resampled); add normal images"
+        )
+    else:
+        note = f"threshold stable under resampling (spread {spread:.0%} of its margin)"
+    if more:
+        note += f"; about {more} more normals give 90% confidence in the false-positive rate"
+    else:
+        note += "; enough normals for 90% confidence in the false-positive rate"
+    return Readiness(
+        normals=choice.n,
+        threshold_spread=spread,
+        confidence=choice.confidence,
+        normals_for_goal=choice.normals_for_goal,
+        note=note,
+    )
+
+
+def fit_product(
+    store: Store,
+    product: Product,
+    settings: ExpertSettings,
+    *,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> tuple[ModelVersion, InspectionPipeline]:
+    """Fit, calibrate and register a new active ``experts`` version for ``product``."""
+    records = normal_images(store, product)[:MAX_FIT_NORMALS]
+    if not records:
+        raise UserError(
+            f"product {product.name!r} has no normal images; import some labelled good "
+            "(train/good) or review images as normal, then try again"
+        )
+    config = PipelineConfig.from_settings(
+        settings, adapter_path=active_adapter_path(store, product)
+    )
+    pipeline = InspectionPipeline(config, product=product, device=device)
+    normals = [read_image(r.path) for r in records]
+    calibration = pipeline.fit(normals, progress=progress)
+    name = next_version_name(store)
+    folder = models_dir() / _safe(product.name) / name
+    pipeline.save(folder)
+    parent = store.active_model_version(product.id, "experts")
+    version = store.add_model_version(
+        product.id,
+        name=name,
+        kind="experts",
+        state="active",
+        parent_id=parent.id if parent else None,
+        path=str(folder),
+        metrics={
+            "normals": float(len(records)),
+            "threshold_confidence": calibration.threshold.confidence,
+        },
+        config={**config.to_dict(), "statement": calibration.threshold.statement()},
+    )
+    return version, pipeline
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "product"
+
+
+def onboard_product(
+    store: Store,
+    name: str,
+    settings: ExpertSettings,
+    *,
+    description: str | None = None,
+    normality_rules: Sequence[str] | None = None,
+    defect_vocabulary: Sequence[str] | None = None,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> OnboardResult:
+    """Create or update the product profile, fit the experts and preview known defects."""
+    product = store.find_product(name)
+    if product is None:
+        product = store.create_product(
+            name,
+            description=description or "",
+            normality_rules=tuple(normality_rules or ()),
+            defect_vocabulary=tuple(defect_vocabulary or ()),
+        )
+    elif description is not None or normality_rules is not None or defect_vocabulary is not None:
+        changes: dict[str, object] = {}
+        if description is not None:
+            changes["description"] = description
+        if normality_rules is not None:
+            changes["normality_rules"] = tuple(normality_rules)
+        if defect_vocabulary is not None:
+            changes["defect_vocabulary"] = tuple(defect_vocabulary)
+        product = store.update_product(product.id, **changes)  # type: ignore[arg-type]
+    version, pipeline = fit_product(store, product, settings, device=device, progress=progress)
+    assert pipeline.calibration is not None
+    defects = [
+        r for r in store.list_images(product.id)
+        if r.source_label not in (None, NORMAL_LABEL)
+    ][:MAX_FIT_NORMALS]
+    scores: list[tuple[int, float]] = []
+    for record in defects:
+        result = pipeline.predict([read_image(record.path)])[0]
+        scores.append((record.id, result.score))
+    product = store.update_product(product.id, threshold=1.0)
+    return OnboardResult(
+        product=product,
+        version=version,
+        calibration=pipeline.calibration,
+        readiness=readiness(pipeline.calibration),
+        defect_scores=tuple(scores),
+    )
