@@ -158,3 +158,39 @@ def test_temp_files_of_live_writers_are_kept(tmp_path: Path) -> None:
         dead.write_bytes(b"left over")
         assert store.blobs.remove_stale_temps() == 1
         assert mine.exists() and not dead.exists()
+
+
+def test_kill_at_an_unplanned_moment_during_import(tmp_path: Path) -> None:
+    """No patching: the parent kills the child as soon as it sees rows appear."""
+    import time
+
+    root = make_mvtec(tmp_path / "cat", train=20, test_good=0, defects={"dent": 20})
+    path = tmp_path / "import.sqlite"
+    Store.open(path).close()
+    code = (
+        "from workstation.services.importing import import_directory\n"
+        "from workstation.store.repository import Store\n"
+        f"store = Store.open({str(path)!r})\n"
+        f"import_directory(store, {str(root)!r}, batch_size=2, workers=1)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    try:
+        with Store.open(path) as watcher:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and child.poll() is None:
+                product = watcher.find_product("cat")
+                if product is not None and len(watcher.list_images(product.id)) >= 4:
+                    break
+                time.sleep(0.01)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    with Store.open(path) as store:
+        assert store.check_integrity() == []
+        product = store.get_product("cat")
+        images = store.list_images(product.id)
+        assert len(images) % 2 == 0 and len(images) >= 4  # whole batches only
+        for image in images:
+            if image.source_label == "dent":
+                assert store.latest_mask_revision(image.id) is not None
+        assert import_directory(store, root).added == 40 - len(images)
