@@ -75,36 +75,36 @@ def create_backbone(
     """
     from workstation.device import resolve_device
 
-    device = resolve_device(device)
+    entry: CatalogEntry | None
+    module: Any = None
     if random_init:
-        entry = get_entry(name)
-        if entry.family == "open_clip":
-            return ClipBackbone(
-                _random_clip(entry), name=name, device=device, entry=entry,
-                layers=layers, precision=precision, batch_size=batch_size,
-            )
-        if entry.family == "dinov2":
-            return Dinov2Backbone(
-                _random_dinov2(entry), name=name, device=device, entry=entry,
-                layers=layers, precision=precision, batch_size=batch_size,
-            )
-        raise UserError(f"{name!r} is a vision-language model, not a backbone")
-    resolved = resolve(name, folder=folder)
-    if resolved.family == "open_clip":
-        clip, tokenizer_source = load_open_clip(resolved)
-        return ClipBackbone(
-            clip, name=resolved.name, device=device, entry=resolved.entry, layers=layers,
-            precision=precision, batch_size=batch_size, tokenizer_source=tokenizer_source,
+        catalogued = get_entry(name)
+        entry, family, tokenizer_source = catalogued, catalogued.family, catalogued.architecture
+        if family == "open_clip":
+            module = _random_clip(catalogued)
+        elif family == "dinov2":
+            module = _random_dinov2(catalogued)
+    else:
+        resolved = resolve(name, folder=folder)
+        name, family, entry, tokenizer_source = (
+            resolved.name, resolved.family, resolved.entry, ""
         )
-    if resolved.family == "dinov2":
-        return Dinov2Backbone(
-            load_dinov2(resolved), name=resolved.name, device=device, entry=resolved.entry,
-            layers=layers, precision=precision, batch_size=batch_size,
+        if family == "open_clip":
+            module, tokenizer_source = load_open_clip(resolved)
+        elif family == "dinov2":
+            module = load_dinov2(resolved)
+    if module is None:
+        raise UserError(
+            f"{name!r} is a vision-language model, not a backbone; backbones are: "
+            f"filterbank, {', '.join(BACKBONE_NAMES)}"
         )
-    raise UserError(
-        f"{resolved.name!r} is a vision-language model, not a backbone; backbones are: "
-        f"filterbank, {', '.join(BACKBONE_NAMES)}"
-    )
+    options: dict[str, Any] = {
+        "name": name, "device": resolve_device(device), "entry": entry, "layers": layers,
+        "precision": precision, "batch_size": batch_size,
+    }
+    if family == "open_clip":
+        return ClipBackbone(module, tokenizer_source=tokenizer_source, **options)
+    return Dinov2Backbone(module, **options)
 
 
 def build_clip_backbone(name: str = "clip-b16-plus", **opts: Any) -> ClipBackbone:
