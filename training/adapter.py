@@ -77,8 +77,13 @@ def train_head(
     hyper: AdapterHyperparameters,
     seed: int = 0,
     on_step: StepFn | None = None,
+    init: SegmentationHead | None = None,
 ) -> SegmentationHead:
-    """Train a head on cached ``(N, C, h, w)`` features against ``(N, 1, h, w)`` soft masks."""
+    """Train a head on cached ``(N, C, h, w)`` features against ``(N, 1, h, w)`` soft masks.
+
+    ``init`` (the parent round's head) continues from what earlier rounds learned, keeping
+    its feature statistics; the gate then checks on the golden set that nothing was lost.
+    """
     if features.shape[0] != targets.shape[0] or features.shape[2:] != targets.shape[2:]:
         raise ValueError(
             f"features {tuple(features.shape)} and targets {tuple(targets.shape)} differ"
@@ -86,7 +91,10 @@ def train_head(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = SegmentationHead(features.shape[1], hyper.hidden).to(features.device)
-    head.set_statistics(features)
+    if init is not None and init.mean.shape[1] == features.shape[1] and _same_shape(init, head):
+        head.load_state_dict(init.state_dict())
+    else:
+        head.set_statistics(features)
     optimiser = torch.optim.AdamW(
         head.parameters(), lr=hyper.learning_rate, weight_decay=hyper.weight_decay
     )
@@ -110,6 +118,11 @@ def train_head(
             on_step(step, hyper.steps, float(loss.detach()))
     head.eval()
     return head
+
+
+def _same_shape(a: SegmentationHead, b: SegmentationHead) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
 
 
 def mask_targets(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

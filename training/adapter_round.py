@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from training.adapter import AdapterHyperparameters, EtaClock, mask_targets, train_head
-from training.contract import ProgressEvent, RoundManifest
-from training.data import MaskExample, check_adapter_feedback, mask_examples
+from training.contract import ProgressEvent, RoundManifest, check_feedback
+from training.data import MaskExample, mask_examples
 from training.evaluate import ScoredSample, gate, held_out_metrics
 from workstation.core.imageio import read_image
 from workstation.core.types import AnomalyMap
@@ -49,6 +49,7 @@ def fit_adapter(
     seed: int,
     base_model: str = "",
     emit: Emit | None = None,
+    parent: AdapterExpert | None = None,
 ) -> AdapterExpert:
     """Train a head on ``examples`` (masks and normals) and wrap it as an expert."""
     shape = adapter_shape(backbone, [e.image.shape[:2] for e in examples], image_size)
@@ -65,7 +66,14 @@ def fit_adapter(
                 )
             )
 
-    head = train_head(feats, targets, hyper=hyper, seed=seed, on_step=on_step)
+    head = train_head(
+        feats,
+        targets,
+        hyper=hyper,
+        seed=seed,
+        on_step=on_step,
+        init=None if parent is None else parent.head,
+    )
     config = AdapterConfig(
         backbone=backbone.name,
         feature_dim=int(feats.shape[1]),
@@ -139,10 +147,12 @@ def run_adapter_round(
     manifest: RoundManifest, out: Path, *, device: str, emit: Emit
 ) -> dict[str, object]:
     """Train, save into ``out`` (a fresh folder) and evaluate; returns the metrics record."""
-    check_adapter_feedback(manifest.train)
+    check_feedback("adapter", manifest.train)
     hyper = AdapterHyperparameters.from_dict(manifest.hyperparameters)
     backbone = build_backbone(manifest.backbone, device=device)
     examples = mask_examples(manifest.train)
+    parent_path = manifest.hyperparameters.get("parent_adapter")
+    parent = AdapterExpert.load(Path(str(parent_path)), backbone) if parent_path else None
     candidate = fit_adapter(
         backbone,
         examples,
@@ -151,10 +161,9 @@ def run_adapter_round(
         seed=manifest.seed,
         base_model=manifest.base_model,
         emit=emit,
+        parent=parent,
     )
     save_adapter(candidate.head, candidate.config, out)
-    parent_path = manifest.hyperparameters.get("parent_adapter")
-    parent = AdapterExpert.load(Path(str(parent_path)), backbone) if parent_path else None
     calibration = [e.image for e in examples if e.sample.label == "normal"]
     if not manifest.references:
         return {"before": {}, "after": {}, "promote": False, "reason": "no references"}

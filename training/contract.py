@@ -118,6 +118,38 @@ class RoundManifest:
         return cls.from_json(text)
 
 
+class NotEnoughFeedbackError(ContractError):
+    """The feedback cannot teach anything yet (nothing labeled, or only one side)."""
+
+
+def check_feedback(kind: RoundKind, train: tuple[Sample, ...] | list[Sample]) -> None:
+    """Refuse a round that cannot learn: no labels, or only one side of the boundary."""
+    if kind == "adapter":
+        defects = sum(1 for s in train if s.label == "anomalous" and s.mask_path is not None)
+        normals = sum(1 for s in train if s.label == "normal")
+        if defects == 0:
+            raise NotEnoughFeedbackError(
+                f"no corrected defect masks to learn from yet ({normals} normal image(s) "
+                "only); review some defective images and paint or accept their masks first"
+            )
+        if normals == 0:
+            raise NotEnoughFeedbackError(
+                f"only defective images ({defects}) in the feedback; mark some good parts "
+                "as normal so the adapter sees both sides"
+            )
+        return
+    verdicts = {s.explanation.get("verdict") for s in train if s.explanation}
+    if not verdicts:
+        raise NotEnoughFeedbackError(
+            "no reviewed explanations yet; accept or correct some explanations first"
+        )
+    if len(verdicts) < 2:
+        raise NotEnoughFeedbackError(
+            f"every reviewed explanation says {verdicts.pop()!r}; a VLM round needs both "
+            "normal and anomalous examples so it does not learn to answer one way"
+        )
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """One JSON line on the round's stdout.

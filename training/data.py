@@ -8,13 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.contract import RoundManifest, Sample
+from training.contract import Sample
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
-
-
-class NotEnoughFeedbackError(UserError):
-    """The feedback cannot teach anything yet (nothing labeled, or only one side)."""
 
 
 @dataclass(frozen=True)
@@ -50,41 +46,3 @@ def mask_examples(samples: Sequence[Sample]) -> list[MaskExample]:
         image = read_image(sample.image_path)
         out.append(MaskExample(image, load_sample_mask(sample, image.shape[:2]), sample))
     return out
-
-
-def check_adapter_feedback(samples: Sequence[Sample]) -> None:
-    """An adapter needs at least one defect mask and one normal image to learn a boundary."""
-    defects = sum(1 for s in samples if s.label == "anomalous" and s.mask_path is not None)
-    normals = sum(1 for s in samples if s.label == "normal")
-    if defects == 0:
-        raise NotEnoughFeedbackError(
-            "no corrected defect masks to learn from yet "
-            f"({normals} normal image(s) only); review some defective images and paint "
-            "or accept their masks, then start the round"
-        )
-    if normals == 0:
-        raise NotEnoughFeedbackError(
-            f"only defective images ({defects}) in the feedback; mark some good parts as "
-            "normal (or import normal references) so the adapter sees both sides"
-        )
-
-
-def check_vlm_feedback(samples: Sequence[Sample]) -> None:
-    texts = [s for s in samples if s.explanation]
-    if not texts:
-        raise NotEnoughFeedbackError(
-            "no inspector-corrected explanations yet; edit or accept some explanations "
-            "before a VLM round"
-        )
-    if len({s.explanation["verdict"] for s in texts if s.explanation}) < 2:
-        raise NotEnoughFeedbackError(
-            "the corrected explanations all have the same verdict; a VLM round needs both "
-            "normal and anomalous examples so it does not learn to answer one way"
-        )
-
-
-def check_manifest(manifest: RoundManifest) -> None:
-    if manifest.kind == "adapter":
-        check_adapter_feedback(manifest.train)
-    else:
-        check_vlm_feedback(manifest.train)

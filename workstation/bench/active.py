@@ -40,9 +40,10 @@ class Curve:
 
 @dataclass
 class Pool:
-    """Images at the working shape, their labels and embeddings (computed once)."""
+    """Patch features (standardised on the shots), labels and embeddings, computed once."""
 
-    images: list[np.ndarray]
+    patches: list[np.ndarray]
+    """Per image (h*w, C) float32 patch features."""
     anomalous: np.ndarray
     embeddings: np.ndarray
     shots: list[int]
@@ -63,21 +64,39 @@ def prepare_pool(
             f"{dataset} has {len(category.train)} normal training images; need > {shots}"
         )
     items = list(category.train) + list(category.test)
-    raw = [read_image(item.path) for item in items]
+    shapes = []
+    for item in items:
+        shapes.append(read_image(item.path).shape[:2])
     multiple = int(getattr(backbone, "size_multiple", backbone.patch_stride))  # type: ignore[attr-defined]
-    shape = working_shape([im.shape[:2] for im in raw], image_size=image_size, multiple=multiple)
-    images = [resize_rgb(im, shape) for im in raw]
-    del raw
-    feats = backbone.features(images).float().cpu().numpy()  # type: ignore[attr-defined]
-    # Image embedding: mean and spread of each channel over the patch grid, standardised.
-    emb = np.concatenate([feats.mean((2, 3)), feats.std((2, 3))], 1)
-    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-6)
+    shape = working_shape(shapes, image_size=image_size, multiple=multiple)
+    feats = np.concatenate(
+        [
+            backbone.features(  # type: ignore[attr-defined]
+                [resize_rgb(read_image(item.path), shape) for item in items[start : start + 8]]
+            )
+            .float()
+            .cpu()
+            .numpy()
+            for start in range(0, len(items), 8)
+        ]
+    )
     rng = np.random.default_rng(seed)
-    train_ids = list(range(len(category.train)))
-    shot_ids = sorted(int(i) for i in rng.choice(train_ids, size=shots, replace=False))
+    shot_ids = sorted(int(i) for i in rng.choice(len(category.train), size=shots, replace=False))
+    # Standardise channels on the shots, as the few-shot expert does for the filter bank.
+    flat_shots = feats[shot_ids].transpose(0, 2, 3, 1).reshape(-1, feats.shape[1])
+    mean = flat_shots.mean(0)
+    std = flat_shots.std(0)
+    scale = np.maximum(std, np.median(std) * 1e-2 + 1e-6)
+    patches = [
+        ((f.transpose(1, 2, 0).reshape(-1, f.shape[0]) - mean) / scale).astype(np.float32)
+        for f in feats
+    ]
+    # Image embedding: mean and spread of each channel over the patch grid, standardised.
+    emb = np.stack([np.concatenate([p.mean(0), p.std(0)]) for p in patches])
+    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-6)
     candidates = [i for i in range(len(items)) if i not in set(shot_ids)]
     return Pool(
-        images=images,
+        patches=patches,
         anomalous=np.array([item.anomalous for item in items]),
         embeddings=emb,
         shots=shot_ids,
@@ -85,47 +104,70 @@ def prepare_pool(
     )
 
 
-def _scores(expert: object, images: Sequence[np.ndarray]) -> np.ndarray:
-    from workstation.experts.fewshot import top_percent_mean
+class GrowingBank:
+    """Patch-kNN (k = 1) scores of every pool image, updated as normals join the bank.
 
-    grids = expert.patch_grids(images)  # type: ignore[attr-defined]
-    return np.array([top_percent_mean(g, expert.config.top_percent) for g in grids])  # type: ignore[attr-defined]
+    Adding images to a nearest-neighbour bank can only lower each patch's distance, so
+    the new distance is the minimum of the old one and the distance to the new patches:
+    exactly what refitting the few-shot expert would give, at a fraction of the cost.
+    """
+
+    def __init__(self, pool: Pool) -> None:
+        import torch
+
+        self.pool = pool
+        self._queries = torch.from_numpy(np.concatenate(pool.patches))
+        self._sizes = [p.shape[0] for p in pool.patches]
+        self._distances = torch.full((self._queries.shape[0],), float("inf"))
+
+    def add(self, image_ids: Sequence[int]) -> None:
+        import torch
+
+        from workstation.experts.fewshot import nearest_distances
+
+        if not image_ids:
+            return
+        bank = torch.from_numpy(np.concatenate([self.pool.patches[i] for i in image_ids]))
+        for start in range(0, self._queries.shape[0], 65536):
+            part = self._queries[start : start + 65536]
+            fresh = nearest_distances(part, bank, knn=1)
+            view = self._distances[start : start + 65536]
+            torch.minimum(view, fresh, out=view)
+
+    def scores(self, image_ids: Sequence[int], top_percent: float = 1.0) -> np.ndarray:
+        from workstation.experts.fewshot import top_percent_mean
+
+        per_image = np.split(self._distances.numpy(), np.cumsum(self._sizes)[:-1])
+        return np.array([top_percent_mean(per_image[i], top_percent) for i in image_ids])
 
 
-def _expert(backbone: object, image_size: int, normals: Sequence[np.ndarray]) -> object:
-    from workstation.experts.fewshot import FewShotConfig, FewShotExpert
+def leave_one_out(pool: Pool) -> list[float]:
+    """Each shot scored against the other shots: the first threshold calibration."""
+    import torch
 
-    expert = FewShotExpert(backbone, FewShotConfig(image_size=image_size, memory_budget=0))  # type: ignore[arg-type]
-    expert.fit(normals)
-    return expert
+    from workstation.experts.fewshot import nearest_distances, top_percent_mean
+
+    out = []
+    for i in pool.shots:
+        others = np.concatenate([pool.patches[j] for j in pool.shots if j != i])
+        dist = nearest_distances(torch.from_numpy(pool.patches[i]), torch.from_numpy(others), knn=1)
+        out.append(top_percent_mean(dist.numpy(), 1.0))
+    return out
 
 
-def simulate(
-    pool: Pool,
-    strategy: str,
-    *,
-    budget: int,
-    rounds: int,
-    image_size: int,
-    backbone: object,
-    seed: int,
-) -> Curve:
+def simulate(pool: Pool, strategy: str, *, budget: int, rounds: int, seed: int) -> Curve:
     from workstation.core.metrics import auroc
 
-    shots = [pool.images[i] for i in pool.shots]
-    # Leave-one-out scores of the shots: the first calibration of the threshold.
-    calibration = [
-        float(_scores(_expert(backbone, image_size, shots[:i] + shots[i + 1 :]), [shots[i]])[0])
-        for i in range(len(shots))
-    ]
+    bank = GrowingBank(pool)
+    bank.add(pool.shots)
+    calibration = leave_one_out(pool)
     reviewed: list[int] = []
-    bank = list(pool.shots)
+    seen = list(pool.shots)
     unreviewed = list(pool.candidates)
     aurocs: list[float] = []
     defects: list[int] = []
     for round_index in range(rounds + 1):
-        expert = _expert(backbone, image_size, [pool.images[i] for i in bank])
-        scores = _scores(expert, [pool.images[i] for i in unreviewed])
+        scores = bank.scores(unreviewed)
         aurocs.append(auroc(pool.anomalous[unreviewed], scores))
         defects.append(int(pool.anomalous[reviewed].sum()) if reviewed else 0)
         if round_index == rounds:
@@ -134,15 +176,18 @@ def simulate(
             scores=scores,
             threshold=float(np.quantile(calibration, CALIBRATION_QUANTILE)),
             embeddings=pool.embeddings[unreviewed],
-            reviewed_embeddings=pool.embeddings[bank + reviewed],
+            reviewed_embeddings=pool.embeddings[seen],
         )
         order = review_order(strategy, candidates, budget=budget, seed=seed + round_index)
         picked = [unreviewed[i] for i in order[:budget]]
+        normals = []
         for position, index in zip(order[:budget], picked, strict=True):
             if not pool.anomalous[index]:
-                bank.append(index)
+                normals.append(index)
                 calibration.append(float(scores[position]))
+        bank.add(normals)
         reviewed += picked
+        seen += picked
         unreviewed = [i for i in unreviewed if i not in set(picked)]
     return Curve(strategy, tuple(aurocs), tuple(defects))
 
@@ -158,11 +203,10 @@ def run_benchmark(
     seed: int,
     random_repeats: int,
 ) -> dict[str, object]:
-    from workstation.bench.feature_cache import CachedBackbone
     from workstation.experts.base import build_backbone
 
     started = time.perf_counter()
-    backbone = CachedBackbone(build_backbone("filterbank"))
+    backbone = build_backbone("filterbank")
     pool = prepare_pool(dataset, shots=shots, image_size=image_size, seed=seed, backbone=backbone)
     results: dict[str, object] = {}
     for strategy in strategies:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from workstation.cli import model_versions
+
 SubParsers = argparse._SubParsersAction
 
 
@@ -144,6 +146,9 @@ SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _register_install,
     _register_bundle,
     _register_download,
+    model_versions.register_versions,
+    model_versions.register_promote,
+    model_versions.register_rollback,
 )
 
 

@@ -1,0 +1,109 @@
+"""``iad-workstation train --product NAME``: one training round from the inspectors' feedback.
+
+Made for cron / systemd timers: ``--if-new-labels N`` exits quietly (code 0) unless at
+least N new decisive reviews arrived since the last successful round of that kind.
+Progress goes to stderr; the outcome is one JSON line on stdout. Ctrl+C cancels the round
+(the child process is killed and no model version is registered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from workstation.cli.storeargs import add_db_option, store_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="run a training round (adapter or VLM LoRA) on the collected feedback",
+        description="Train on the product's reviewed images and register the new model "
+        "version: active when it passes the gate, else a candidate (see `models promote`).",
+    )
+    parser.add_argument("--product", required=True, help="product name")
+    parser.add_argument("--kind", choices=("adapter", "vlm"), default="adapter")
+    parser.add_argument(
+        "--if-new-labels",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only train when at least N new reviews arrived since the last round",
+    )
+    parser.add_argument("--steps", type=int, help="training steps (default: the kind's own)")
+    parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
+    add_db_option(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from workstation.config import load_settings
+    from workstation.core.errors import UserError
+    from workstation.services.rounds import (
+        RoundHandle,
+        RoundOptions,
+        new_labels_since_last_round,
+        run_round,
+    )
+    from workstation.store.repository import Store
+
+    db = store_path(args)
+    if not db.is_file():
+        raise UserError(f"no store at {db}; import images first or pass --db")
+    settings = load_settings()
+    store = Store.open(db)
+    try:
+        product = store.get_product(args.product)
+        if args.if_new_labels:
+            fresh = new_labels_since_last_round(store, product, args.kind)
+            if fresh < args.if_new_labels:
+                print(json.dumps({"status": "skipped", "new_labels": fresh}))
+                return 0
+        hyper: dict[str, object] = {} if args.steps is None else {"steps": args.steps}
+        if args.kind == "vlm":
+            hyper["model"] = settings.explainer.vlm
+        options = RoundOptions(
+            kind=args.kind,
+            backbone=settings.experts.backbone,
+            base_model=settings.explainer.vlm if args.kind == "vlm" else "",
+            image_size=settings.experts.image_size,
+            holdout_fraction=settings.training.holdout_fraction,
+            regression_tolerance=settings.training.regression_tolerance,
+            hyperparameters=hyper,
+            device=args.device or settings.device.preference,
+        )
+        handle = RoundHandle()
+
+        def show(event: object) -> None:
+            step = getattr(event, "step", None)
+            if step is not None:
+                print(
+                    f"\rstep {step}/{event.total} loss {event.loss:.4f}",  # type: ignore[attr-defined]
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif getattr(event, "message", ""):
+                print(f"\n{event.message}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+
+        try:
+            outcome = run_round(store, product.name, options, on_event=show, handle=handle)
+        except KeyboardInterrupt:
+            handle.cancel()
+            raise
+        print(file=sys.stderr)
+        print(
+            json.dumps(
+                {
+                    "status": outcome.status,
+                    "round": outcome.round.id,
+                    "version": outcome.version.name if outcome.version else None,
+                    "state": outcome.version.state if outcome.version else None,
+                    "message": outcome.message,
+                }
+            )
+        )
+        return 0 if outcome.status == "succeeded" else 1
+    finally:
+        store.close()

@@ -1,0 +1,350 @@
+"""Training rounds as a use case: feedback -> manifest -> child process -> model version.
+
+No Qt: the GUI runs :func:`run_round` on a worker thread and cancels through the
+:class:`RoundHandle`; the CLI (``iad-workstation train``) runs it directly. The round itself
+runs in ``python -m training`` so a crash or a kill cannot corrupt the app or the store,
+and the GPU memory is freed when it exits. A version is registered only after the child
+has renamed its finished output folder into place and exited cleanly; anything else
+marks the round failed or cancelled and registers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from training.contract import (
+    ContractError,
+    ProgressEvent,
+    RoundKind,
+    RoundManifest,
+    Sample,
+    check_feedback,
+    parse_event,
+)
+from workstation.core.errors import UserError
+from workstation.core.types import ModelVersion, Product, Round
+from workstation.store.repository import Store
+
+DECISIVE = ("accepted", "normal", "anomalous")
+CORRECTION_SOURCES = ("inspector", "ground_truth")
+OnEvent = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True)
+class RoundOptions:
+    kind: RoundKind = "adapter"
+    backbone: str = "filterbank"
+    base_model: str = ""
+    image_size: int = 256
+    holdout_fraction: float = 0.3
+    regression_tolerance: float = 0.01
+    seed: int = 0
+    hyperparameters: dict[str, object] = field(default_factory=dict)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout_fraction < 1:
+            raise UserError("holdout_fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    round: Round
+    version: ModelVersion | None
+    status: Literal["succeeded", "failed", "cancelled"]
+    message: str
+
+
+class RoundHandle:
+    """Lets another thread cancel a running round (kills the child process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self.cancelled = False
+
+    def attach(self, process: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._process = process
+            if self.cancelled:
+                process.kill()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+
+
+# ------------------------------------------------------------------ manifest from store
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def rounds_root(store: Store, product: Product) -> Path:
+    return store.path.parent / "rounds" / f"product-{product.id}"
+
+
+def _last_round_start(store: Store, product: Product, kind: str) -> str | None:
+    done = [r for r in store.list_rounds(product.id) if r.kind == kind and r.status == "succeeded"]
+    return done[-1].started_at if done else None
+
+
+def collect_feedback(
+    store: Store, product: Product, *, mask_dir: Path, since: str | None
+) -> list[Sample]:
+    """One sample per decisively reviewed image; masks are written to ``mask_dir`` as .npy.
+
+    Label: the review's verdict (``accepted`` takes the model's verdict). The mask of a
+    defect is the newest inspector or ground-truth revision (for ``accepted``, the newest
+    revision of any source: the inspector accepted the model's mask). A sample is golden
+    when it is an inspector correction made before the last successful round (``since``).
+    """
+    samples = []
+    for row in store.query_images(product.id, review_state="reviewed", order_by="name"):
+        review = store.latest_review(row.image.id)
+        if review is None or review.verdict not in DECISIVE:
+            continue
+        anomalous = review.verdict == "anomalous" or (
+            review.verdict == "accepted" and bool(row.anomalous)
+        )
+        mask_path = None
+        if anomalous:
+            sources = None if review.verdict == "accepted" else CORRECTION_SOURCES
+            revision = store.latest_mask_revision(row.image.id, sources=sources)
+            if revision is not None and store.load_mask(revision).any():
+                mask_dir.mkdir(parents=True, exist_ok=True)
+                mask_path = mask_dir / f"{row.image.id}.npy"
+                np.save(mask_path, store.load_mask(revision))
+        explanation = store.latest_explanation(row.image.id)
+        corrected = review.verdict in ("normal", "anomalous")
+        samples.append(
+            Sample(
+                image_path=row.image.path,
+                label="anomalous" if anomalous else "normal",
+                image_id=row.image.id,
+                mask_path=None if mask_path is None else str(mask_path),
+                explanation=explanation.explanation.to_dict() if explanation else None,
+                golden=bool(corrected and since is not None and review.created_at < since),
+            )
+        )
+    return samples
+
+
+def split_samples(
+    samples: list[Sample], *, holdout_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Golden samples held out; the rest split per label so both sides keep both labels."""
+    rng = np.random.default_rng(seed)
+    train: list[Sample] = []
+    held = [s for s in samples if s.golden]
+    for label in ("normal", "anomalous"):
+        group = [s for s in samples if not s.golden and s.label == label]
+        order = rng.permutation(len(group))
+        n_held = min(int(len(group) * holdout_fraction), max(0, len(group) - 1))
+        held += [group[i] for i in order[:n_held]]
+        train += [group[i] for i in order[n_held:]]
+    return train, held
+
+
+def build_manifest(
+    store: Store, product: Product, options: RoundOptions, round_dir: Path
+) -> RoundManifest:
+    """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
+    since = _last_round_start(store, product, options.kind)
+    samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
+    train, held = split_samples(
+        samples, holdout_fraction=options.holdout_fraction, seed=options.seed
+    )
+    try:
+        check_feedback(options.kind, train)
+    except ContractError as exc:
+        shutil.rmtree(round_dir, ignore_errors=True)
+        raise UserError(f"no {options.kind} round for {product.name!r}: {exc}") from None
+    references = tuple(
+        r.path for r in store.list_images(product.id, split="train", source_label="good")
+    )
+    hyper = {"regression_tolerance": options.regression_tolerance, **options.hyperparameters}
+    parent = store.active_model_version(product.id, options.kind)
+    same_backbone = parent is not None and parent.config.get("backbone") == options.backbone
+    if parent is not None and parent.path and options.kind == "adapter" and same_backbone:
+        hyper.setdefault("parent_adapter", parent.path)
+    return RoundManifest(
+        product=product.name,
+        kind=options.kind,
+        backbone=options.backbone,
+        base_model=options.base_model,
+        train=tuple(train),
+        held_out=tuple(held),
+        references=references,
+        hyperparameters=hyper,
+        seed=options.seed,
+        image_size=options.image_size,
+        product_context={
+            "description": product.description,
+            "normality_rules": list(product.normality_rules),
+            "defect_vocabulary": list(product.defect_vocabulary),
+        },
+    )
+
+
+def new_labels_since_last_round(store: Store, product: Product, kind: str) -> int:
+    """Decisive reviews made after the last successful round of ``kind`` started."""
+    since = _last_round_start(store, product, kind)
+    return sum(
+        1
+        for review in store.list_reviews(product.id)
+        if review.verdict in DECISIVE and (since is None or review.created_at >= since)
+    )
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "training",
+        "--manifest",
+        str(manifest_path),
+        "--out",
+        str(out),
+        "--device",
+        device,
+    ]
+
+
+def _child_env() -> dict[str, str]:
+    """The child must import this checkout's packages even when not installed."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _flatten(metrics: dict[str, object]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for side in ("before", "after"):
+        values = metrics.get(side)
+        if isinstance(values, dict):
+            flat |= {f"{side}.{k}": float(v) for k, v in values.items()}
+    return flat
+
+
+def run_round(
+    store: Store,
+    product_name: str,
+    options: RoundOptions,
+    *,
+    on_event: OnEvent | None = None,
+    handle: RoundHandle | None = None,
+) -> RoundOutcome:
+    """Build the manifest, run the child, register the result; blocks until it ends."""
+    product = store.get_product(product_name)
+    round_dir = rounds_root(store, product) / f"{options.kind}-{_stamp()}"
+    manifest = build_manifest(store, product, options, round_dir)
+    manifest_path = manifest.save(round_dir / "manifest.json")
+    record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
+    store.update_round(record.id, status="running")
+    out = round_dir / "model"
+    handle = handle or RoundHandle()
+    last: ProgressEvent | None = None
+    with (round_dir / "child.log").open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            _child_command(manifest_path, out, options.device),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=_child_env(),
+        )
+        handle.attach(process)
+        assert process.stdout is not None
+        for line in process.stdout:
+            event = parse_event(line)
+            if event is None:
+                continue
+            last = event
+            if on_event is not None:
+                on_event(event)
+        code = process.wait()
+    if handle.cancelled:
+        shutil.rmtree(out, ignore_errors=True)
+        store.update_round(record.id, status="cancelled", message="cancelled by the user")
+        return RoundOutcome(store.get_round(record.id), None, "cancelled", "cancelled")
+    if code != 0 or last is None or last.event != "done" or not out.is_dir():
+        message = last.message if last is not None and last.event == "error" else ""
+        message = message or f"the training process stopped (exit code {code}); see {log.name}"
+        shutil.rmtree(out, ignore_errors=True)
+        store.update_round(record.id, status="failed", message=message)
+        return RoundOutcome(store.get_round(record.id), None, "failed", message)
+    return _register(store, product, record, out, options)
+
+
+def _register(
+    store: Store, product: Product, record: Round, out: Path, options: RoundOptions
+) -> RoundOutcome:
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    promote = bool(metrics.get("promote"))
+    reason = str(metrics.get("reason", ""))
+    parent = store.active_model_version(product.id, options.kind)
+    version = store.add_model_version(
+        product.id,
+        name=f"{options.kind}-{product.id}-{record.id}",
+        kind=options.kind,
+        state="active" if promote else "candidate",
+        parent_id=parent.id if parent else None,
+        round_id=record.id,
+        path=str(out),
+        metrics=_flatten(metrics),
+        config={
+            "backbone": options.backbone,
+            "base_model": options.base_model,
+            "image_size": options.image_size,
+            "gate": reason,
+        },
+    )
+    message = ("promoted: " if promote else "kept as candidate: ") + reason
+    store.update_round(record.id, status="succeeded", result_version_id=version.id, message=message)
+    return RoundOutcome(store.get_round(record.id), version, "succeeded", message)
+
+
+# ------------------------------------------------------------------ promote / roll back
+
+
+def promote(store: Store, version_name: str) -> ModelVersion:
+    """Make a version active; the previously active one of its kind is retired."""
+    version = store.get_model_version(version_name)
+    if version.state == "active":
+        raise UserError(f"{version.name} is already the active {version.kind} version")
+    return store.set_model_state(version.id, "active")
+
+
+def rollback(store: Store, product_name: str, kind: RoundKind) -> ModelVersion | None:
+    """Retire the active version (state rolled_back) and reactivate its parent, if any.
+
+    Returns the version active afterwards (None: the product runs without a trained one).
+    """
+    product = store.get_product(product_name)
+    active = store.active_model_version(product.id, kind)
+    if active is None:
+        raise UserError(f"{product.name!r} has no active {kind} version to roll back")
+    store.set_model_state(active.id, "rolled_back")
+    if active.parent_id is None:
+        return None
+    return store.set_model_state(active.parent_id, "active")
