@@ -1,1 +1,11 @@
-"""The feedback store: the only package that speaks SQL (see ``repository.Store``)."""
+"""The feedback store: the only package that speaks SQL (entry point: ``repository.Store``).
+
+On disk a store is ``<name>.sqlite`` (WAL mode, so also ``-wal`` / ``-shm`` while open)
+and ``<name>.blobs/ab/<sha256>.{mask,npy}`` next to it: content-addressed arrays (masks,
+anomaly maps). Images stay where they were imported from; rows keep path and sha256.
+
+Modules: ``db`` (connection, transactions, migrations), ``schema`` (the migrations),
+``blobs`` (array files), ``repository`` (typed reads and writes), ``rows`` (queue rows and
+batch inputs), ``layouts`` (recognising dataset folders), ``formats`` (export),
+``coco_rle`` (COCO run-length masks).
+"""
