@@ -163,16 +163,34 @@ def test_chat_pair_encodes_answer_only_labels_and_trains(loaded, folder: Path) -
     assert torch.isfinite(loss) and grads and all(g is not None for g in grads)
 
 
-def test_qwen2_5_vl_architecture_runs_the_same_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("architecture", "model_class"),
+    [
+        ("qwen2.5-vl", "Qwen2_5_VLForConditionalGeneration"),
+        ("smolvlm", "Idefics3ForConditionalGeneration"),
+    ],
+)
+def test_other_architectures_run_the_same_path(
+    architecture: str, model_class: str, tmp_path: Path
+) -> None:
+    from workstation.core.types import Explanation
+    from workstation.explain.encode import IGNORE_INDEX, encode_chat_pair
+    from workstation.explain.prompts import build_chat_pair
     from workstation.explain.tiny import build_tiny_vlm
 
-    folder = build_tiny_vlm(tmp_path / "tiny25", architecture="qwen2.5-vl")
+    folder = build_tiny_vlm(tmp_path / architecture, architecture=architecture)
     explainer = VlmExplainer.load(
-        "tiny25", folder=folder, device="cpu", max_new_tokens=3, options=SMALL
+        architecture, folder=folder, device="cpu", max_new_tokens=3, options=SMALL
     )
-    assert type(explainer.loaded.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert type(explainer.loaded.model).__name__ == model_class
     result = explainer.explain(request())
     assert result.fallback and 2 <= result.tokens <= 6
+    pair = build_chat_pair(request(), Explanation(verdict="normal"), options=SMALL)
+    labels = encode_chat_pair(explainer.loaded.processor, pair)["labels"][0]
+    learned = explainer.loaded.processor.tokenizer.decode(
+        labels[labels != IGNORE_INDEX], skip_special_tokens=True
+    )
+    assert learned.strip() == pair.target
 
 
 def test_should_stop_cancels_without_caching(loaded) -> None:

@@ -2,8 +2,8 @@
 
 Tests, the explain benchmark and the training tests need a real image-text-to-text model
 that loads through the same folder path as a downloaded one, without the internet. This
-writes such a folder: a one-layer Qwen2-VL or Qwen2.5-VL (the default explainer's
-architecture; about 0.1 M parameters), a byte-level BPE
+writes such a folder: a one-layer Qwen2-VL, Qwen2.5-VL (the default explainer's
+architecture) or SmolVLM (Idefics3) of about 0.1 M parameters, a byte-level BPE
 tokenizer trained on a few lines of inspection text (so any text encodes), the Qwen2-VL
 chat template and a processor with small image sizes. Its answers are random text, which
 is exactly what exercises the parser's retry and the template fallback.
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-TinyArchitecture = Literal["qwen2-vl", "qwen2.5-vl"]
+TinyArchitecture = Literal["qwen2-vl", "qwen2.5-vl", "smolvlm"]
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -124,16 +124,36 @@ def build_tiny_vlm(
     corpus: Iterable[str] = DEFAULT_CORPUS,
     architecture: TinyArchitecture = "qwen2-vl",
 ) -> Path:
-    """Write a loadable tiny Qwen2-VL (or Qwen2.5-VL) model + processor to ``folder``.
+    """Write a loadable tiny image-text-to-text model + processor to ``folder``.
 
     ``max_image_side`` bounds the processor's pixel budget so that each image costs only
-    a handful of vision tokens ((side / 28) ** 2 per image).
+    a handful of vision tokens.
     """
     import torch
+
+    tokenizer = build_tokenizer(corpus)
+    torch.manual_seed(seed)
+    if architecture == "smolvlm":
+        model, processor = _tiny_idefics3(tokenizer, hidden_size, layers, max_image_side)
+    else:
+        model, processor = _tiny_qwen(architecture, tokenizer, hidden_size, layers, max_image_side)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def _tiny_qwen(
+    architecture: TinyArchitecture,
+    tokenizer: Any,
+    hidden_size: int,
+    layers: int,
+    max_image_side: int,
+) -> tuple[Any, Any]:
     import transformers
     from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    tokenizer = build_tokenizer(corpus)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     heads = 2
     half_head = hidden_size // heads // 2
@@ -163,8 +183,7 @@ def build_tiny_vlm(
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    torch.manual_seed(seed)
-    model = getattr(transformers, names[1])(config).eval()
+    model = getattr(transformers, names[1])(config)
     unit = PATCH * MERGE
     pixels = {"min_pixels": unit * unit, "max_pixels": max(max_image_side, unit) ** 2}
     processor = getattr(transformers, names[2])(
@@ -173,8 +192,77 @@ def build_tiny_vlm(
         video_processor=Qwen2VLVideoProcessor(**pixels),
         chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return model, processor
+
+
+# SmolVLM's chat template: "User:<image>text<end_of_utterance>\nAssistant:".
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+SMOLVLM_TOKENS: tuple[str, ...] = (
+    "<fake_token_around_image>",
+    "<image>",
+    "<end_of_utterance>",
+    "<global-img>",
+    *(f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)),
+)
+
+
+def _tiny_idefics3(
+    tokenizer: Any, hidden_size: int, layers: int, max_image_side: int
+) -> tuple[Any, Any]:
+    """SmolVLM's architecture (Idefics3: SigLIP-style vision tower + Llama text model)."""
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SMOLVLM_TOKENS)})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SMOLVLM_TOKENS}
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    # patches of 16 px merged 2 x 2 by the pixel shuffle: the side must divide by 32
+    side = max(32, max_image_side // 32 * 32)
+    scale = 2
+    config = Idefics3Config(
+        vision_config={
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "image_size": side,
+            "patch_size": 16,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "pad_token_id": pad,
+            "bos_token_id": pad,
+            "eos_token_id": ids["<end_of_utterance>"],
+        },
+        scale_factor=scale,
+        image_token_id=ids["<image>"],
+        pad_token_id=pad,
+    )
+    model = Idefics3ForConditionalGeneration(config)
+    processor = Idefics3Processor(
+        image_processor=Idefics3ImageProcessor(
+            size={"longest_edge": 2 * side},
+            max_image_size={"longest_edge": side},
+            do_image_splitting=False,
+        ),
+        tokenizer=tokenizer,
+        image_seq_len=(side // 16) ** 2 // scale**2,
+        chat_template=SMOLVLM_CHAT_TEMPLATE,
+    )
+    return model, processor
