@@ -25,11 +25,14 @@ class ExpertSettings:
     augment_references: bool = False
     top_percent: float = 1.0
     clip_model: str = "clip-b16-plus"
+    zeroshot_windows: tuple[int, ...] = (2, 3)
     target_false_positive_rate: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0 < self.target_false_positive_rate < 1:
             raise UserError("experts.target_false_positive_rate must be between 0 and 1")
+        if any(not isinstance(w, int) or w < 1 for w in self.zeroshot_windows):
+            raise UserError("experts.zeroshot_windows must be window sides in patches (>= 1)")
         if self.image_size < 32:
             raise UserError("experts.image_size must be at least 32 pixels")
 
