@@ -1,23 +1,20 @@
-"""Tiny random-weight Qwen2-VL folders for tests (explain and training).
+"""Tiny random-weight VLM folders for tests (explain and training).
 
 The builder lives in the package (``workstation.explain.tiny``) because the explain
-benchmark needs it too; this module adds a per-session cache so each test session builds
-the model once.
+benchmark needs it too; tests import it from here. Architectures: ``qwen2-vl`` (default),
+``qwen2.5-vl`` and ``smolvlm``; each folder loads through the real folder path
+(``load_vlm(name, folder=...)`` or ``AutoModelForImageTextToText.from_pretrained``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from workstation.explain.tiny import build_tiny_vlm
+from workstation.explain.tiny import TinyArchitecture, build_tiny_vlm
 
-__all__ = ["build_tiny_vlm", "tiny_vlm_folder"]
-
-_BUILT: dict[Path, Path] = {}
+__all__ = ["TinyArchitecture", "build_tiny_vlm", "tiny_vlm_folder"]
 
 
-def tiny_vlm_folder(root: Path) -> Path:
-    """A tiny Qwen2-VL model folder under ``root`` (built once per root)."""
-    if root not in _BUILT:
-        _BUILT[root] = build_tiny_vlm(root / "tiny-qwen2-vl")
-    return _BUILT[root]
+def tiny_vlm_folder(root: Path, architecture: TinyArchitecture = "qwen2-vl") -> Path:
+    """Build a tiny model of ``architecture`` in ``root/tiny-<architecture>``."""
+    return build_tiny_vlm(root / f"tiny-{architecture}", architecture=architecture)
