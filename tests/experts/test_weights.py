@@ -270,3 +270,15 @@ def test_cli_bundle_install_list(dino_dir: Path, tmp_path: Path,
 def test_unknown_catalogue_name_lists_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "download", "gpt-17"]) == 2
     assert "the catalogue has: clip-b16-plus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "out", "words"),
+    [("bad name!", "x.zip", "letters, digits"), ("tiny-dino", "x.tar", "must end in .zip")],
+)
+def test_bad_bundle_arguments_are_refused(
+    dino_dir: Path, tmp_path: Path, name: str, out: str, words: str
+) -> None:
+    with pytest.raises(UserError, match=words):
+        create_bundle(name, tmp_path / out, folder=dino_dir)
+    assert not (tmp_path / out).exists()
