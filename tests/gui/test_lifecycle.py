@@ -27,8 +27,7 @@ def test_launch_gui_opens_the_product_and_leaves_no_thread_running(qtbot, demo_d
         if windows and windows[0].controller.current is not None:
             seen.append(windows[0])
             windows[0].controller.review("accepted")  # a queued write the close must not lose
-            windows[0].close()
-            app.quit()
+            windows[0].close()  # the last window: exec() returns
         else:
             QTimer.singleShot(20, close_when_ready)
 

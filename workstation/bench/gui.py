@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--inference", type=int, default=6, help="expert predictions during the stall test"
     )
+    parser.add_argument(
+        "--large",
+        type=int,
+        default=8000,
+        help="side of the large image opened and panned (8000; 0 skips)",
+    )
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     parser.set_defaults(handler=run)
 
@@ -88,6 +94,44 @@ def build_bench_store(folder: Path, *, size: int, count: int) -> Path:
             mask = (heat >= 1.0).astype(np.uint8)
             store.add_mask_revision(record.id, mask, source="expert", author="bench")
     return db
+
+
+def _large_image(size: int, folder: Path, wait_until: Any) -> dict[str, Any]:
+    """Open one huge image (time to first paint) and pan across it at 1:1 and zoomed out."""
+    from workstation.app import build_workstation
+    from workstation.gui.main_window import MainWindow
+
+    sub = folder / "large"
+    sub.mkdir()
+    print(f"building one {size}x{size} image ...")
+    db = build_bench_store(sub, size=size, count=1)
+    ws = build_workstation(db)
+    start = time.perf_counter()
+    window = MainWindow(ws)
+    window.resize(1600, 1000)
+    window.show()
+    wait_until(lambda: window.controller.current is not None, 300)
+    canvas = window.canvas
+    canvas.viewport().repaint()
+    open_s = time.perf_counter() - start
+    frames: dict[str, list[float]] = {"fit": [], "one_to_one": []}
+    for mode in frames:
+        if mode == "one_to_one":
+            canvas.one_to_one()
+        bar = canvas.horizontalScrollBar()
+        for step in range(30):
+            bar.setValue(bar.minimum() + (bar.maximum() - bar.minimum()) * step // 29)
+            t0 = time.perf_counter()
+            canvas.viewport().repaint()
+            frames[mode].append((time.perf_counter() - t0) * 1000)
+    window.close()
+    ws.close()
+    return {
+        "size": size,
+        "open_s": open_s,
+        "pan_frame_ms_fit_p95": _percentile(frames["fit"], 95),
+        "pan_frame_ms_1to1_p95": _percentile(frames["one_to_one"], 95),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -209,8 +253,10 @@ def run(args: argparse.Namespace) -> int:
 
         window.close()
         ws.close()
+        large = _large_image(args.large, Path(tmp), wait_until) if args.large else {}
 
     results = {
+        "large_image": large,
         "image_switch_ms": {
             "p50": _percentile(switch_ms, 50),
             "p95": _percentile(switch_ms, 95),

@@ -97,12 +97,13 @@ class CanvasContent:
 
 
 def _tile_items(
-    scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int
+    scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int, scale: float = 1.0
 ) -> list[QGraphicsPixmapItem]:
     items = []
     for x, y, image in tiles:
         item = QGraphicsPixmapItem(QPixmap.fromImage(image))
-        item.setPos(x, y)
+        item.setPos(x * scale, y * scale)
+        item.setScale(scale)
         item.setZValue(z)
         item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
         scene.addItem(item)
@@ -165,11 +166,15 @@ class ReferenceView(_BaseView):
         self._items: list[QGraphicsPixmapItem] = []
 
     def set_reference(
-        self, tiles: list[tuple[int, int, QImage]] | None, size: tuple[int, int] | None
+        self,
+        tiles: list[tuple[int, int, QImage]] | None,
+        size: tuple[int, int] | None,
+        scale: float = 1.0,
     ) -> None:
+        """Show ``tiles`` (of an image reduced by ``scale``) in the original ``size``."""
         for item in self._items:
             self.scene().removeItem(item)
-        self._items = _tile_items(self.scene(), tiles, Z_IMAGE) if tiles else []
+        self._items = _tile_items(self.scene(), tiles, Z_IMAGE, scale) if tiles else []
         if size:
             self.setSceneRect(QRectF(0, 0, size[0], size[1]))
         self.fit()

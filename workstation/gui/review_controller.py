@@ -31,6 +31,7 @@ from workstation.services.review import ImageDetail, QueueFilter, ReviewService
 PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
 PRODUCT_KEY = "gui.product"
 RESTORE_SCAN_PAGES = 40
+REFERENCE_MAX_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -188,8 +189,9 @@ class ReviewController(QObject):
         def job(_progress: Any, _cancel: Any) -> Any:
             from workstation.core.imageio import read_image
 
-            rgb = read_image(record.path)
-            return image_tiles(rgb), (rgb.shape[1], rgb.shape[0])
+            # a comparison view: a reduced read keeps huge references cheap
+            rgb = read_image(record.path, max_side=REFERENCE_MAX_SIDE)
+            return image_tiles(rgb), (record.width, record.height), record.width / rgb.shape[1]
 
         self.io.submit(
             job,
@@ -198,8 +200,8 @@ class ReviewController(QObject):
             on_error=lambda exc: self.message.emit(f"reference image: {exc}"),
         )
 
-    def _show_reference(self, tiles: Any, size: tuple[int, int]) -> None:
-        self.reference.set_reference(tiles, size)
+    def _show_reference(self, tiles: Any, size: tuple[int, int], scale: float) -> None:
+        self.reference.set_reference(tiles, size, scale)
         self.reference.follow(self.canvas)
 
     # -- navigation --------------------------------------------------------------------------
