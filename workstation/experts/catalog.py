@@ -76,9 +76,9 @@ class CatalogEntry:
 
     @property
     def source(self) -> str:
-        """Human-readable origin, e.g. ``ViT-B-16-plus-240/laion400m_e31 (hub: timm/...)``."""
+        """Human-readable origin, e.g. ``open_clip ViT-B-16-plus-240/laion400m_e31, hub: ...``."""
         if self.family == "open_clip":
-            return f"open_clip {self.architecture}/{self.pretrained_tag} (hub: {self.repo_id})"
+            return f"open_clip {self.architecture}/{self.pretrained_tag}, hub: {self.repo_id}"
         return f"hub: {self.repo_id}"
 
 
