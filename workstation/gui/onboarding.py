@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from workstation.app import Workstation
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.types import Product
+from workstation.core.types import NORMAL_LABEL, Product
 from workstation.gui.render import rgb_qimage
 from workstation.gui.workers import CancelToken, ProgressFn
 
@@ -88,37 +88,90 @@ def thumbnail(path: str, side: int = THUMB) -> QImage:
     return rgb_qimage(small)
 
 
+def _import_shots(
+    ws: Workstation, product: Product, request: OnboardRequest, progress: ProgressFn
+) -> list[int]:
+    """Add the chosen files to the store: normals as train/good, defects as test/<defect>."""
+    import hashlib
+
+    from workstation.core.imageio import image_size
+
+    defect_label = request.defect_vocabulary[0] if request.defect_vocabulary else "defect"
+    shots = [(p, "train", NORMAL_LABEL) for p in request.normal_paths]
+    shots += [(p, "test", defect_label) for p in request.defect_paths]
+    ids = []
+    for i, (path, split, label) in enumerate(shots):
+        progress(i, len(shots), f"importing {Path(path).name}")
+        width, height = image_size(path)
+        record, _ = ws.store.add_image(
+            product.id,
+            path=str(Path(path).absolute()),
+            sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+            width=width,
+            height=height,
+            split=split,  # type: ignore[arg-type]
+            source_label=label,
+        )
+        ids.append(record.id)
+    return ids
+
+
 def run_onboarding(
     ws: Workstation, request: OnboardRequest, progress: ProgressFn, cancel: CancelToken
 ) -> OnboardOutcome:
-    """Model-lane job: create the product, import the shots, fit and score (services.onboard)."""
-    from workstation.services import onboard
+    """Model-lane job: create the product, import the shots, fit (services.onboard), score
+    every shot (services.inspect) so the review window opens with heatmaps ready."""
+    from workstation.device import resolve_device
+    from workstation.services.inspect import inspect_product
+    from workstation.services.onboard import onboard_product
 
-    result = onboard.onboard_product(
-        ws.store,
-        name=request.name,
+    store = ws.store
+    device = resolve_device(ws.settings.device.preference)
+    product = store.find_product(request.name) or store.create_product(
+        request.name,
         description=request.description,
         normality_rules=request.normality_rules,
         defect_vocabulary=request.defect_vocabulary,
-        normal_paths=request.normal_paths,
-        defect_paths=request.defect_paths,
-        settings=ws.settings,
+    )
+    ids = _import_shots(ws, product, request, progress)
+    result = onboard_product(
+        store,
+        request.name,
+        ws.settings.experts,
+        description=request.description,
+        normality_rules=request.normality_rules,
+        defect_vocabulary=request.defect_vocabulary,
+        device=device,
         progress=lambda done, total: progress(done, total, "fitting the experts"),
-        cancel=cancel,
+    )
+    cancel.raise_if_cancelled()
+    inspect_product(
+        store,
+        request.name,
+        ws.settings.experts,
+        device=device,
+        cancel=cancel.event,
+        progress=lambda done, total: progress(done, total, "scoring the examples"),
     )
     previews = []
-    for entry in result.previews:
+    for image_id in ids:
         cancel.raise_if_cancelled()
+        record = store.get_image(image_id)
+        prediction = store.latest_prediction(image_id)
+        if prediction is None:
+            continue
         previews.append(
             PreviewItem(
-                path=str(entry.path),
-                score=float(entry.score),
-                anomalous=bool(entry.anomalous),
-                thumbnail=thumbnail(str(entry.path)),
-                is_reference=bool(getattr(entry, "is_reference", False)),
+                path=record.path,
+                score=float(prediction.score),
+                anomalous=bool(prediction.anomalous),
+                thumbnail=thumbnail(record.path),
+                is_reference=record.split == "train",
             )
         )
-    return OnboardOutcome(result.product, result.threshold, result.readiness_note, tuple(previews))
+    statement = str(result.version.config.get("statement", ""))
+    note = "\n".join(text for text in (result.readiness.note, statement) if text)
+    return OnboardOutcome(result.product, result.product.threshold, note, tuple(previews))
 
 
 def _lines(text: str) -> tuple[str, ...]:
@@ -129,6 +182,7 @@ class ProductPage(QWizardPage):
     def __init__(self, ws: Workstation) -> None:
         super().__init__()
         self.ws = ws
+        self.created: set[str] = set()
         self.setTitle("New product type")
         self.setSubTitle("What is inspected, in the words the explanations should use.")
         self.name = QLineEdit()
@@ -147,7 +201,8 @@ class ProductPage(QWizardPage):
 
     def isComplete(self) -> bool:
         name = self.name.text().strip()
-        taken = bool(name) and self.ws.store.find_product(name) is not None
+        mine = name in self.created  # made by an earlier, cancelled run of this wizard
+        taken = bool(name) and not mine and self.ws.store.find_product(name) is not None
         self.error.setText(f"a product called {name!r} already exists" if taken else "")
         return bool(name) and not taken
 
@@ -284,6 +339,7 @@ class RunPage(QWizardPage):
         self.running = True
         self.cancel.setEnabled(True)
         request = self.wiz.request()
+        self.wiz.product_page.created.add(request.name)
         ws, runner = self.wiz.ws, self.wiz.runner
         self._job = ws.model_lane.submit(
             lambda progress, cancel: runner(ws, request, progress, cancel),
@@ -312,8 +368,10 @@ class RunPage(QWizardPage):
         self.progress.setValue(1)
         self.cancel.setEnabled(False)
         self.status.setText(f"Product {outcome.product.name} is ready for review.")
-        level = "not set" if outcome.threshold is None else f"{outcome.threshold:.3f}"
-        self.threshold.setText(f"Chosen threshold: <b>{level}</b>")
+        level = "not set" if outcome.threshold is None else f"{outcome.threshold:.2f}"
+        self.threshold.setText(
+            f"Chosen threshold: <b>{level}</b> (scores are calibrated: 1.00 is the threshold)"
+        )
         for item in outcome.previews:
             role = (
                 "reference" if item.is_reference else ("anomalous" if item.anomalous else "normal")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from workstation.core.errors import UserError
+from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import Explanation, Product, ReviewVerdict
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
@@ -247,7 +247,7 @@ class ReviewController(QObject):
 
         def failed(exc: BaseException) -> None:
             self._inflight.discard(image_id)
-            if channel == "view":
+            if channel == "view" and not isinstance(exc, CancelledError):
                 self.message.emit(str(exc))
 
         colormap = self.canvas.colormap

@@ -45,6 +45,11 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def event(self) -> threading.Event:
+        """The underlying event, for services that take a ``threading.Event``."""
+        return self._event
+
     def raise_if_cancelled(self) -> None:
         if self._event.is_set():
             raise CancelledError()
@@ -176,6 +181,11 @@ class Lane(QObject):
 
     # -- delivery (GUI thread) --------------------------------------------------------------
     def _finish(self, job: Job) -> bool:
+        """Book-keeping for a finished job; True when it is still its channel's latest.
+
+        A job superseded on its channel is stale and says nothing more; one cancelled by
+        :meth:`cancel` is still current, so its caller hears the CancelledError.
+        """
         with self._lock:
             self._active -= 1
             if self._active == 0:
@@ -183,7 +193,7 @@ class Lane(QObject):
         channel = job.token.channel
         if channel is not None and self._pending.get(channel) is job:
             del self._pending[channel]
-        return self.is_current(job.token) and not job.cancel.cancelled
+        return self.is_current(job.token)
 
     def _deliver_result(self, job: Job, result: Any) -> None:
         if self._finish(job) and job.on_result is not None:
