@@ -11,6 +11,7 @@
 #                      e.g. "torch==2.13.0+cpu torchvision==0.28.0")
 #   PYTHON             interpreter for the fresh venv (default: python3.11 or python3)
 #   IAD_CLEAN=1        drop PyInstaller's caches first (a rebuild reuses them otherwise)
+#   IAD_DIST           output folder (default: dist); the app is "$IAD_DIST/IAD Workstation"
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,16 +53,17 @@ import torch
 print(f"== torch {torch.__version__} (CUDA build: {torch.version.cuda or 'no'})")
 PYEOF
 
+DIST="$(mkdir -p "${IAD_DIST:-$ROOT/dist}" && cd "${IAD_DIST:-$ROOT/dist}" && pwd)"
 echo "== running PyInstaller (several minutes)"
 start=$(date +%s)
 clean=()
 [[ "${IAD_CLEAN:-0}" == "1" ]] && clean=(--clean)
 "$PY" -m PyInstaller --noconfirm "${clean[@]}" \
-    --distpath "$ROOT/dist" --workpath "$ROOT/build/pyinstaller" \
+    --distpath "$DIST" --workpath "$ROOT/build/pyinstaller-$mode" \
     "$ROOT/packaging/iad-workstation.spec"
 end=$(date +%s)
 
-APP="$ROOT/dist/IAD Workstation"
+APP="$DIST/IAD Workstation"
 # the menu-entry installer travels with the app (it finds _internal/resources next to it)
 cp "$ROOT/packaging/install-desktop-entry.sh" "$APP/"
 echo "== built $APP in $((end - start)) s"

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from workstation.config import Settings, load_settings
+from workstation.config import Settings, load_settings, user_config_path
 from workstation.core.errors import MissingModelError, UserError
-from workstation.paths import default_db_path, resources_dir, user_data_dir
+from workstation.paths import default_db_path, resources_dir
 
 Severity = Literal["required", "optional"]
 
@@ -547,14 +547,13 @@ def build_context(
         settings = load_settings()
     except UserError as exc:
         settings = Settings()
-        findings.append(
-            CheckResult(
-                "settings",
-                False,
-                str(exc),
-                fix=f"fix or remove {user_data_dir() / 'config.toml'}",
-            )
+        user_file = user_config_path()
+        fix = (
+            f"fix or remove {user_file}"
+            if user_file.is_file()
+            else "reinstall the application: its default_config.toml does not match it"
         )
+        findings.append(CheckResult("settings", False, str(exc), fix=fix))
     else:
         findings.append(CheckResult("settings", True, "loaded"))
     path = Path(db).expanduser() if db else default_db_path()

@@ -170,6 +170,16 @@ def test_broken_user_config_is_reported_not_raised() -> None:
     assert context_.settings == Settings()
 
 
+def test_a_default_config_from_another_version_says_reinstall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "default_config.toml").write_text("[experts]\nno_such_key = 1\n")
+    monkeypatch.setenv("IAD_WORKSTATION_RESOURCES", str(tmp_path))
+    _, findings = doctor.build_context()
+    assert findings[0].blocking and "no_such_key" in findings[0].detail
+    assert "reinstall" in findings[0].fix
+
+
 def test_missing_resources_are_a_required_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
