@@ -17,7 +17,7 @@ def lane_threads() -> list[str]:
 def test_launch_gui_opens_the_product_and_leaves_no_thread_running(qtbot, demo_db) -> None:  # type: ignore[no-untyped-def]
     from workstation.gui.main_window import MainWindow
 
-    app = application()
+    application()
     seen: list[MainWindow] = []
 
     def close_when_ready() -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+import threading
 
+import numpy as np
 from PySide6.QtCore import Qt
 
-from workstation.core.types import Round
+from workstation.services.review import QueueFilter
 
 # a stand-in training child: JSON-lines progress, slow enough to be cancelled mid-way
 CHILD = """
@@ -18,28 +19,6 @@ for step in range(1, 400):
     time.sleep(0.05)
 print(json.dumps({"event": "done", "out": "x"}), flush=True)
 """
-
-
-class FakeDriver:
-    """Prepares a Round row like the rounds service and runs the stand-in child."""
-
-    def __init__(self, store: Any, product_id: int, tmp: Any) -> None:
-        self.store, self.product_id, self.tmp = store, product_id, tmp
-        self.finished: list[tuple[int, bool, int]] = []
-
-    def prepare(self, kind: str) -> tuple[Round, list[str]]:
-        manifest = self.tmp / "manifest.json"
-        manifest.write_text("{}")
-        round_ = self.store.add_round(self.product_id, kind=kind, manifest_path=manifest)
-        self.store.update_round(round_.id, status="running")
-        return round_, [sys.executable, "-c", CHILD]
-
-    def finish(
-        self, round_: Round, *, exit_code: int, cancelled: bool, events: list[dict[str, Any]]
-    ) -> str:
-        self.finished.append((exit_code, cancelled, len(events)))
-        self.store.update_round(round_.id, status="cancelled" if cancelled else "failed")
-        return "Round cancelled." if cancelled else "Round failed."
 
 
 def versions(store, product_id):  # type: ignore[no-untyped-def]
@@ -81,25 +60,48 @@ def test_promote_and_roll_back(qtbot, window, tmp_path, screenshot) -> None:  # 
     assert store.get_model_version(first.id).state == "active"
 
 
-def test_round_starts_and_is_cancelled(qtbot, window, tmp_path, screenshot) -> None:  # type: ignore[no-untyped-def]
+def give_feedback(ws, product) -> None:  # type: ignore[no-untyped-def]
+    """Painted defects and confirmed good parts: enough for an adapter round's manifest."""
+    service = ws.review_service(product)
+    rows = service.rows(QueueFilter(), offset=0, limit=100)
+    for row in rows:
+        if row.anomalous:
+            mask = np.zeros((row.image.height, row.image.width), np.uint8)
+            mask[30:60, 30:80] = 1
+            service.save_mask(row.image.id, mask)
+            service.review(row.image.id, "anomalous")
+        elif row.score is not None:
+            service.review(row.image.id, "normal")
+
+
+def test_round_starts_and_is_cancelled(qtbot, window, monkeypatch, screenshot) -> None:  # type: ignore[no-untyped-def]
     from workstation.gui.models_panel import ModelsPanel
+    from workstation.services import rounds
 
     store = window.ws.store
     product = window.controller.product
     versions(store, product.id)
-    driver = FakeDriver(store, product.id, tmp_path)
-    panel = ModelsPanel(window.ws, product, driver=driver)
+    panel = ModelsPanel(window.ws, product)
     qtbot.addWidget(panel)
     panel.resize(1300, 420)
     panel.show()
+
+    qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)  # no feedback yet: refused
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=20000)
+    assert "no adapter round" in panel.status.text()
+
+    give_feedback(window.ws, product)
+    # the real service builds the manifest and runs the child; the child is a slow stand-in
+    monkeypatch.setattr(rounds, "_child_command", lambda *_args: [sys.executable, "-c", CHILD])
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert panel.running
-    qtbot.waitUntil(lambda: len(panel.losses) >= 5, timeout=20000)
+    qtbot.waitUntil(lambda: len(panel.losses) >= 5, timeout=30000)
     assert panel.progress.maximum() == 400
     screenshot(panel, "training_round")
     qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not panel.running and bool(driver.finished), timeout=10000)
-    _exit_code, cancelled, events = driver.finished[0]
-    assert cancelled and events >= 5
+    qtbot.waitUntil(lambda: not panel.running, timeout=15000)
+    assert panel.status.text() == "Round cancelled."
     assert store.list_rounds(product.id)[-1].status == "cancelled"
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+    panel.shutdown()
+    assert not any("rounds" in t.name for t in threading.enumerate())

@@ -1,13 +1,14 @@
 """Models and training: versions with promote / roll back, live rounds, metrics across rounds.
 
-A round is prepared by ``services.rounds`` (manifest of the feedback, a Round row), run as
-a child process through :class:`~workstation.gui.workers.ProcessRunner` (JSON-lines
-progress feeds the bar and the loss curve; cancel kills it) and then finished by the
-service again (metrics, gate, the new candidate version).
+A round is run by ``services.rounds`` (manifest of the feedback, ``python -m training`` as
+a child process, gate, new version) on a thread of its own; its JSON-lines progress feeds
+the bar and the loss curve, and cancel kills the child.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import pyqtgraph as pg
@@ -28,9 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.app import Workstation
-from workstation.core.errors import UserError
-from workstation.core.types import ModelVersion, Product, Round
-from workstation.gui.workers import ProcessRunner
+from workstation.core.types import ModelVersion, Product
+from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
 TRAINABLE = ("adapter", "vlm")
@@ -39,41 +39,85 @@ CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")
 
 
 class RoundDriver(Protocol):
-    """What the panel needs from the rounds service: prepare a child process, then finish."""
+    """Runs one training round at a time off the GUI thread; callbacks arrive on it."""
 
-    def prepare(self, kind: str) -> tuple[Round, list[str]]: ...
+    @property
+    def running(self) -> bool: ...
 
-    def finish(
-        self, round_: Round, *, exit_code: int, cancelled: bool, events: list[dict[str, Any]]
-    ) -> str: ...
+    def start(
+        self,
+        kind: str,
+        *,
+        on_event: Callable[[dict[str, Any]], None],
+        on_done: Callable[[str], None],
+    ) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 
 class ServiceRoundDriver:
-    """Adapter onto ``workstation.services.rounds`` (imported when a round starts)."""
+    """``services.rounds.run_round`` on a lane of its own.
+
+    The service builds the manifest, starts ``python -m training`` as a child process and
+    registers the result; it blocks while the child runs, so it gets a dedicated thread
+    (never the model lane, which must stay free for inference). Cancel kills the child
+    through the service's RoundHandle.
+    """
 
     def __init__(self, ws: Workstation, product: Product) -> None:
         self.ws, self.product = ws, product
-        self._prepared: dict[int, Any] = {}
+        self._lane: Lane | None = None
+        self._handle: Any = None
 
-    def prepare(self, kind: str) -> tuple[Round, list[str]]:
+    @property
+    def running(self) -> bool:
+        return self._lane is not None and self._lane.busy
+
+    def start(
+        self,
+        kind: str,
+        *,
+        on_event: Callable[[dict[str, Any]], None],
+        on_done: Callable[[str], None],
+    ) -> None:
         from workstation.services import rounds
 
-        prepared = rounds.prepare_round(
-            self.ws.store, self.product, kind=kind, settings=self.ws.settings
+        settings = self.ws.settings
+        options = rounds.RoundOptions(
+            kind=kind,  # type: ignore[arg-type]
+            backbone=settings.experts.backbone,
+            holdout_fraction=settings.training.holdout_fraction,
+            regression_tolerance=settings.training.regression_tolerance,
+            device=settings.device.preference,
         )
-        self._prepared[prepared.round.id] = prepared
-        return prepared.round, list(prepared.command)
+        store, name = self.ws.store, self.product.name
+        handle = self._handle = rounds.RoundHandle()
+        if self._lane is None:
+            self._lane = Lane("rounds")
 
-    def finish(
-        self, round_: Round, *, exit_code: int, cancelled: bool, events: list[dict[str, Any]]
-    ) -> str:
-        from workstation.services import rounds
+        def job(progress: Any, _cancel: Any) -> Any:
+            return rounds.run_round(
+                store, name, options, on_event=lambda e: progress(0, 0, e.to_line()), handle=handle
+            )
 
-        prepared = self._prepared.pop(round_.id)
-        outcome = rounds.finish_round(
-            self.ws.store, prepared, exit_code=exit_code, cancelled=cancelled, events=events
+        self._lane.submit(
+            job,
+            channel="round",
+            on_result=lambda outcome: on_done(outcome.message or outcome.status),
+            on_error=lambda exc: on_done(str(exc)),
+            on_progress=lambda _d, _t, line: on_event(json.loads(line)),
         )
-        return str(getattr(outcome, "message", outcome))
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+    def shutdown(self) -> None:
+        self.cancel()
+        if self._lane is not None:
+            self._lane.shutdown()
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:
@@ -107,8 +151,6 @@ class ModelsPanel(QWidget):
         super().__init__(parent)
         self.ws, self.product = ws, product
         self.driver = driver or ServiceRoundDriver(ws, product)
-        self.runner = ProcessRunner(self)
-        self.round: Round | None = None
         self.events: list[dict[str, Any]] = []
         self.losses: list[tuple[float, float]] = []
         self.versions: list[ModelVersion] = []
@@ -171,9 +213,6 @@ class ModelsPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(splitter)
 
-        self.runner.event.connect(self._on_event)
-        self.runner.log.connect(lambda line: self.status.setText(line[-160:]))
-        self.runner.finished.connect(self._on_finished)
         self.refresh()
 
     # -- versions ------------------------------------------------------------------------------
@@ -263,35 +302,30 @@ class ModelsPanel(QWidget):
     # -- rounds -------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.runner.running
+        return self.driver.running
 
     def start_round(self) -> None:
         if self.running:
             return
-        try:
-            self.round, argv = self.driver.prepare(self.kind.currentText())
-        except UserError as exc:
-            self.status.setText(str(exc))
-            return
         self.events, self.losses = [], []
         self.loss_curve.setData([], [])
         self.progress.setRange(0, 0)
-        self.status.setText(f"Round #{self.round.id} starting…")
+        self.status.setText("Preparing the round (collecting the feedback)…")
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.runner.start(argv)
-        self.refresh()
+        self.driver.start(self.kind.currentText(), on_event=self._on_event, on_done=self._on_done)
 
     def cancel_round(self) -> None:
         if self.running:
             self.status.setText("Cancelling the round…")
-            self.runner.cancel()
+            self.driver.cancel()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         kind = event.get("event")
         if kind == "start":
-            self.status.setText(f"Round running: {event.get('message', '')}")
+            self.status.setText(f"Round running on {event.get('message', '')}")
+            self.refresh()
         elif kind == "step":
             step, total = int(event.get("step") or 0), int(event.get("total") or 0)
             if total:
@@ -308,25 +342,15 @@ class ModelsPanel(QWidget):
         elif kind == "error":
             self.status.setText(str(event.get("message", "the round failed")))
 
-    def _on_finished(self, exit_code: int, cancelled: bool) -> None:
-        round_, self.round = self.round, None
+    def _on_done(self, message: str) -> None:
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress.setRange(0, 1)
-        self.progress.setValue(1 if exit_code == 0 and not cancelled else 0)
-        message = "Round cancelled." if cancelled else f"Round ended (exit code {exit_code})."
-        if round_ is not None:
-            try:
-                message = self.driver.finish(
-                    round_, exit_code=exit_code, cancelled=cancelled, events=self.events
-                )
-            except UserError as exc:
-                message = str(exc)
-        self.status.setText(message)
+        self.progress.setValue(0 if message == "cancelled" else 1)
+        self.status.setText("Round cancelled." if message == "cancelled" else message)
         self._changed()
         self.round_finished.emit(message)
 
     def shutdown(self) -> None:
-        """Stop a running round (the child is killed) before the window closes."""
-        if self.running:
-            self.runner.stop()
+        """Stop a running round (the child is killed) and its thread before the window closes."""
+        self.driver.shutdown()

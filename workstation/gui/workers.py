@@ -6,9 +6,9 @@
   :class:`RequestToken` (channel, image id, counter): submitting a new job on a channel
   cancels the older one there and a result that arrives for an outdated token is dropped,
   so a quick J-J-J never paints the heatmap of an image the inspector already left.
-* :class:`ProcessRunner` runs a training round as a child process (``QProcess``) and turns
-  its JSON-lines stdout into events; cancelling kills the process, which also frees GPU
-  memory for certain.
+* Training rounds run as a child process started by ``services.rounds``; the GUI gives
+  that blocking call a lane of its own (see ``models_panel.py``), so the model lane stays
+  free for inference.
 
 Results, progress and errors are delivered on the GUI thread through queued signals.
 """
@@ -16,15 +16,14 @@ Results, progress and errors are delivered on the GUI thread through queued sign
 from __future__ import annotations
 
 import itertools
-import json
 import queue
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QThread, Signal
 
 from workstation.core.errors import CancelledError, UserError
 
@@ -207,113 +206,3 @@ class Lane(QObject):
     def _deliver_progress(self, job: Job, done: int, total: int, message: str) -> None:
         if job.on_progress is not None and self.is_current(job.token):
             job.on_progress(done, total, message)
-
-
-class ProcessRunner(QObject):
-    """Runs a child process that prints JSON lines; each parsed line becomes ``event``."""
-
-    event = Signal(dict)
-    log = Signal(str)
-    finished = Signal(int, bool)
-    """``finished(exit_code, cancelled)``."""
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._process: QProcess | None = None
-        self._buffer = b""
-        self._cancelled = False
-        self._kill_timer = QTimer(self)
-        self._kill_timer.setSingleShot(True)
-        self._kill_timer.timeout.connect(self._kill)
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.state() != QProcess.NotRunning
-
-    def start(
-        self, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: str | None = None
-    ) -> None:
-        if self.running:
-            raise UserError("a training round is already running; cancel it or wait")
-        self._buffer = b""
-        self._cancelled = False
-        process = QProcess(self)
-        process.setProcessChannelMode(QProcess.SeparateChannels)
-        if env:
-            environment = QProcessEnvironment.systemEnvironment()
-            for key, value in env.items():
-                environment.insert(key, value)
-            process.setProcessEnvironment(environment)
-        if cwd:
-            process.setWorkingDirectory(cwd)
-        process.readyReadStandardOutput.connect(self._read_stdout)
-        process.readyReadStandardError.connect(self._read_stderr)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self._process = process
-        process.start(argv[0], list(argv[1:]))
-
-    def cancel(self) -> None:
-        """Ask the child to stop, and kill it if it has not gone within two seconds."""
-        if not self.running:
-            return
-        self._cancelled = True
-        assert self._process is not None
-        self._process.terminate()
-        self._kill_timer.start(2000)
-
-    def stop(self, timeout_ms: int = 3000) -> None:
-        """Cancel and wait (used on close): terminate, then kill if it does not go in time."""
-        if not self.running:
-            return
-        assert self._process is not None
-        self._cancelled = True
-        self._process.terminate()
-        if not self._process.waitForFinished(timeout_ms):
-            self._process.kill()
-            self._process.waitForFinished(timeout_ms)
-
-    def _kill(self) -> None:
-        if self.running:
-            assert self._process is not None
-            self._process.kill()
-
-    def _read_stdout(self) -> None:
-        assert self._process is not None
-        self._buffer += bytes(self._process.readAllStandardOutput().data())
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for raw in lines:
-            self._emit_line(raw)
-
-    def _emit_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", errors="replace").strip()
-        if not line:
-            return
-        try:
-            parsed = json.loads(line)
-        except json.JSONDecodeError:
-            self.log.emit(line)
-            return
-        if isinstance(parsed, dict):
-            self.event.emit(parsed)
-        else:
-            self.log.emit(line)
-
-    def _read_stderr(self) -> None:
-        assert self._process is not None
-        text = bytes(self._process.readAllStandardError().data()).decode("utf-8", "replace")
-        for line in text.splitlines():
-            if line.strip():
-                self.log.emit(line)
-
-    def _on_finished(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        if self._buffer:
-            self._emit_line(self._buffer)
-            self._buffer = b""
-        self.finished.emit(int(exit_code), self._cancelled)
-
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.FailedToStart:
-            self.log.emit("the training process could not be started")
-            self.finished.emit(-1, False)
