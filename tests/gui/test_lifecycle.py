@@ -69,3 +69,41 @@ def test_empty_store_invites_onboarding(qtbot, tmp_path) -> None:  # type: ignor
     window.close()
     ws.close()
     assert not ws.threads_running()
+
+
+def test_inspect_scores_new_images_on_the_model_lane(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A product with images but no predictions: I fits the experts and scores them all."""
+    from tests.gui.conftest import build_store
+    from workstation.app import build_workstation
+    from workstation.gui.main_window import MainWindow
+
+    db = build_store(tmp_path / "s.sqlite", tmp_path / "img", count=5)
+    ws = build_workstation(db)
+    store = ws.store
+    product = store.get_product("widget")
+    fresh = store.create_product("fresh")
+    for record in store.list_images(product.id):
+        store.add_image(
+            fresh.id,
+            path=record.path,
+            sha256=record.sha256,
+            width=record.width,
+            height=record.height,
+            split=record.split,
+            source_label=record.source_label,
+        )
+    application()
+    window = MainWindow(ws, product="fresh")
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.controller.current is not None)
+    assert window.controller.current.content.heatmap is None
+    window.actions_by_id["inspect"].trigger()
+    assert window.lane_cancel.isVisible()
+    qtbot.waitUntil(lambda: not window.lane_cancel.isVisible(), timeout=120000)
+    assert "inspected 5 image(s)" in window.statusBar().currentMessage()
+    assert all(store.latest_prediction(r.id) for r in store.list_images(fresh.id))
+    qtbot.waitUntil(lambda: window.controller.current.content.heatmap is not None)
+    assert "experts-" in window.version_label.text()
+    window.close()
+    ws.close()

@@ -190,6 +190,7 @@ class MainWindow(QMainWindow):
             "one_to_one": self.canvas.one_to_one,
             "focus_text": self.explanation.focus_text,
             "redraft": c.redraft,
+            "inspect": self.inspect_new,
             "cheat_sheet": self.show_cheat_sheet,
         }
         for spec in ACTIONS:
@@ -325,6 +326,30 @@ class MainWindow(QMainWindow):
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
         if self.canvas.editor is not None:
             self.toolbar.brush.setValue(self.canvas.editor.brush_size)
+
+    def inspect_new(self) -> None:
+        """Run the experts over images without a prediction; progress and cancel in the bar."""
+        self.lane_progress.setRange(0, 0)
+        self.lane_progress.setVisible(True)
+        self.lane_cancel.setVisible(True)
+
+        def progress(done: int, total: int, _message: str) -> None:
+            self.lane_progress.setRange(0, max(1, total))
+            self.lane_progress.setValue(done)
+
+        def finished(message: str) -> None:
+            self.lane_progress.setVisible(False)
+            self.lane_cancel.setVisible(False)
+            self.show_message(message)
+            if self.controller.product is not None:
+                self._show_version(self.controller.product)
+
+        self.controller.inspect_new(
+            self.ws.settings.experts,
+            self.ws.settings.device.preference,
+            on_progress=progress,
+            on_done=finished,
+        )
 
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)

@@ -398,6 +398,50 @@ class ReviewController(QObject):
         self.canvas.refresh_mask(diff.box)
         self._on_mask_edited(diff)
 
+    def inspect_new(
+        self,
+        expert_settings: Any,
+        device_preference: str,
+        *,
+        on_progress: Callable[[int, int, str], None],
+        on_done: Callable[[str], None],
+    ) -> None:
+        """Score every image the active experts have not seen yet (model lane, cancellable)."""
+        if self.service is None:
+            return
+        store, name = self.service.store, self.service.product.name
+
+        def job(progress: Any, cancel: Any) -> Any:
+            from workstation.device import resolve_device
+            from workstation.services.inspect import inspect_product
+
+            return inspect_product(
+                store,
+                name,
+                expert_settings,
+                device=resolve_device(device_preference),
+                cancel=cancel.event,
+                progress=lambda done, total: progress(done, total, "inspecting"),
+            )
+
+        def done(report: Any) -> None:
+            self._cache.clear()
+            self.set_filter(self.model.filter)
+            self._refresh_progress()
+            on_done(
+                f"inspected {report.predicted} image(s) with {report.model_version}: "
+                f"{report.anomalous} anomalous, {len(report.failed)} unreadable"
+            )
+
+        def failed(exc: BaseException) -> None:
+            on_done(
+                "inspection cancelled" if isinstance(exc, CancelledError) else f"inspection: {exc}"
+            )
+
+        self.model_lane.submit(
+            job, channel="inspect", on_result=done, on_error=failed, on_progress=on_progress
+        )
+
     def redraft(self) -> None:
         """Have the explainer write a new draft for the shown image, streaming into the panel."""
         if self.current is None or self.service is None:

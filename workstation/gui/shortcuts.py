@@ -26,6 +26,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("normal", "Mark normal (false alarm)", ("N",), "Review"),
     ActionSpec("anomalous", "Mark anomalous (as corrected)", ("D",), "Review"),
     ActionSpec("skip", "Skip", ("S",), "Review"),
+    ActionSpec("inspect", "Inspect images not scored yet", ("I",), "Review"),
     ActionSpec("next", "Next image", ("J", "Right", "Down"), "Review"),
     ActionSpec("previous", "Previous image", ("K", "Left", "Up"), "Review"),
     ActionSpec("brush", "Brush", ("B",), "Mask"),
