@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workstation.core.metrics import image_auroc, pixel_auroc
+from workstation.core.metrics import auroc, pixel_auroc
 
 GOLDEN_PREFIX = "golden_"
 HELD_OUT_PREFIX = "held_out_"
@@ -35,7 +35,7 @@ def _metrics(samples: Sequence[ScoredSample], prefix: str) -> dict[str, float]:
     out: dict[str, float] = {}
     labels = [s.anomalous for s in samples]
     if len(set(labels)) == 2:
-        out[prefix + "image_auroc"] = image_auroc([s.score for s in samples], labels)
+        out[prefix + "image_auroc"] = auroc(np.array(labels), np.array([s.score for s in samples]))
     with_masks = [s for s in samples if s.mask is not None]
     if any(s.mask.any() for s in with_masks if s.mask is not None) and any(
         not s.mask.all() for s in with_masks if s.mask is not None

@@ -12,9 +12,10 @@ Each signal returns one value per candidate image, larger = review sooner, in [0
 - ``k_center_greedy``: a batch that spreads over the embedding space instead of ten near
   copies of the same image.
 
-``mixed_order`` combines them under a per-batch budget: each pick maximises the
-informativeness (uncertainty, disagreement, novelty) times a diversity factor that
-discounts images close to those already picked in this batch.
+``mixed_order`` combines them under a per-batch budget: each pick maximises its distance
+to everything reviewed or picked (coverage) weighted by informativeness (uncertainty,
+disagreement), in proportion to how reliable the model's scores have proven on reviewed
+images: coverage first while the model is weak, uncertainty as it becomes trustworthy.
 """
 
 from __future__ import annotations
@@ -136,23 +137,20 @@ def k_center_greedy(
 class MixWeights:
     """How much each signal counts in the mixed strategy (renormalised over those given)."""
 
-    uncertainty: float = 0.5
-    disagreement: float = 0.2
-    novelty: float = 0.3
+    uncertainty: float = 0.7
+    disagreement: float = 0.3
 
 
 def informativeness(
     *,
     uncertainty_values: np.ndarray | None = None,
     disagreement_values: np.ndarray | None = None,
-    novelty_values: np.ndarray | None = None,
     weights: MixWeights = MixWeights(),
 ) -> np.ndarray:
     """Weighted mean of the signals that are available (missing ones do not dilute it)."""
     parts = [
         (weights.uncertainty, uncertainty_values),
         (weights.disagreement, disagreement_values),
-        (weights.novelty, novelty_values),
     ]
     present = [(w, np.asarray(v, np.float64)) for w, v in parts if v is not None and w > 0]
     if not present:
@@ -161,44 +159,60 @@ def informativeness(
     return sum(w * v for w, v in present) / total
 
 
-def mixed_order(value: np.ndarray, embeddings: np.ndarray, *, budget: int) -> list[int]:
-    """All candidates in review order: a diverse high-value batch of ``budget`` first.
+def reliability(scores: Sequence[float] | np.ndarray, anomalous: Sequence[bool]) -> float:
+    """How far the model's scores can be trusted: 2 * AUROC - 1 on reviewed images, >= 0.
 
-    Within the batch, each pick maximises ``value * min(1, d / d_typ)`` where ``d`` is the
-    distance to the images picked so far and ``d_typ`` the median nearest-neighbour
-    distance among candidates: near-duplicates of a picked image lose most of their value,
-    distinct images keep all of it. After the batch, the rest follow by value.
+    Computed on scores the images had *when they were reviewed* (before their label could
+    influence the model), so it is an honest validation estimate. 0 when one side is
+    missing: with no evidence, the queue must not trust the scores.
+    """
+    s = _as_float(scores)
+    labels = np.asarray(anomalous, dtype=bool)
+    pos, neg = s[labels], s[~labels]
+    if pos.size == 0 or neg.size == 0:
+        return 0.0
+    wins = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    return float(max(0.0, 2 * wins - 1))
+
+
+def mixed_order(
+    value: np.ndarray,
+    embeddings: np.ndarray,
+    *,
+    reviewed: np.ndarray,
+    trust: float,
+    budget: int,
+) -> list[int]:
+    """All candidates in review order: a covering, informative batch of ``budget`` first.
+
+    Each pick maximises ``d * ((1 - trust) + trust * value)``, where ``d`` is the distance
+    to everything reviewed or already picked (coverage, as k-centre greedy) and ``value``
+    the informativeness. ``trust`` (the model's reliability) moves the queue from pure
+    coverage while the model's scores mean little (cold start: uncertainty of a bad model is
+    noise) towards uncertainty-weighted coverage once reviews show the scores separate.
+    After the batch, the rest follow by the same gain.
     """
     value = np.asarray(value, np.float64)
     points = np.asarray(embeddings, np.float64)
     count = value.size
     if points.shape[0] != count:
         raise ValueError(f"{count} values but {points.shape[0]} embeddings")
-    if count == 0:
-        return []
-    if count > 1:
-        pair = np.sqrt(
-            np.clip(
-                (points**2).sum(1)[:, None] - 2 * points @ points.T + (points**2).sum(1)[None, :],
-                0,
-                None,
-            )
-        )
-        np.fill_diagonal(pair, np.inf)
-        typical = float(np.median(pair.min(1))) or 1.0
-    else:
-        typical = 1.0
+    if not 0.0 <= trust <= 1.0:
+        raise ValueError(f"trust must be in [0, 1], got {trust}")
+    weight = (1.0 - trust) + trust * value
+    dist = _distances(points, np.asarray(reviewed, np.float64).reshape(-1, points.shape[1]))
+    if not np.isfinite(dist).any():
+        dist = np.ones(count)
     chosen: list[int] = []
-    dist = np.full(count, np.inf)
     available = np.ones(count, dtype=bool)
     for _ in range(min(budget, count)):
-        factor = np.minimum(1.0, dist / typical)
-        gain = np.where(available, value * factor, -np.inf)
+        gain = np.where(available, weight * dist, -np.inf)
         pick = int(np.argmax(gain))
         chosen.append(pick)
         available[pick] = False
         dist = np.minimum(dist, _distances(points, points[[pick]]))
-    rest = [int(i) for i in np.argsort(-value, kind="stable") if available[i]]
+    gain = weight * dist
+    rest = [int(i) for i in np.argsort(-gain, kind="stable") if available[i]]
     return chosen + rest
 
 
@@ -220,6 +234,8 @@ class Candidates:
     reviewed_embeddings: np.ndarray
     disagreement: np.ndarray | None = None
     """Per-image disagreement in [0, 1] (map and/or verdict), when a second opinion exists."""
+    trust: float = 0.0
+    """The scores' reliability on reviewed images (see :func:`reliability`)."""
 
 
 def review_order(strategy: str, candidates: Candidates, *, budget: int, seed: int = 0) -> list[int]:
@@ -245,7 +261,12 @@ def review_order(strategy: str, candidates: Candidates, *, budget: int, seed: in
         value = informativeness(
             uncertainty_values=uncertainty(candidates.scores, candidates.threshold),
             disagreement_values=candidates.disagreement,
-            novelty_values=novelty(candidates.embeddings, candidates.reviewed_embeddings),
         )
-        return mixed_order(value, candidates.embeddings, budget=budget)
+        return mixed_order(
+            value,
+            candidates.embeddings,
+            reviewed=candidates.reviewed_embeddings,
+            trust=candidates.trust,
+            budget=budget,
+        )
     raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")

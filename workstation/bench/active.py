@@ -156,6 +156,7 @@ def leave_one_out(pool: Pool) -> list[float]:
 
 
 def simulate(pool: Pool, strategy: str, *, budget: int, rounds: int, seed: int) -> Curve:
+    from workstation.active.strategies import reliability
     from workstation.core.metrics import auroc
 
     bank = GrowingBank(pool)
@@ -166,6 +167,7 @@ def simulate(pool: Pool, strategy: str, *, budget: int, rounds: int, seed: int) 
     unreviewed = list(pool.candidates)
     aurocs: list[float] = []
     defects: list[int] = []
+    at_review: list[float] = []
     for round_index in range(rounds + 1):
         scores = bank.scores(unreviewed)
         aurocs.append(auroc(pool.anomalous[unreviewed], scores))
@@ -177,9 +179,11 @@ def simulate(pool: Pool, strategy: str, *, budget: int, rounds: int, seed: int) 
             threshold=float(np.quantile(calibration, CALIBRATION_QUANTILE)),
             embeddings=pool.embeddings[unreviewed],
             reviewed_embeddings=pool.embeddings[seen],
+            trust=reliability(at_review, pool.anomalous[reviewed]),
         )
         order = review_order(strategy, candidates, budget=budget, seed=seed + round_index)
         picked = [unreviewed[i] for i in order[:budget]]
+        at_review += [float(scores[i]) for i in order[:budget]]
         normals = []
         for position, index in zip(order[:budget], picked, strict=True):
             if not pool.anomalous[index]:
