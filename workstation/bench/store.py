@@ -5,7 +5,9 @@
    500 rows (what the review list shows), the count of all matches, and (reported too)
    the whole unpaged match list; median of several runs;
 3. append 10,000 mask revisions (each a new 512x512 mask: compressed blob + row, each its
-   own committed transaction).
+   own committed transaction), once with the blob flushed to disk before its rename (the
+   default: survives a power cut) and once without (``fsync_blobs=False``): on a slow
+   disk the flush dominates.
 
 Targets from the issue: >= 100 images/s, <= 50 ms, >= 500 revisions/s.
 """
