@@ -173,10 +173,16 @@ def test_non_binary_mask_is_thresholded_with_a_warning(tmp_path: Path, store: St
 def test_spaces_and_non_ascii_paths(tmp_path: Path, store: Store) -> None:
     root = make_mvtec(tmp_path / "Prüf teile 検査" / "Schraube M8")
     shutil.move(root / "train" / "good" / "000.png", root / "train" / "good" / "bild ä 1.png")
+    dent = root / "test" / "scratch"
+    shutil.move(dent / "000.png", dent / "teil [1] ß.png")  # glob characters in a name
+    shutil.move(
+        root / "ground_truth" / "scratch" / "000_mask.png",
+        root / "ground_truth" / "scratch" / "teil [1] ß_mask.png",
+    )
     report = import_directory(store, root)
-    assert report.failures == () and report.added == 7
+    assert report.failures == () and report.added == 7 and report.products[0].masks == 2
     names = {i.name for i in store.list_images(store.get_product("Schraube M8").id)}
-    assert "bild ä 1.png" in names
+    assert {"bild ä 1.png", "teil [1] ß.png"} <= names
 
 
 def test_16_bit_tiff_and_other_formats_import(tmp_path: Path, store: Store) -> None:

@@ -18,6 +18,7 @@ A category folder may hold ``product.toml`` or ``product.json`` with ``name``,
 
 from __future__ import annotations
 
+import glob
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def _find_mask(folder: Path | None, stem: str) -> Path | None:
     if folder is None or not folder.is_dir():
         return None
     for suffix in MASK_SUFFIXES:
-        for candidate in sorted(folder.glob(f"{stem}{suffix}.*")):
+        for candidate in sorted(folder.glob(f"{glob.escape(stem)}{suffix}.*")):
             if is_image_file(candidate):
                 return candidate
     return None
