@@ -255,3 +255,16 @@ def test_coco_file_with_polygons_imports(tmp_path: Path, store: Store) -> None:
     assert (image.split, image.source_label) == ("test", "chip")
     mask = store.load_mask(store.latest_mask_revision(image.id))
     assert mask[15, 15] == 1 and mask[30, 30] == 0
+
+
+def test_reimport_adds_ground_truth_that_arrived_later(tmp_path: Path, store: Store) -> None:
+    root = make_mvtec(tmp_path / "cat", defects={"dent": 2})
+    shutil.move(root / "ground_truth", tmp_path / "later")
+    import_directory(store, root)
+    dents = store.list_images(store.get_product("cat").id, source_label="dent")
+    assert all(store.latest_mask_revision(i.id) is None for i in dents)
+    shutil.move(tmp_path / "later", root / "ground_truth")
+    assert import_directory(store, root).added == 0
+    assert all(store.latest_mask_revision(i.id, sources=("ground_truth",)) for i in dents)
+    import_directory(store, root)  # and never twice
+    assert all(len(store.mask_history(i.id)) == 1 for i in dents)
