@@ -268,3 +268,15 @@ def test_reimport_adds_ground_truth_that_arrived_later(tmp_path: Path, store: St
     assert all(store.latest_mask_revision(i.id, sources=("ground_truth",)) for i in dents)
     import_directory(store, root)  # and never twice
     assert all(len(store.mask_history(i.id)) == 1 for i in dents)
+
+
+def test_reimport_of_a_moved_folder_updates_the_paths(tmp_path: Path, store: Store) -> None:
+    root = make_mvtec(tmp_path / "cat")
+    import_directory(store, root)
+    moved = tmp_path / "archive" / "cat"
+    moved.parent.mkdir()
+    shutil.move(root, moved)
+    report = import_directory(store, moved)
+    assert report.added == 0 and report.existing == 7
+    for image in store.list_images(store.get_product("cat").id):
+        assert Path(image.path).is_file() and str(moved) in image.path

@@ -20,7 +20,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.imageio import ImageReadError, probe_image, read_mask_checked
-from workstation.core.types import Product
+from workstation.core.types import ImageRecord, Product
 from workstation.store.coco_rle import segmentation_to_mask
 from workstation.store.layouts import CocoMask, ImportItem, ProductPlan, plan_import
 from workstation.store.repository import Store
@@ -112,6 +112,12 @@ def _prepare(item: ImportItem) -> _Prepared:
     return _Prepared(entry, failures, warning)
 
 
+def _follow_move(store: Store, image: ImageRecord, entry: NewImage) -> None:
+    """A known image found at a new place while its old file is gone: it was moved."""
+    if image.path != entry.path and not Path(image.path).exists():
+        store.update_image_path(image.id, entry.path)
+
+
 def _batches(items: Sequence[ImportItem], size: int) -> Iterator[Sequence[ImportItem]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -185,7 +191,7 @@ def import_directory(
                     if p.warning:
                         warnings.append(p.warning)
                 if entries:
-                    for (_, created), entry in zip(
+                    for (image, created), entry in zip(
                         store.add_images(record.id, entries), entries, strict=True
                     ):
                         if created:
@@ -193,6 +199,7 @@ def import_directory(
                             masks += entry.ground_truth_mask is not None
                         else:
                             existing += 1
+                            _follow_move(store, image, entry)
                 done += len(batch)
                 if progress:
                     progress(done, total)

@@ -490,6 +490,16 @@ class Store:
                 results.append((record, created))
         return results
 
+    def update_image_path(self, image_id: int, path: str | Path) -> ImageRecord:
+        """Point an image at its new location (same content, moved folder)."""
+        absolute = os.path.abspath(path)
+        with self._write() as w:
+            w.conn.execute(
+                "UPDATE images SET path = ?, name = ? WHERE id = ?",
+                (absolute, os.path.basename(absolute), image_id),
+            )
+        return self.get_image(image_id)
+
     @staticmethod
     def _has_source(conn: sqlite3.Connection, image_id: int, source: str) -> bool:
         found = conn.execute(
