@@ -668,7 +668,7 @@ class Store:
         check_revision_source(source)
         record = self.get_image(image_id)
         with self._write() as w:
-            revision_id = w.add_mask(
+            return w.add_mask(
                 record,
                 mask,
                 source=source,
@@ -677,12 +677,6 @@ class Store:
                 parent_id=parent_id,
                 model_version=model_version,
             )
-        return self._mask_by_id(revision_id)
-
-    def _mask_by_id(self, revision_id: int) -> MaskRevision:
-        row = self._one("SELECT * FROM mask_revisions WHERE id = ?", (revision_id,))
-        assert row is not None
-        return _mask_revision(row)
 
     def latest_mask_revision(
         self, image_id: int, *, sources: tuple[str, ...] | None = None
@@ -1099,7 +1093,7 @@ class _Writer:
         created_at: str,
         parent_id: int | None = None,
         model_version: str | None = None,
-    ) -> int:
+    ) -> MaskRevision:
         binary = as_binary_mask(mask)
         if binary.shape != (record.height, record.width):
             raise UserError(
@@ -1112,4 +1106,13 @@ class _Writer:
             "model_version, blob) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (record.id, source, author, created_at, parent_id, model_version, sha),
         )
-        return int(cursor.lastrowid or 0)
+        return MaskRevision(
+            id=int(cursor.lastrowid or 0),
+            image_id=record.id,
+            blob=sha,
+            source=source,
+            author=author,
+            created_at=created_at,
+            parent_id=parent_id,
+            model_version=model_version,
+        )
