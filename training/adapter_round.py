@@ -7,6 +7,7 @@ scored on the same held-out images (golden set included), so the gate compares l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert
 
 Emit = Callable[[ProgressEvent], None]
-STEP_EVENTS = 50
-"""About this many step events per round: enough for a smooth bar, not a flood of lines."""
+STEP_EVENT_S = 0.5
+"""At most one step event per this many seconds (plus the first and last): a smooth bar,
+not a flood of lines."""
 
 
 def _targets(examples: Sequence[MaskExample], grid: tuple[int, int]) -> torch.Tensor:
@@ -56,10 +58,12 @@ def fit_adapter(
     feats = extract_features(backbone, [e.image for e in examples], shape=shape)
     targets = _targets(examples, (feats.shape[2], feats.shape[3])).to(feats.device)
     clock = EtaClock()
-    every = max(1, hyper.steps // STEP_EVENTS)
+    last_emit = [-float("inf")]
 
     def on_step(step: int, total: int, loss: float) -> None:
-        if emit is not None and (step % every == 0 or step == total):
+        now = time.monotonic()
+        if emit is not None and (now - last_emit[0] >= STEP_EVENT_S or step == total):
+            last_emit[0] = now
             emit(
                 ProgressEvent(
                     "step", step=step, total=total, loss=loss, eta_s=clock.eta(step, total)

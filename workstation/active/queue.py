@@ -17,6 +17,7 @@ import numpy as np
 from workstation.active.strategies import (
     Candidates,
     order_to_priorities,
+    reliability,
     review_order,
     verdict_disagreement,
 )
@@ -25,6 +26,7 @@ from workstation.core.types import ImageRecord
 if TYPE_CHECKING:
     from workstation.store.repository import Store
 
+DECISIVE = ("accepted", "normal", "anomalous")
 MAP_GRID = 8
 DEFAULT_BUDGET = 16
 Embed = Callable[[ImageRecord], np.ndarray]
@@ -44,6 +46,7 @@ def compute_priorities(
     embeddings: np.ndarray,
     reviewed_embeddings: np.ndarray,
     disagreement: np.ndarray | None = None,
+    trust: float = 0.0,
     strategy: str = "mixed",
     budget: int = DEFAULT_BUDGET,
 ) -> dict[int, float]:
@@ -56,6 +59,7 @@ def compute_priorities(
         embeddings=embeddings,
         reviewed_embeddings=reviewed_embeddings,
         disagreement=disagreement,
+        trust=trust,
     )
     order = review_order(strategy, candidates, budget=budget)
     priorities = order_to_priorities(order)
@@ -83,7 +87,8 @@ def refresh_queue(
     The threshold is the product's calibrated one (scores are calibrated so that 1.0 is
     the threshold when none is stored). Images not scored yet get no priority and sort
     last. ``vlm_verdicts`` (image id -> anomalous) adds verdict disagreement with the
-    experts. Returns the priorities written.
+    experts. Trust in the scores comes from the reviewed images (their newest scores
+    against the inspectors' verdicts). Returns the priorities written.
     """
     record = store.get_product(product)
     rows = [
@@ -98,6 +103,15 @@ def refresh_queue(
     reviewed_embeddings = np.array(
         [embedding(r.image, float(r.score or 0.0)) for r in reviewed]
     ).reshape(-1, embeddings.shape[1] if rows else 0)
+    judged = [r for r in reviewed if r.score is not None and r.review_verdict in DECISIVE]
+    trust = reliability(
+        [float(r.score or 0.0) for r in judged],
+        [
+            r.review_verdict == "anomalous"
+            or (r.review_verdict == "accepted" and bool(r.anomalous))
+            for r in judged
+        ],
+    )
     disagreement = None
     if vlm_verdicts:
         disagreement = verdict_disagreement(
@@ -110,6 +124,7 @@ def refresh_queue(
         embeddings=embeddings.reshape(len(rows), -1),
         reviewed_embeddings=reviewed_embeddings,
         disagreement=disagreement,
+        trust=trust,
         strategy=strategy,
         budget=budget,
     )

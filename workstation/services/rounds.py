@@ -283,6 +283,7 @@ def run_round(
             if on_event is not None:
                 on_event(event)
         code = process.wait()
+    _remove_partial(out)
     if handle.cancelled:
         shutil.rmtree(out, ignore_errors=True)
         store.update_round(record.id, status="cancelled", message="cancelled by the user")
@@ -294,6 +295,12 @@ def run_round(
         store.update_round(record.id, status="failed", message=message)
         return RoundOutcome(store.get_round(record.id), None, "failed", message)
     return _register(store, product, record, out, options)
+
+
+def _remove_partial(out: Path) -> None:
+    """A killed child cannot clean up: remove its staging folders (``.model.*``)."""
+    for leftover in out.parent.glob(f".{out.name}.*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _register(
