@@ -388,3 +388,32 @@ def test_damaged_blob_is_a_clear_error_and_found_by_the_check(tmp_path: Path) ->
             store.load_mask(revision)
         path.unlink()
         assert any("missing" in problem for problem in store.check_integrity())
+
+
+def test_batch_of_mask_revisions_is_all_or_nothing(store: Store) -> None:
+    from workstation.store.rows import NewMaskRevision
+
+    product = store.create_product("p")
+    ids = add(store, product.id, 3)
+    masks = []
+    for n in range(3):
+        mask = np.zeros((8, 10), np.uint8)
+        mask[n, n] = 1
+        masks.append(mask)
+    entries = [
+        NewMaskRevision(i, m, "expert", "model", model_version="e1")
+        for i, m in zip(ids, masks, strict=True)
+    ]
+    revisions = store.add_mask_revisions(entries)
+    assert [r.image_id for r in revisions] == ids
+    assert all(np.array_equal(store.load_mask(r), m) for r, m in zip(revisions, masks, strict=True))
+    fresh = np.zeros((8, 10), np.uint8)
+    fresh[7, 9] = 1
+    bad = [
+        NewMaskRevision(ids[0], fresh, "expert", "model"),
+        NewMaskRevision(ids[1], np.zeros((3, 3), np.uint8), "expert", "model"),
+    ]
+    with pytest.raises(UserError, match="3x3"):
+        store.add_mask_revisions(bad)
+    assert len(store.mask_history(ids[0])) == 1
+    assert store.check_integrity() == []

@@ -115,4 +115,3 @@ def read_schema_version(path: Path) -> int:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{path} is not a readable IAD Workstation store: {exc}") from None
-

@@ -48,9 +48,16 @@ from workstation.core.types import (
 )
 from workstation.store.blobs import BlobStore
 from workstation.store.db import connect, migrate, write_transaction
-from workstation.store.rows import ImageOrder, ImageRow, NewImage, NewPrediction, ReviewState
+from workstation.store.rows import (
+    ImageOrder,
+    ImageRow,
+    NewImage,
+    NewMaskRevision,
+    NewPrediction,
+    ReviewState,
+)
 
-__all__ = ["ImageRow", "NewImage", "NewPrediction", "Store"]
+__all__ = ["ImageRow", "NewImage", "NewMaskRevision", "NewPrediction", "Store"]
 
 _UNSET: Any = object()
 _GC_STATE_KEY = "store.last_garbage_collection"
@@ -451,6 +458,7 @@ class Store:
             if entry.width <= 0 or entry.height <= 0:
                 raise ValueError(f"image {entry.path} has no pixels")
         results: list[tuple[ImageRecord, bool]] = []
+        ground_truth: list[tuple[ImageRecord, NewMaskRevision]] = []
         now = _now()
         with self._write() as w:
             for entry in entries:
@@ -480,14 +488,12 @@ class Store:
                 if entry.ground_truth_mask is not None and (
                     created or not self._has_source(w.conn, record.id, "ground_truth")
                 ):
-                    w.add_mask(
-                        record,
-                        entry.ground_truth_mask,
-                        source="ground_truth",
-                        author=author,
-                        created_at=now,
+                    truth = NewMaskRevision(
+                        record.id, entry.ground_truth_mask, "ground_truth", author
                     )
+                    ground_truth.append((record, truth))
                 results.append((record, created))
+            w.add_masks(ground_truth, created_at=now)
         return results
 
     def update_image_path(self, image_id: int, path: str | Path) -> ImageRecord:
@@ -665,18 +671,16 @@ class Store:
         model_version: str | None = None,
     ) -> MaskRevision:
         """Append a mask revision (any nonzero pixel is defect); the mask must be image-sized."""
-        check_revision_source(source)
-        record = self.get_image(image_id)
+        entry = NewMaskRevision(image_id, mask, source, author, parent_id, model_version)
+        return self.add_mask_revisions([entry])[0]
+
+    def add_mask_revisions(self, entries: Sequence[NewMaskRevision]) -> list[MaskRevision]:
+        """Append several mask revisions in one transaction (model outputs for a folder)."""
+        for entry in entries:
+            check_revision_source(entry.source)
+        records = {i: self.get_image(i) for i in {e.image_id for e in entries}}
         with self._write() as w:
-            return w.add_mask(
-                record,
-                mask,
-                source=source,
-                author=author,
-                created_at=_now(),
-                parent_id=parent_id,
-                model_version=model_version,
-            )
+            return w.add_masks([(records[e.image_id], e) for e in entries], created_at=_now())
 
     def latest_mask_revision(
         self, image_id: int, *, sources: tuple[str, ...] | None = None
@@ -818,17 +822,20 @@ class Store:
 
     def add_predictions(self, entries: Sequence[NewPrediction]) -> list[Prediction]:
         """A batch of predictions in one transaction (one per image and model version)."""
+        maps: list[np.ndarray] = []
+        for entry in entries:
+            if entry.anomaly_map is not None:
+                array = np.asarray(entry.anomaly_map)
+                if array.ndim != 2:
+                    raise ValueError(f"an anomaly map must be 2-D, got {array.shape}")
+                if array.dtype not in (np.float16, np.float32):
+                    array = array.astype(np.float32)
+                maps.append(array)
         ids: list[int] = []
         with self._write() as w:
+            shas = iter(w.put_blobs(maps))
             for entry in entries:
-                blob = None
-                if entry.anomaly_map is not None:
-                    array = np.asarray(entry.anomaly_map)
-                    if array.ndim != 2:
-                        raise ValueError(f"an anomaly map must be 2-D, got {array.shape}")
-                    if array.dtype not in (np.float16, np.float32):
-                        array = array.astype(np.float32)
-                    blob = w.put_blob(array)
+                blob = None if entry.anomaly_map is None else next(shas)
                 now = _now()
                 w.conn.execute(
                     "INSERT INTO predictions (image_id, model_version, score, anomalous, "
@@ -1072,47 +1079,54 @@ class _Writer:
         self.conn: sqlite3.Connection
         self._created: list[Path] = []
 
-    def put_blob(self, array: np.ndarray) -> str:
-        sha, created = self.blobs.put_array_tracked(array)
-        if created is not None:
-            self._created.append(created)
-        return sha
+    def put_blobs(self, arrays: Sequence[np.ndarray]) -> list[str]:
+        results = self.blobs.put_arrays_tracked(arrays)
+        self._created += [created for _, created in results if created is not None]
+        return [sha for sha, _ in results]
 
     def discard_new_blobs(self) -> None:
         # Safe: we held the write lock, so no other writer can have referenced these yet.
         for path in self._created:
             path.unlink(missing_ok=True)
 
-    def add_mask(
-        self,
-        record: ImageRecord,
-        mask: np.ndarray,
-        *,
-        source: str,
-        author: str,
-        created_at: str,
-        parent_id: int | None = None,
-        model_version: str | None = None,
-    ) -> MaskRevision:
-        binary = as_binary_mask(mask)
-        if binary.shape != (record.height, record.width):
-            raise UserError(
-                f"the mask is {binary.shape[1]}x{binary.shape[0]} pixels but image "
-                f"{record.name} is {record.width}x{record.height}"
+    def add_masks(
+        self, items: Sequence[tuple[ImageRecord, NewMaskRevision]], *, created_at: str
+    ) -> list[MaskRevision]:
+        """Validate, store the blobs (flushed together), then insert one row per mask."""
+        binaries = []
+        for record, item in items:
+            binary = as_binary_mask(item.mask)
+            if binary.shape != (record.height, record.width):
+                raise UserError(
+                    f"the mask is {binary.shape[1]}x{binary.shape[0]} pixels but image "
+                    f"{record.name} is {record.width}x{record.height}"
+                )
+            binaries.append(binary)
+        revisions = []
+        for (record, item), sha in zip(items, self.put_blobs(binaries), strict=True):
+            cursor = self.conn.execute(
+                "INSERT INTO mask_revisions (image_id, source, author, created_at, parent_id, "
+                "model_version, blob) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    item.source,
+                    item.author,
+                    created_at,
+                    item.parent_id,
+                    item.model_version,
+                    sha,
+                ),
             )
-        sha = self.put_blob(binary)
-        cursor = self.conn.execute(
-            "INSERT INTO mask_revisions (image_id, source, author, created_at, parent_id, "
-            "model_version, blob) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (record.id, source, author, created_at, parent_id, model_version, sha),
-        )
-        return MaskRevision(
-            id=int(cursor.lastrowid or 0),
-            image_id=record.id,
-            blob=sha,
-            source=source,
-            author=author,
-            created_at=created_at,
-            parent_id=parent_id,
-            model_version=model_version,
-        )
+            revisions.append(
+                MaskRevision(
+                    id=int(cursor.lastrowid or 0),
+                    image_id=record.id,
+                    blob=sha,
+                    source=item.source,
+                    author=item.author,
+                    created_at=created_at,
+                    parent_id=item.parent_id,
+                    model_version=item.model_version,
+                )
+            )
+        return revisions

@@ -46,3 +46,15 @@ class NewPrediction:
     score: float
     anomalous: bool
     anomaly_map: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class NewMaskRevision:
+    """A mask to append (any nonzero pixel is defect; the mask must be image-sized)."""
+
+    image_id: int
+    mask: np.ndarray
+    source: str
+    author: str
+    parent_id: int | None = None
+    model_version: str | None = None
