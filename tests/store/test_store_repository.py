@@ -417,3 +417,12 @@ def test_batch_of_mask_revisions_is_all_or_nothing(store: Store) -> None:
         store.add_mask_revisions(bad)
     assert len(store.mask_history(ids[0])) == 1
     assert store.check_integrity() == []
+
+
+def test_duplicate_file_in_one_batch_gets_one_ground_truth(store: Store) -> None:
+    product = store.create_product("p")
+    mask = np.ones((4, 5), np.uint8)
+    twin = [NewImage(f"/x/{n}.png", "3" * 64, 5, 4, "test", "dent", mask) for n in "ab"]
+    (first, made), (second, again) = store.add_images(product.id, twin)
+    assert made and not again and first == second
+    assert len(store.mask_history(first.id)) == 1

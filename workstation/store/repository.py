@@ -485,8 +485,11 @@ class Store:
                     (product_id, entry.sha256),
                 ).fetchone()
                 record = _image(row)
-                if entry.ground_truth_mask is not None and (
-                    created or not self._has_source(w.conn, record.id, "ground_truth")
+                queued = {r.id for r, _ in ground_truth}  # a duplicate file in this batch
+                if (
+                    entry.ground_truth_mask is not None
+                    and record.id not in queued
+                    and (created or not self._has_source(w.conn, record.id, "ground_truth"))
                 ):
                     truth = NewMaskRevision(
                         record.id, entry.ground_truth_mask, "ground_truth", author
