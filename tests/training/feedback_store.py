@@ -19,29 +19,44 @@ def _add(store: Store, product: Product, path: Path, image: np.ndarray, **kw: ob
     write_png(path, image)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     record, _ = store.add_image(
-        product.id, path=str(path), sha256=sha, width=image.shape[1], height=image.shape[0],
+        product.id,
+        path=str(path),
+        sha256=sha,
+        width=image.shape[1],
+        height=image.shape[0],
         **kw,  # type: ignore[arg-type]
     )
     return record.id
 
 
-def feedback_store(
-    root: Path, *, normals: int = 4, defects: int = 4, references: int = 3
-) -> Store:
+def feedback_store(root: Path, *, normals: int = 4, defects: int = 4, references: int = 3) -> Store:
     """References in train/good; ``normals`` reviewed normal; ``defects`` with inspector masks."""
     store = Store.open(root / "store" / "ws.sqlite")
     product = store.create_product(PRODUCT, description="striped plate")
     for i in range(references):
-        _add(store, product, root / "img" / f"ref{i}.png", textured(100 + i),
-             split="train", source_label="good")
+        _add(
+            store,
+            product,
+            root / "img" / f"ref{i}.png",
+            textured(100 + i),
+            split="train",
+            source_label="good",
+        )
     for i in range(normals):
-        image_id = _add(store, product, root / "img" / f"n{i}.png", textured(200 + i),
-                        split="test", source_label=None)
+        image_id = _add(
+            store,
+            product,
+            root / "img" / f"n{i}.png",
+            textured(200 + i),
+            split="test",
+            source_label=None,
+        )
         store.add_review(image_id, "normal", reviewer="ann")
     for i in range(defects):
         image, mask = with_defect(300 + i)
-        image_id = _add(store, product, root / "img" / f"d{i}.png", image,
-                        split="test", source_label=None)
+        image_id = _add(
+            store, product, root / "img" / f"d{i}.png", image, split="test", source_label=None
+        )
         store.add_mask_revision(image_id, mask, source="inspector", author="ann")
         store.add_review(image_id, "anomalous", reviewer="ann")
     return store

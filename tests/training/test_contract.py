@@ -29,8 +29,13 @@ def _manifest(**changes: object) -> RoundManifest:
         ),
         "held_out": (
             Sample("/d/c.png", "normal", image_id=3, golden=True),
-            Sample("/d/e.png", "anomalous", image_id=5, mask_path="/m/5.npy",
-                   explanation={"verdict": "anomalous", "defect_type": "dent"}),
+            Sample(
+                "/d/e.png",
+                "anomalous",
+                image_id=5,
+                mask_path="/m/5.npy",
+                explanation={"verdict": "anomalous", "defect_type": "dent"},
+            ),
         ),
         "references": ("/d/ref.png",),
         "hyperparameters": {"steps": 3, "parent_adapter": "/x"},

@@ -87,9 +87,11 @@ def test_killed_round_registers_nothing_and_the_next_round_works(tmp_path: Path)
 def test_golden_samples_always_held_out() -> None:
     from training.contract import Sample
 
-    samples = [Sample(f"/g{i}", "normal", golden=True) for i in range(3)] + [
-        Sample(f"/n{i}", "normal") for i in range(4)
-    ] + [Sample(f"/d{i}", "anomalous", mask_path="m") for i in range(4)]
+    samples = (
+        [Sample(f"/g{i}", "normal", golden=True) for i in range(3)]
+        + [Sample(f"/n{i}", "normal") for i in range(4)]
+        + [Sample(f"/d{i}", "anomalous", mask_path="m") for i in range(4)]
+    )
     train, held = split_samples(samples, holdout_fraction=0.5, seed=3)
     assert all(s in held for s in samples if s.golden)
     assert not any(s.golden for s in train)

@@ -215,7 +215,7 @@ def new_labels_since_last_round(store: Store, product: Product, kind: str) -> in
 # ----------------------------------------------------------------------------- running
 
 
-def _child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
+def child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -229,7 +229,7 @@ def _child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
     ]
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The child must import this checkout's packages even when not installed."""
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])
@@ -267,11 +267,11 @@ def run_round(
     last: ProgressEvent | None = None
     with (round_dir / "child.log").open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            _child_command(manifest_path, out, options.device),
+            child_command(manifest_path, out, options.device),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env=_child_env(),
+            env=child_env(),
         )
         handle.attach(process)
         assert process.stdout is not None
