@@ -41,7 +41,10 @@ def test_map_disagreement_is_zero_for_agreement_and_one_for_opposites() -> None:
 
 def test_verdict_disagreement_ignores_missing_verdicts() -> None:
     assert verdict_disagreement([True, False, None, True], [False, False, True, None]).tolist() == [
-        1.0, 0.0, 0.0, 0.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
     ]
 
 

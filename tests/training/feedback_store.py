@@ -29,6 +29,32 @@ def _add(store: Store, product: Product, path: Path, image: np.ndarray, **kw: ob
     return record.id
 
 
+def add_feedback(
+    store: Store, root: Path, *, normals: int, defects: int, first_seed: int = 200
+) -> None:
+    """Reviewed normals and inspector-masked defects (new images from ``first_seed`` on)."""
+    product = store.get_product(PRODUCT)
+    for i in range(normals):
+        seed = first_seed + i
+        image_id = _add(
+            store,
+            product,
+            root / "img" / f"n{seed}.png",
+            textured(seed),
+            split="test",
+            source_label=None,
+        )
+        store.add_review(image_id, "normal", reviewer="ann")
+    for i in range(defects):
+        seed = first_seed + 100 + i
+        image, mask = with_defect(seed)
+        image_id = _add(
+            store, product, root / "img" / f"d{seed}.png", image, split="test", source_label=None
+        )
+        store.add_mask_revision(image_id, mask, source="inspector", author="ann")
+        store.add_review(image_id, "anomalous", reviewer="ann")
+
+
 def feedback_store(root: Path, *, normals: int = 4, defects: int = 4, references: int = 3) -> Store:
     """References in train/good; ``normals`` reviewed normal; ``defects`` with inspector masks."""
     store = Store.open(root / "store" / "ws.sqlite")
@@ -42,21 +68,5 @@ def feedback_store(root: Path, *, normals: int = 4, defects: int = 4, references
             split="train",
             source_label="good",
         )
-    for i in range(normals):
-        image_id = _add(
-            store,
-            product,
-            root / "img" / f"n{i}.png",
-            textured(200 + i),
-            split="test",
-            source_label=None,
-        )
-        store.add_review(image_id, "normal", reviewer="ann")
-    for i in range(defects):
-        image, mask = with_defect(300 + i)
-        image_id = _add(
-            store, product, root / "img" / f"d{i}.png", image, split="test", source_label=None
-        )
-        store.add_mask_revision(image_id, mask, source="inspector", author="ann")
-        store.add_review(image_id, "anomalous", reviewer="ann")
+    add_feedback(store, root, normals=normals, defects=defects)
     return store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from feedback_store import PRODUCT, feedback_store
+from feedback_store import PRODUCT, add_feedback, feedback_store
 
 from training.contract import ProgressEvent, RoundManifest
 from workstation.core.errors import UserError
@@ -25,7 +25,7 @@ FAST = RoundOptions(
 )
 
 
-def test_round_registers_a_version_and_a_second_round_fine_tunes_it(tmp_path: Path) -> None:
+def test_round_registers_a_version_and_earlier_corrections_become_golden(tmp_path: Path) -> None:
     store = feedback_store(tmp_path)
     events: list[ProgressEvent] = []
     outcome = run_round(store, PRODUCT, FAST, on_event=events.append)
@@ -38,12 +38,20 @@ def test_round_registers_a_version_and_a_second_round_fine_tunes_it(tmp_path: Pa
     assert "after.held_out_pixel_auroc" in outcome.version.metrics
     manifest = RoundManifest.load(Path(outcome.round.manifest_path))
     assert manifest.references and len(manifest.held_out) == 2
-    # Second round: everything reviewed before is now golden and held out.
+    # Next round: everything corrected before is golden (held out); new labels train,
+    # starting from the active adapter when the gate promoted it.
     product = store.get_product(PRODUCT)
     assert new_labels_since_last_round(store, product, "adapter") == 0
-    second_dir = tmp_path / "second"
     with pytest.raises(UserError, match="no corrected defect masks"):
-        build_manifest(store, product, FAST, second_dir)
+        build_manifest(store, product, FAST, tmp_path / "second")
+    add_feedback(store, tmp_path, normals=2, defects=2, first_seed=500)
+    assert new_labels_since_last_round(store, product, "adapter") == 4
+    second = build_manifest(store, product, FAST, tmp_path / "third")
+    earlier = {s.image_path for s in manifest.train + manifest.held_out}
+    assert {s.image_path for s in second.golden} == earlier
+    assert not earlier & {s.image_path for s in second.train}
+    if outcome.version.state == "active":
+        assert second.hyperparameters["parent_adapter"] == outcome.version.path
     store.close()
 
 
