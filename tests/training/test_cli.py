@@ -1,0 +1,46 @@
+"""``iad-workstation train`` and ``models promote|rollback`` on a small store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from feedback_store import PRODUCT, feedback_store
+
+from workstation.__main__ import main
+
+
+def test_train_skips_without_enough_new_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback_store(tmp_path, normals=1, defects=1).close()
+    db = str(tmp_path / "store" / "ws.sqlite")
+    assert main(["train", "--product", PRODUCT, "--if-new-labels", "5", "--db", db]) == 0
+    assert json.loads(capsys.readouterr().out) == {"status": "skipped", "new_labels": 2}
+
+
+def test_train_with_one_sided_feedback_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback_store(tmp_path, defects=0).close()
+    db = str(tmp_path / "store" / "ws.sqlite")
+    assert main(["train", "--product", PRODUCT, "--db", db]) == 2
+    assert "no corrected defect masks" in capsys.readouterr().err
+
+
+def test_promote_and_rollback_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = feedback_store(tmp_path, normals=0, defects=0)
+    product = store.get_product(PRODUCT)
+    first = store.add_model_version(product.id, name="adapter-x", kind="adapter", state="active")
+    store.add_model_version(
+        product.id, name="adapter-y", kind="adapter", state="candidate", parent_id=first.id
+    )
+    store.close()
+    db = str(tmp_path / "store" / "ws.sqlite")
+    assert main(["models", "promote", "adapter-y", "--db", db]) == 0
+    assert json.loads(capsys.readouterr().out)["active"] == "adapter-y"
+    assert main(["models", "rollback", "--product", PRODUCT, "--db", db]) == 0
+    assert json.loads(capsys.readouterr().out)["active"] == "adapter-x"
+    assert main(["models", "promote", "nope", "--db", db]) == 2
+    assert "no model version 'nope'" in capsys.readouterr().err
