@@ -122,6 +122,8 @@ def test_inspect_cli_scores_files(
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["verdict"] == "anomalous" and rows[0]["explanation"]["verdict"] == "anomalous"
     assert main(["--db", str(tmp_path / "db.sqlite"), "inspect", "--product", "nope"]) == 2
+    assert main(["--db", str(tmp_path / "db.sqlite"), "inspect", "--product", "bracket"]) == 0
+    assert "9 predicted, 0 already done" in capsys.readouterr().out
 
 
 def test_eval_cli_writes_the_report(tmp_path: Path) -> None:
