@@ -155,3 +155,22 @@ def test_adapter_joins_the_fusion_additively() -> None:
     fused, parts = pipeline.predict_detailed([with_defect(3)[0]])[0]
     assert set(parts) == {"fewshot", "adapter"}
     assert fused.expert == "fewshot+adapter" and fused.anomalous
+
+
+def test_fused_pipeline_with_tiny_clip_round_trips(tmp_path: Path) -> None:
+    from tiny_models import save_tiny_clip
+
+    from workstation.core.types import Product
+
+    folder = save_tiny_clip(tmp_path / "tiny-clip")
+    config = small_config(experts=("fewshot", "zeroshot"), clip_model=str(folder))
+    product = Product(id=1, name="bracket", defect_vocabulary=("dent",))
+    pipeline = InspectionPipeline(config, product=product)
+    calibration = pipeline.fit([textured(seed) for seed in range(3)])
+    assert [n.name for n in calibration.norms] == ["fewshot", "zeroshot"]
+    results = pipeline.predict([textured(30), with_defect(4)[0]])
+    assert all(r.map.shape == (96, 96) and np.isfinite(r.score) for r in results)
+    pipeline.save(tmp_path / "saved")
+    loaded = InspectionPipeline.load(tmp_path / "saved", product=product)
+    again = loaded.predict([textured(30)])[0]
+    assert again.score == pytest.approx(results[0].score, rel=1e-4)
