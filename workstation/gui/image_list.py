@@ -155,8 +155,9 @@ class ImageListModel(QAbstractTableModel):
 
     @staticmethod
     def _text(row: ImageRow, column: int) -> str:
-        if column == 0:
-            return row.image.name
+        if column == 0:  # folder too: cameras and defect folders reuse file names
+            parts = row.image.path.replace("\\", "/").rsplit("/", 2)
+            return "/".join(parts[-2:])
         if column == 1:
             return "" if row.score is None else f"{row.score:.3f}"
         if column == 2:

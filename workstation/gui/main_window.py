@@ -319,8 +319,9 @@ class MainWindow(QMainWindow):
         record = detail.record
         score = f"score {detail.prediction.score:.3f}" if detail.prediction else "not inspected"
         review = detail.review.verdict if detail.review else "unreviewed"
+        folder = record.path.replace("\\", "/").rsplit("/", 2)[-2:-1]
         self.canvas_caption.setText(
-            f"{record.name}   ·   {record.width}×{record.height}   ·   {score}   ·   {review}"
+            f"{'/'.join([*folder, record.name])}   ·   {record.width}×{record.height}   ·   {score}   ·   {review}"
         )
         self.image_list.table.selectRow(self.controller.current_row)
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
