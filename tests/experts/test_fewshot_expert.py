@@ -194,3 +194,11 @@ def test_top_percent_mean() -> None:
 def test_bad_config_is_a_user_error(options: dict[str, object]) -> None:
     with pytest.raises(UserError):
         FewShotConfig(**options)  # type: ignore[arg-type]
+
+
+def test_bank_size_keeps_few_shots_whole_and_thins_many() -> None:
+    config = FewShotConfig(memory_budget=20000, coreset_ratio=0.1, coreset_floor=8192)
+    assert config.bank_size(5000) == 5000
+    assert config.bank_size(65536) == 8192
+    assert config.bank_size(819200) == 20000
+    assert FewShotConfig(memory_budget=0).bank_size(10**6) == 100000

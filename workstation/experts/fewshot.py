@@ -44,6 +44,10 @@ class FewShotConfig:
     """Working resolution: images are resized to about ``image_size**2`` pixels."""
     memory_budget: int = 20000
     """Largest bank (patches) kept after coreset selection; 0 keeps everything."""
+    coreset_ratio: float = 0.1
+    """Fraction of patches kept once the bank exceeds ``coreset_floor`` (PatchCore: 10 %)."""
+    coreset_floor: int = 8192
+    """Banks up to this size are kept whole: few shots need every patch (AnomalyDINO)."""
     augment: bool = False
     """Add flipped (and, for square working shapes, 90-degree rotated) references."""
     top_percent: float = 1.0
@@ -61,6 +65,13 @@ class FewShotConfig:
     batch_size: int = 8
     seed: int = 0
 
+    def bank_size(self, patches: int) -> int:
+        """Rows kept from ``patches``: all when few, else the coreset share, within budget."""
+        keep = max(self.coreset_floor, math.ceil(self.coreset_ratio * patches))
+        if self.memory_budget:
+            keep = min(keep, self.memory_budget)
+        return min(keep, patches)
+
     def __post_init__(self) -> None:
         if self.image_size < 32:
             raise UserError("image_size must be at least 32 pixels")
@@ -68,6 +79,8 @@ class FewShotConfig:
             raise UserError("memory_budget must be >= 0 (0 keeps every patch)")
         if not 0 < self.top_percent <= 100:
             raise UserError("top_percent must be in (0, 100]")
+        if not 0 < self.coreset_ratio <= 1 or self.coreset_floor < 1:
+            raise UserError("coreset_ratio must be in (0, 1] and coreset_floor >= 1")
         if self.knn < 1 or self.position_radius < 0 or self.batch_size < 1:
             raise UserError("knn and batch_size must be >= 1, position_radius >= 0")
         if self.feature_norm not in ("auto", "none", "l2", "standardize", "whiten"):
@@ -305,8 +318,8 @@ class FewShotExpert:
             cells = feats.shape[1] * feats.shape[2]
             flat = feats.reshape(-1, feats.shape[-1])
             flat_owner = owner.repeat_interleave(cells)
-            budget = self.config.memory_budget
-            if budget and flat.shape[0] > budget:
+            budget = self.config.bank_size(flat.shape[0])
+            if flat.shape[0] > budget:
                 keep = greedy_coreset(
                     flat, budget, projection_dim=self.config.projection_dim, seed=self.config.seed
                 )
