@@ -25,6 +25,7 @@ FAST = RoundOptions(
 )
 
 
+@pytest.mark.slow
 def test_round_registers_a_version_and_earlier_corrections_become_golden(tmp_path: Path) -> None:
     store = feedback_store(tmp_path)
     events: list[ProgressEvent] = []
@@ -70,6 +71,7 @@ def test_empty_feedback_is_refused(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_killed_round_registers_nothing_and_the_next_round_works(tmp_path: Path) -> None:
     store = feedback_store(tmp_path)
     product = store.get_product(PRODUCT)

@@ -51,6 +51,7 @@ def _samples(root: Path) -> list[Sample]:
     return out
 
 
+@pytest.mark.slow
 def test_tiny_vlm_lora_round(
     tmp_path: Path, tiny_vlm: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
