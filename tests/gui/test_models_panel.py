@@ -76,7 +76,6 @@ def give_feedback(ws, product) -> None:  # type: ignore[no-untyped-def]
 
 def test_round_starts_and_is_cancelled(qtbot, window, monkeypatch, screenshot) -> None:  # type: ignore[no-untyped-def]
     from workstation.gui.models_panel import ModelsPanel
-    from workstation.services import rounds
 
     store = window.ws.store
     product = window.controller.product
@@ -85,14 +84,24 @@ def test_round_starts_and_is_cancelled(qtbot, window, monkeypatch, screenshot) -
     qtbot.addWidget(panel)
     panel.resize(1300, 420)
     panel.show()
+    try:
+        run_and_cancel(qtbot, window, panel, monkeypatch, screenshot)
+    finally:
+        panel.shutdown()
+    assert not any("rounds" in t.name for t in threading.enumerate())
 
+
+def run_and_cancel(qtbot, window, panel, monkeypatch, screenshot) -> None:  # type: ignore[no-untyped-def]
+    from workstation.services import rounds
+
+    store, product = window.ws.store, panel.product
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)  # no feedback yet: refused
     qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=20000)
     assert "no adapter round" in panel.status.text()
 
     give_feedback(window.ws, product)
     # the real service builds the manifest and runs the child; the child is a slow stand-in
-    monkeypatch.setattr(rounds, "_child_command", lambda *_args: [sys.executable, "-c", CHILD])
+    monkeypatch.setattr(rounds, "child_command", lambda *_args: [sys.executable, "-c", CHILD])
     qtbot.mouseClick(panel.start_button, Qt.MouseButton.LeftButton)
     assert panel.running
     qtbot.waitUntil(lambda: len(panel.losses) >= 5, timeout=30000)
@@ -103,5 +112,3 @@ def test_round_starts_and_is_cancelled(qtbot, window, monkeypatch, screenshot) -
     assert panel.status.text() == "Round cancelled."
     assert store.list_rounds(product.id)[-1].status == "cancelled"
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
-    panel.shutdown()
-    assert not any("rounds" in t.name for t in threading.enumerate())

@@ -320,9 +320,8 @@ class MainWindow(QMainWindow):
         score = f"score {detail.prediction.score:.3f}" if detail.prediction else "not inspected"
         review = detail.review.verdict if detail.review else "unreviewed"
         folder = record.path.replace("\\", "/").rsplit("/", 2)[-2:-1]
-        self.canvas_caption.setText(
-            f"{'/'.join([*folder, record.name])}   ·   {record.width}×{record.height}   ·   {score}   ·   {review}"
-        )
+        parts = ("/".join([*folder, record.name]), f"{record.width}×{record.height}", score, review)
+        self.canvas_caption.setText("   ·   ".join(parts))
         self.image_list.table.selectRow(self.controller.current_row)
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
         if self.canvas.editor is not None:
