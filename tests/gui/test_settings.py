@@ -35,6 +35,7 @@ def test_settings_saved_and_shortcut_rebound(qtbot, window, screenshot) -> None:
     settings = load_settings()
     assert settings.device.preference == "cpu" and settings.review.reviewer == "alice"
     assert load_bindings(window.ws.store)["accept"] == ("Y",)
+    assert load_bindings(window.ws.store)["next"] == ("J", "Right", "Down")  # all keys kept
     assert window.actions_by_id["accept"].shortcut().toString() == "Y"
 
 

@@ -247,14 +247,20 @@ class _PathList(QWidget):
         layout.addLayout(buttons)
 
     def paths(self) -> tuple[Path, ...]:
-        return tuple(Path(self.list.item(i).text()) for i in range(self.list.count()))
+        return tuple(
+            Path(self.list.item(i).data(Qt.ItemDataRole.UserRole)) for i in range(self.list.count())
+        )
 
     def add(self, paths: Sequence[Path | str]) -> None:
         known = set(self.paths())
-        for path in paths:
-            if Path(path) not in known:
-                self.list.addItem(str(path))
-                known.add(Path(path))
+        for raw in paths:
+            path = Path(raw)
+            if path not in known:
+                item = QListWidgetItem(f"{path.parent.name}/{path.name}")
+                item.setData(Qt.ItemDataRole.UserRole, str(path))
+                item.setToolTip(str(path))
+                self.list.addItem(item)
+                known.add(path)
         self.page.completeChanged.emit()
 
     def _pick_files(self) -> None:

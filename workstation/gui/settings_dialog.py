@@ -43,6 +43,7 @@ from workstation.paths import models_dir, user_data_dir
 EXPERTS = ("fewshot", "zeroshot")
 DEVICES = ("auto", "cpu", "cuda")
 EXPLAINERS = ("template", "vlm")
+KEYS_PER_ACTION = 3
 
 
 def toml_value(value: Any) -> str:
@@ -202,21 +203,18 @@ class SettingsDialog(QDialog):
         return page
 
     def _shortcuts_tab(self) -> QWidget:
-        table = QTableWidget(len(ACTIONS), 3)
-        table.setHorizontalHeaderLabels(["Action", "Key", "Second key"])
+        table = QTableWidget(len(ACTIONS), 1 + KEYS_PER_ACTION)
+        table.setHorizontalHeaderLabels(["Action", "Key", "Second key", "Third key"])
         table.verticalHeader().setVisible(False)
         table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.key_edits: dict[str, tuple[QKeySequenceEdit, QKeySequenceEdit]] = {}
+        self.key_edits: dict[str, tuple[QKeySequenceEdit, ...]] = {}
         for row, spec in enumerate(ACTIONS):
             table.setItem(row, 0, QTableWidgetItem(f"{spec.group}: {spec.label}"))
-            keys = [*self.bindings.get(spec.id, ()), "", ""]
-            first, second = (
-                QKeySequenceEdit(QKeySequence(keys[0])),
-                QKeySequenceEdit(QKeySequence(keys[1])),
-            )
-            table.setCellWidget(row, 1, first)
-            table.setCellWidget(row, 2, second)
-            self.key_edits[spec.id] = (first, second)
+            keys = [*self.bindings.get(spec.id, ()), *[""] * KEYS_PER_ACTION]
+            edits = tuple(QKeySequenceEdit(QKeySequence(k)) for k in keys[:KEYS_PER_ACTION])
+            for column, edit in enumerate(edits, start=1):
+                table.setCellWidget(row, column, edit)
+            self.key_edits[spec.id] = edits
         table.resizeRowsToContents()
         self.shortcut_table = table
         return table
