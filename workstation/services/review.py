@@ -78,10 +78,6 @@ class ImageDetail:
     """Newest inspector-written explanation."""
     review: Review | None
 
-    @property
-    def model_version(self) -> str | None:
-        return self.prediction.model_version if self.prediction else None
-
 
 class ReviewService:
     """Review of one product by one reviewer; see the module docstring."""
