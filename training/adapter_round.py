@@ -33,6 +33,9 @@ from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert
 
 Emit = Callable[[ProgressEvent], None]
+CALIBRATION_IMAGES = 16
+"""Normal images used to find the base map's scale: a 99th percentile over this many
+images' pixels is already stable, and each one costs a few-shot prediction."""
 STEP_EVENT_S = 0.5
 """At most one step event per this many seconds (plus the first and last): a smooth bar,
 not a flood of lines."""
@@ -168,7 +171,7 @@ def run_adapter_round(
         parent=parent,
     )
     save_adapter(candidate.head, candidate.config, out)
-    calibration = [e.image for e in examples if e.sample.label == "normal"]
+    calibration = [e.image for e in examples if e.sample.label == "normal"][:CALIBRATION_IMAGES]
     if not manifest.references:
         return {"before": {}, "after": {}, "promote": False, "reason": "no references"}
     return evaluate_round(manifest, backbone, candidate, calibration=calibration, parent=parent)
