@@ -83,9 +83,7 @@ def inspect_product(
     if batch_size < 1:
         raise UserError("batch size must be at least 1")
     product = store.get_product(product_name)
-    version, pipeline = load_active_pipeline(
-        store, product, settings, device=device, refit=refit
-    )
+    version, pipeline = load_active_pipeline(store, product, settings, device=device, refit=refit)
     records = store.list_images(product.id)
     done = store.predicted_image_ids(product.id, version.name)
     todo = [r for r in records if r.id not in done]

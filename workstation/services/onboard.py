@@ -198,8 +198,7 @@ def onboard_product(
     version, pipeline = fit_product(store, product, settings, device=device, progress=progress)
     assert pipeline.calibration is not None
     defects = [
-        r for r in store.list_images(product.id)
-        if r.source_label not in (None, NORMAL_LABEL)
+        r for r in store.list_images(product.id) if r.source_label not in (None, NORMAL_LABEL)
     ][:MAX_FIT_NORMALS]
     scores: list[tuple[int, float]] = []
     for record in defects:
