@@ -16,9 +16,9 @@ Results, progress and errors are delivered on the GUI thread through queued sign
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,8 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal
 
 from workstation.core.errors import CancelledError, UserError
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, message)`` called from the worker thread."""
@@ -173,7 +175,7 @@ class Lane(QObject):
                 result = job.fn(progress, job.cancel)
             except BaseException as exc:
                 if not isinstance(exc, UserError | CancelledError):
-                    exc.__notes__ = [traceback.format_exc()]
+                    log.exception("unexpected failure on the %s lane", self.name)
                 self._failed.emit(job, exc)
             else:
                 self._done.emit(job, result)
