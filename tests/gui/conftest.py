@@ -16,9 +16,7 @@ import pytest
 
 from workstation.core.imageio import write_png
 from workstation.core.types import Explanation
-from workstation.gui.launch import guard_none_refcount
 
-guard_none_refcount()  # pytest-qt makes thousands of Qt calls; see the function's docstring
 
 H, W = 96, 128
 
