@@ -17,7 +17,6 @@ import pytest
 from workstation.core.imageio import write_png
 from workstation.core.types import Explanation
 
-
 H, W = 96, 128
 
 
