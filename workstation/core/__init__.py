@@ -1,1 +1,4 @@
-"""Domain values and pure functions. Never imports Qt or torch (checked by tests/unit/test_architecture.py)."""
+"""Domain values and pure functions.
+
+Never imports Qt, nor torch at module level (checked by tests/unit/test_architecture.py).
+"""
