@@ -25,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"workstation.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"workstation.cli.{name}":
-                raise
-            continue  # command not built yet in this checkout
-        module.register(subparsers)
+        importlib.import_module(f"workstation.cli.{name}").register(subparsers)
     return parser
 
 

@@ -12,10 +12,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="measure speed and quality (see `bench -h`)")
     inner = parser.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
     for name in BENCH_MODULES:
-        try:
-            module = importlib.import_module(f"workstation.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"workstation.bench.{name}":
-                raise
-            continue
-        module.register(inner)
+        importlib.import_module(f"workstation.bench.{name}").register(inner)
