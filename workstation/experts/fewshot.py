@@ -127,11 +127,19 @@ def greedy_coreset(
     chosen = [newest]
     selected = 1
     per_step = max(1, math.ceil(budget / CORESET_STEPS))
+    # Buffers reused every step: hundreds of equal-sized temporaries otherwise fragment
+    # the C heap and inflate the process's memory far beyond what is live.
+    buffer = torch.empty((count, per_step), device=features.device)
+    nearest = torch.empty(count, device=features.device)
+    where = torch.empty(count, dtype=torch.long, device=features.device)
     while selected < budget:
         centres = points[newest]
-        # Squared distances of every row to the newest centres in one fused product.
-        dist = torch.addmm(norms[:, None] + norms[newest][None, :], points, centres.T, alpha=-2.0)
-        torch.minimum(min_dist, dist.min(1).values, out=min_dist)
+        out = buffer[:, : len(newest)] if len(newest) < per_step else buffer
+        # ||c||^2 - 2 p.c for the newest centres in one fused product; ||p||^2 added after.
+        torch.addmm(norms[newest][None, :], points, centres.T, alpha=-2.0, out=out)
+        torch.min(out, 1, out=(nearest, where))
+        nearest += norms
+        torch.minimum(min_dist, nearest, out=min_dist)
         take = min(per_step, budget - selected)
         newest = torch.topk(min_dist, take).indices
         chosen.append(newest)
