@@ -179,8 +179,8 @@ def check_model_libraries(_: DoctorContext) -> list[CheckResult]:
                     module,
                     False,
                     f"cannot be imported ({type(exc).__name__}: {exc}); needed for {purpose}",
-                    fix=f"install the {module} release built for this torch "
-                    "(same index and version line), or rebuild the app",
+                    fix="install torch, torchvision and this library from one release line "
+                    "(same pip index), then reinstall or rebuild the app",
                     severity="optional",
                 )
             )
