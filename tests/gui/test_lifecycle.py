@@ -107,3 +107,34 @@ def test_inspect_scores_new_images_on_the_model_lane(qtbot, tmp_path) -> None:  
     assert "experts-" in window.version_label.text()
     window.close()
     ws.close()
+
+
+def test_window_layout_and_icon_survive_a_relaunch(qtbot, workstation) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import Qt
+
+    from workstation.gui.main_window import CANVAS_SHARE, MainWindow
+
+    application()
+    first = MainWindow(workstation)
+    qtbot.addWidget(first)
+    assert not first.windowIcon().isNull()
+    first.resize(1600, 900)
+    first.show()
+    canvas, reference = first.splitter.sizes()
+    assert abs(canvas / (canvas + reference) - CANVAS_SHARE) < 0.05  # not a sliver
+    first.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, first.text_dock)
+    first.resize(first.minimumSizeHint().width(), 790)
+    first.splitter.setSizes([160, 160])
+    size = first.size()
+    first.close()
+
+    second = MainWindow(workstation)
+    qtbot.addWidget(second)
+    second.show()
+    # a fresh window is 1500 x 900; the saved one comes back (clamped to the 800 x 800
+    # offscreen screen, so only roughly)
+    assert abs(second.height() - size.height()) < 30 and second.width() < 1000
+    assert second.dockWidgetArea(second.text_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
+    canvas, reference = second.splitter.sizes()
+    assert abs(canvas - reference) <= 2  # the inspector's even split, not the 2:1 default
+    second.close()

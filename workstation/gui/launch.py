@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from workstation.gui.theme import apply_theme
+from workstation.gui.theme import app_icon, apply_theme
 
 
 def application() -> QApplication:
@@ -22,6 +22,7 @@ def application() -> QApplication:
         app.setApplicationName("IAD Workstation")
         app.setOrganizationName("iad-workstation")
         apply_theme(app)
+        app.setWindowIcon(app_icon())
         app.setProperty("iad_themed", True)
     return app
 

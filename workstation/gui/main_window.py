@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -34,9 +34,18 @@ from workstation.gui.image_list import ImageListModel, ImageListPanel
 from workstation.gui.render import COLORMAPS
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
+from workstation.gui.theme import app_icon
 from workstation.gui.view_toolbar import ViewToolbar
 
 OPACITY_STEPS = (0.25, 0.55, 0.85)
+LAYOUT_KEYS = {
+    "geometry": "gui.window.geometry",
+    "docks": "gui.window.docks",
+    "split": "gui.window.split",
+}
+"""Store app-state keys for the window layout (base64 of Qt's own state blobs)."""
+CANVAS_SHARE = 2 / 3
+"""The canvas gets two thirds of the centre by default, the normal reference one third."""
 
 
 def _caption(text: str) -> QLabel:
@@ -51,6 +60,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ws = workstation
         self.setWindowTitle("IAD Workstation")
+        self.setWindowIcon(app_icon())
         self.resize(1500, 900)
         self.bindings = load_bindings(workstation.store)
 
@@ -81,6 +91,10 @@ class MainWindow(QMainWindow):
         self._wire()
         self.models_dock: QDockWidget | None = None
         self.models_panel: Any = None
+        self._split_default = True
+        self._restore_layout()
+        self.splitter.splitterMoved.connect(self._keep_user_split)
+        self.splitter.installEventFilter(self)
         self._resolve_device()
         self.open_product(product)
 
@@ -103,9 +117,9 @@ class MainWindow(QMainWindow):
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(canvas_box)
         self.splitter.addWidget(reference_box)
-        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([700, 400])
         self.reference_box = reference_box
         self.setCentralWidget(self.splitter)
 
@@ -408,7 +422,43 @@ class MainWindow(QMainWindow):
         if dialog.exec():
             self.apply_bindings(dialog.bindings)
 
+    # -- layout persistence ---------------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        """Geometry, docks and the canvas/reference split as the inspector left them."""
+        saved = {what: self.ws.store.get_state(key) for what, key in LAYOUT_KEYS.items()}
+        if saved["geometry"]:
+            self.restoreGeometry(QByteArray.fromBase64(saved["geometry"].encode()))
+        if saved["docks"]:
+            self.restoreState(QByteArray.fromBase64(saved["docks"].encode()))
+        if saved["split"]:
+            restored = self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
+            self._split_default = not restored
+
+    def _keep_user_split(self) -> None:
+        self._split_default = False
+
+    def save_layout(self) -> None:
+        blobs = {
+            "geometry": self.saveGeometry(),
+            "docks": self.saveState(),
+            "split": self.splitter.saveState(),
+        }
+        for what, blob in blobs.items():
+            self.ws.store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # Sizes set before the first show get rescaled from the splitter's provisional width,
+        # which left the reference a sliver; keep the default share at every resize until the
+        # inspector drags the handle (or a saved split was restored).
+        if watched is self.splitter and event.type() == QEvent.Type.Resize and self._split_default:
+            total = max(2, self.splitter.width() - self.splitter.handleWidth())
+            canvas = round(total * CANVAS_SHARE)
+            self.splitter.setSizes([canvas, total - canvas])
+        return super().eventFilter(watched, event)
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.isVisible():  # a second close (or one never shown) has no layout to keep
+            self.save_layout()
         self.controller.shutdown()
         if self.models_panel is not None:
             self.models_panel.shutdown()

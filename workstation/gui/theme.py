@@ -6,7 +6,7 @@ not compete with them; the accent colour is reserved for focus and selection.
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QFont, QPalette
+from PySide6.QtGui import QColor, QFont, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
 from workstation.paths import resources_dir
@@ -48,3 +48,14 @@ def apply_theme(app: QApplication) -> None:
     sheet = resources_dir() / "style.qss"
     if sheet.is_file():
         app.setStyleSheet(sheet.read_text(encoding="utf-8"))
+
+
+def app_icon() -> QIcon:
+    """The application icon in every size shipped, so each platform picks a sharp one."""
+    icon = QIcon()
+    folder = resources_dir() / "icons" / "app"
+    for size in (16, 32, 48, 64, 128, 256, 512):
+        file = folder / f"iad-workstation-{size}.png"
+        if file.is_file():
+            icon.addFile(str(file))
+    return icon
