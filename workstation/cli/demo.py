@@ -39,11 +39,14 @@ def _remove_store(db: Path) -> None:
 
 def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
     """Make sure the demo images exist and are imported into ``db``; return the product name."""
-    from workstation.cli.progress import progress_bar
+    from workstation.cli.progress import progress_bar, staged_progress_bars
+    from workstation.config import load_settings
     from workstation.core.errors import UserError
     from workstation.demo.generator import PRODUCT_NAME, DemoSpec, generate
+    from workstation.device import resolve_device
     from workstation.paths import demo_db_path
     from workstation.services.importing import import_directory
+    from workstation.services.triage import triage_product
     from workstation.store.repository import Store
 
     if size < 64 or size > 2048:
@@ -58,29 +61,52 @@ def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
         shutil.rmtree(root, ignore_errors=True)
         print(f"generating demo images in {root}")
         generate(data, DemoSpec(size=size))
+    settings = load_settings()
     with Store.open(db) as store:
         report = import_directory(store, root, progress=progress_bar(0, "importing demo"))
         for failure in report.failures:
             print(f"warning: {failure.reason}")
+        triage = triage_product(
+            store,
+            PRODUCT_NAME,
+            settings.experts,
+            device=resolve_device(settings.device.preference),
+            progress=staged_progress_bars("demo"),
+        )
+        print(triage.summary())
     return PRODUCT_NAME
 
 
 def print_summary(db: Path, product: str) -> None:
+    import numpy as np
+
+    from workstation.core.metrics import auroc
     from workstation.store.repository import Store
 
     with Store.open(db) as store:
         record = store.get_product(product)
         counts = store.split_label_counts(record.id)
-        masks = sum(
-            1
-            for image in store.list_images(record.id)
-            if store.latest_mask_revision(image.id) is not None
-        )
+        images = store.list_images(record.id)
+        masks = sum(1 for image in images if store.latest_mask_revision(image.id) is not None)
+        labels: list[bool] = []
+        scores: list[float] = []
+        for image in images:
+            prediction = store.latest_prediction(image.id)
+            if image.split == "test" and prediction is not None:
+                labels.append(not image.is_labeled_normal)
+                scores.append(prediction.score)
     print(f"demo store: {db}")
     print(f"product: {record.name} — {record.description}")
     for (split, label), count in counts.items():
         print(f"  {split:<10} {label or '(unlabeled)':<18} {count:>4}")
     print(f"  total {sum(counts.values())} images, {masks} with ground-truth masks")
+    if len(set(labels)) == 2:
+        quality = auroc(np.array(labels), np.array(scores))
+        flagged = sum(score >= 1.0 for score in scores)
+        print(
+            f"  expert on the test split: image AUROC {quality:.3f} over {len(labels)} images, "
+            f"{flagged} above the threshold"
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,18 +26,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     parser.add_argument("--product", required=True, help="product name in the store")
     add_db_option(parser)
-    parser.add_argument("--refit", action="store_true",
-                        help="fit and calibrate a new expert version first")
+    parser.add_argument(
+        "--refit", action="store_true", help="fit and calibrate a new expert version first"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default=None, help="auto, cpu, cuda (default: settings)")
-    parser.add_argument("--explain", action="store_true",
-                        help="add a template explanation for each image (with IMAGE)")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="add a template explanation for each image (with IMAGE)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from workstation.cli.progress import progress_bar
+    from workstation.cli.progress import staged_progress_bars
     from workstation.config import load_settings
     from workstation.device import resolve_device
     from workstation.store.repository import Store
@@ -48,26 +52,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.images:
             return _score_files(store, args, settings.experts, device)
-        from workstation.services.inspect import inspect_product
+        from workstation.services.triage import triage_product
 
-        report = inspect_product(
+        triage = triage_product(
             store,
             args.product,
             settings.experts,
             device=device,
             batch_size=args.batch_size,
             refit=args.refit,
-            progress=progress_bar(0, f"inspect {args.product}"),
+            progress=staged_progress_bars(f"inspect {args.product}"),
         )
     finally:
         store.close()
+    report = triage.inspection
     if args.json:
-        print(json.dumps(report.__dict__, indent=2))
-    else:
         print(
-            f"{report.product}: {report.predicted} predicted, {report.skipped} already done, "
-            f"{report.anomalous} anomalous (model {report.model_version})"
+            json.dumps(
+                report.__dict__ | {"drafted": triage.drafted, "queued": triage.queued}, indent=2
+            )
         )
+    else:
+        print(f"{report.product}: {triage.summary()}; {report.skipped} already scored")
         for image_id, reason in report.failed:
             print(f"  image {image_id} skipped: {reason}", file=sys.stderr)
     return 0
@@ -79,7 +85,11 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
 
     product = store.get_product(args.product)  # type: ignore[attr-defined]
     version, pipeline = load_active_pipeline(
-        store, product, settings, device=device, refit=args.refit  # type: ignore[arg-type]
+        store,
+        product,
+        settings,
+        device=device,
+        refit=args.refit,  # type: ignore[arg-type]
     )
     rows = []
     for path in args.images:

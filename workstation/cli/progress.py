@@ -43,3 +43,15 @@ def progress_bar(
         out.flush()
 
     return update
+
+
+def staged_progress_bars(label: str) -> Callable[[int, int, str], None]:
+    """``update(done, total, stage)``: one bar per stage of a multi-stage use case."""
+    bars: dict[str, Callable[[int, int], None]] = {}
+
+    def update(done: int, total: int, stage: str) -> None:
+        if stage not in bars:
+            bars[stage] = progress_bar(total, f"{label}: {stage}")
+        bars[stage](done, total)
+
+    return update

@@ -1,0 +1,83 @@
+"""One inspection pass as an inspector expects to find it: scored, drafted, queued.
+
+Scoring alone leaves the review window with numbers but no words and no order. After the
+experts run, every newly predicted image gets a template draft (weight-free, ~1 ms; a VLM
+draft is written on demand in the GUI because it costs seconds) and the active-learning
+queue is recomputed, so the next image shown is the most informative one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from workstation.active.queue import refresh_queue
+from workstation.config import ExpertSettings
+from workstation.core.errors import CancelledError
+from workstation.explain.result import TemplateExplainer
+from workstation.services.explain import explain_image
+from workstation.services.inspect import DEFAULT_BATCH, InspectReport, inspect_product
+from workstation.store.repository import Store
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class TriageReport:
+    inspection: InspectReport
+    drafted: int
+    queued: int
+
+    def summary(self) -> str:
+        report = self.inspection
+        return (
+            f"{report.predicted} image(s) scored with {report.model_version} "
+            f"({report.anomalous} anomalous, {len(report.failed)} unreadable), "
+            f"{self.drafted} draft(s) written, {self.queued} image(s) queued"
+        )
+
+
+def triage_product(
+    store: Store,
+    product_name: str,
+    settings: ExpertSettings,
+    *,
+    device: str = "cpu",
+    batch_size: int = DEFAULT_BATCH,
+    refit: bool = False,
+    cancel: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> TriageReport:
+    """Score what is new, draft an explanation for each image without one, refresh the queue."""
+
+    def report(stage: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(done, total, stage))
+
+    inspection = inspect_product(
+        store,
+        product_name,
+        settings,
+        device=device,
+        batch_size=batch_size,
+        refit=refit,
+        cancel=cancel,
+        progress=report("scoring"),
+    )
+    product = store.get_product(product_name)
+    undrafted = [
+        image.id
+        for image in store.list_images(product.id)
+        if store.latest_prediction(image.id, model_version=inspection.model_version) is not None
+        and store.latest_explanation(image.id) is None
+    ]
+    explainer = TemplateExplainer()
+    drafting = report("drafting")
+    for done, image_id in enumerate(undrafted, start=1):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError(f"drafting explanations for {product.name} cancelled")
+        explain_image(store, image_id, explainer)
+        if drafting:
+            drafting(done, len(undrafted))
+    queued = refresh_queue(store, product.id)
+    return TriageReport(inspection=inspection, drafted=len(undrafted), queued=len(queued))
