@@ -7,15 +7,22 @@ thread it started.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from workstation.config import Settings, load_settings
 from workstation.core.types import Product
 from workstation.gui.workers import Lane
+from workstation.model_cache import ModelCache
 from workstation.paths import default_db_path
 from workstation.services.review import ReviewService
 from workstation.store.repository import Store
+
+log = logging.getLogger(__name__)
+
+CLOSE_WAIT_MS = 1500
+"""How long quitting waits for the lanes before it says why it still waits."""
 
 
 @dataclass
@@ -26,6 +33,10 @@ class Workstation:
     """Owns every torch object: experts, explainer (see workers.py)."""
     io_lane: Lane
     """Reads images ahead and writes every edit, in order."""
+    models: ModelCache = field(default_factory=ModelCache)
+    """Models kept loaded between model-lane jobs (the explainer); one at a time, so a
+    switch of product or settings unloads the previous one before the next loads. Touched
+    only from model-lane jobs, which own every torch object."""
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -46,12 +57,23 @@ class Workstation:
         return self.model_lane.is_running() or self.io_lane.is_running()
 
     def close(self) -> None:
-        """Stop the lanes (the io lane last, so queued edits are written) and close the store."""
+        """Stop both lanes at once and close the store.
+
+        Quitting must feel instant: in-flight inference is cancelled and queued read-ahead
+        dropped; only the io lane's queued edits are written first (each takes milliseconds).
+        A job that cannot be interrupted (a model still loading) is waited for, with a
+        warning, since a thread left running would crash the interpreter's exit.
+        """
         if self._closed:
             return
         self._closed = True
-        self.model_lane.shutdown()
-        self.io_lane.shutdown(60000)
+        lanes = (self.model_lane, self.io_lane)
+        for lane in lanes:
+            lane.stop()
+        for lane in lanes:
+            if not lane.wait(CLOSE_WAIT_MS):
+                log.warning("the %s lane is finishing a job that cannot be cancelled", lane.name)
+                lane.wait()
         self.store.close()
 
 

@@ -60,3 +60,24 @@ def test_cancel_progress_and_errors_reach_the_caller(qtbot, lane) -> None:  # ty
     lane.submit(bad, on_error=errors.append)
     qtbot.waitUntil(lambda: bool(errors))
     assert str(errors[0]) == "no such folder"
+
+
+def test_shutdown_cancels_inference_drops_read_ahead_and_keeps_writes(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Quitting waits for no model work: only the queued store writes still run."""
+    application()
+    lane = Lane("closing")
+    started = threading.Event()
+    ran: list[str] = []
+
+    def inference(progress, cancel):  # type: ignore[no-untyped-def]
+        started.set()
+        cancel.event.wait(60)  # a long job that checks its cancel token
+        ran.append("inference stopped")
+
+    lane.submit(inference, channel="inspect")
+    lane.submit(lambda p, c: ran.append("read-ahead"))
+    lane.submit(lambda p, c: ran.append("write"), essential=True)
+    assert started.wait(10)
+    assert lane.shutdown(20000)
+    assert not lane.is_running()
+    assert ran == ["inference stopped", "write"]

@@ -7,7 +7,10 @@ no review logic lives here.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QEvent, QObject, Qt
@@ -48,6 +51,19 @@ CANVAS_SHARE = 2 / 3
 """The canvas gets two thirds of the centre by default, the normal reference one third."""
 
 
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver is installed, known without importing torch.
+
+    Without one CUDA cannot be available, so "auto" means CPU; with one, torch decides.
+    """
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia").exists()
+    if sys.platform == "win32":
+        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        return (system / "nvcuda.dll").exists()
+    return False
+
+
 def _caption(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("muted")
@@ -74,6 +90,7 @@ class MainWindow(QMainWindow):
         self.controller = ReviewController(
             io_lane=workstation.io_lane,
             model_lane=workstation.model_lane,
+            models=workstation.models,
             explainer_settings=lambda: workstation.settings.explainer,
             canvas=self.canvas,
             reference=self.reference,
@@ -370,6 +387,11 @@ class MainWindow(QMainWindow):
 
     def _resolve_device(self) -> None:
         preference = self.ws.settings.device.preference
+        if preference == "cpu" or (preference == "auto" and not cuda_driver_present()):
+            # no torch import just for the label: it takes seconds, and quitting soon after
+            # start would have to wait for it
+            self.device_label.setText("device: CPU")
+            return
 
         def job(_p: Any, _c: Any) -> str:
             from workstation.device import describe_device, resolve_device

@@ -37,7 +37,7 @@ from workstation.app import Workstation
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import NORMAL_LABEL, Product
 from workstation.gui.render import rgb_qimage
-from workstation.gui.workers import CancelToken, ProgressFn
+from workstation.gui.workers import CancelToken, ProgressFn, exclusive_model_job
 
 THUMB = 150
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
@@ -348,7 +348,9 @@ class RunPage(QWizardPage):
         self.wiz.product_page.created.add(request.name)
         ws, runner = self.wiz.ws, self.wiz.runner
         self._job = ws.model_lane.submit(
-            lambda progress, cancel: runner(ws, request, progress, cancel),
+            exclusive_model_job(
+                ws.models, lambda progress, cancel: runner(ws, request, progress, cancel)
+            ),
             channel="onboard",
             on_result=self._done,
             on_error=self._failed,

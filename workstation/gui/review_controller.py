@@ -25,7 +25,8 @@ from workstation.gui.image_list import ImageListModel
 from workstation.gui.mask_tools import MaskEditor
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
 from workstation.gui.undo import UndoHistory
-from workstation.gui.workers import Lane
+from workstation.gui.workers import Lane, exclusive_model_job, unload_models
+from workstation.model_cache import ModelCache
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
 
 PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
@@ -82,6 +83,7 @@ class ReviewController(QObject):
         *,
         io_lane: Lane,
         model_lane: Lane,
+        models: ModelCache,
         explainer_settings: Callable[[], Any],
         canvas: Canvas,
         reference: ReferenceView,
@@ -94,8 +96,8 @@ class ReviewController(QObject):
         self.io = io_lane
         self.model_lane = model_lane
         self._explainer_settings = explainer_settings
-        self._explainers: dict[tuple[int, object], Any] = {}
-        """Loaded explainers; created and used only inside model-lane jobs."""
+        self.models = models
+        """Holds the loaded explainer; touched only inside model-lane jobs."""
         self.canvas = canvas
         self.reference = reference
         self.panel = panel
@@ -109,6 +111,7 @@ class ReviewController(QObject):
         self._history = UndoHistory(depth=undo_depth)
         self._pending_view: dict[str, float] | None = None
         self.writes_pending = 0
+        self._shut_down = False
         self._view_timer = QTimer(self)
         self._view_timer.setSingleShot(True)
         self._view_timer.setInterval(400)
@@ -120,6 +123,8 @@ class ReviewController(QObject):
     # -- product ---------------------------------------------------------------------------
     def open_product(self, service: ReviewService) -> None:
         self.panel.flush()
+        if self.service is not None and self.service.product.id != service.product.id:
+            unload_models(self.model_lane, self.models)
         self.service = service
         self._cache.clear()
         self._editors.clear()
@@ -327,7 +332,7 @@ class ReviewController(QObject):
             self.writes_pending -= 1
             self.message.emit(f"could not save the {what}: {exc}")
 
-        self.io.submit(job, image_id=image_id, on_result=done, on_error=failed)
+        self.io.submit(job, image_id=image_id, on_result=done, on_error=failed, essential=True)
 
     def _on_mask_edited(self, _diff: Any = None) -> None:
         if self.current is None or self.canvas.editor is None:
@@ -439,7 +444,11 @@ class ReviewController(QObject):
             )
 
         self.model_lane.submit(
-            job, channel="inspect", on_result=done, on_error=failed, on_progress=on_progress
+            exclusive_model_job(self.models, job),
+            channel="inspect",
+            on_result=done,
+            on_error=failed,
+            on_progress=on_progress,
         )
 
     def redraft(self) -> None:
@@ -449,19 +458,20 @@ class ReviewController(QObject):
         store, product = self.service.store, self.service.product
         image_id = self.current.content.image_id
         settings = self._explainer_settings()
-        explainers = self._explainers
+        models = self.models
 
         def job(progress: Any, cancel: Any) -> Any:
             from workstation.services.explain import create_product_explainer, explain_image
 
-            key = (product.id, settings)
-            if key not in explainers:
-                explainers.clear()  # one loaded model at a time frees its memory
-                explainers[key] = create_product_explainer(store, product, settings)
+            # asked for per job and kept in no attribute, so unloading really frees it
+            explainer = models.get(
+                f"explainer:{product.id}:{settings!r}",
+                lambda: create_product_explainer(store, product, settings),
+            )
             return explain_image(
                 store,
                 image_id,
-                explainers[key],
+                explainer,
                 on_token=lambda token: progress(0, 0, token),
                 should_stop=lambda: cancel.cancelled,
             )
@@ -490,7 +500,8 @@ class ReviewController(QObject):
     # -- state ---------------------------------------------------------------------------------
     def _on_view_changed(self) -> None:
         self.reference.follow(self.canvas)
-        self._view_timer.start()
+        if not self._shut_down:  # a closing window still resizes; its store may be closed
+            self._view_timer.start()
 
     def _save_view(self) -> None:
         if self.service is not None and self.canvas.content is not None:
@@ -504,4 +515,6 @@ class ReviewController(QObject):
         """Flush typing and the view; the io lane writes what is queued before it stops."""
         self.panel.flush()
         self._view_timer.stop()
-        self._save_view()
+        if not self._shut_down:
+            self._shut_down = True
+            self._save_view()

@@ -38,6 +38,7 @@ from workstation.app import Workstation
 from workstation.config import Settings, merge, user_config_path
 from workstation.core.errors import UserError
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
+from workstation.gui.workers import unload_models
 from workstation.paths import models_dir, user_data_dir
 
 EXPERTS = ("fewshot", "zeroshot")
@@ -266,6 +267,13 @@ class SettingsDialog(QDialog):
             return
         write_user_config(settings, self.SECTIONS)
         save_bindings(self.ws.store, bindings)
+        old = self.ws.settings
+        if (settings.explainer, settings.experts, settings.device) != (
+            old.explainer,
+            old.experts,
+            old.device,
+        ):
+            unload_models(self.ws.model_lane, self.ws.models)
         self.ws.settings = settings
         self.bindings = bindings
         super().accept()

@@ -19,18 +19,21 @@ import itertools
 import logging
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from workstation.core.errors import CancelledError, UserError
+from workstation.model_cache import ModelCache, release_memory
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]
 """``progress(done, total, message)`` called from the worker thread."""
+T = TypeVar("T")
 
 
 class CancelToken:
@@ -56,6 +59,35 @@ class CancelToken:
             raise CancelledError()
 
 
+def exclusive_model_job(
+    models: ModelCache, fn: Callable[[ProgressFn, CancelToken], T]
+) -> Callable[[ProgressFn, CancelToken], T]:
+    """Wrap a model-lane job that loads models of its own (fitting, inspecting).
+
+    The cached models are unloaded first, so the job has the GPU to itself, and its own
+    models are freed when it ends, also when it fails: the exception that travels to the
+    GUI thread would otherwise keep the job's frames, and the models in them, alive.
+    """
+
+    def job(progress: ProgressFn, cancel: CancelToken) -> T:
+        models.clear()
+        try:
+            return fn(progress, cancel)
+        except BaseException as exc:
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            release_memory()
+
+    return job
+
+
+def unload_models(lane: Lane, models: ModelCache) -> None:
+    """Free the cached models now, on the model lane that owns them (after a product or
+    settings switch), rather than only when the next model loads."""
+    lane.submit(lambda _p, _c: models.clear(), channel="unload")
+
+
 @dataclass(frozen=True)
 class RequestToken:
     """Identifies one request; results for anything but a channel's latest token are stale."""
@@ -72,6 +104,8 @@ class Job:
     on_result: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
     on_progress: Callable[[int, int, str], None] | None = None
+    essential: bool = False
+    """Runs even while the lane shuts down (store writes); anything else queued is dropped."""
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
@@ -102,6 +136,7 @@ class Lane(QObject):
         self._pending: dict[str, Job] = {}
         self._active = 0
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._done.connect(self._deliver_result)
         self._failed.connect(self._deliver_error)
         self._progressed.connect(self._deliver_progress)
@@ -118,10 +153,15 @@ class Lane(QObject):
         on_result: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         on_progress: Callable[[int, int, str], None] | None = None,
+        essential: bool = False,
     ) -> Job:
-        """Queue ``fn(progress, cancel)``; a job on a named channel supersedes the older one."""
+        """Queue ``fn(progress, cancel)``; a job on a named channel supersedes the older one.
+
+        ``essential`` jobs (store writes) still run when the lane shuts down; the rest of the
+        queue (read-ahead, inference) is dropped then, so quitting never waits for it.
+        """
         token = RequestToken(channel, image_id, next(self._counter))
-        job = Job(token, fn, on_result, on_error, on_progress)
+        job = Job(token, fn, on_result, on_error, on_progress, essential)
         if channel is not None:
             older = self._pending.get(channel)
             if older is not None:
@@ -147,12 +187,24 @@ class Lane(QObject):
     def busy(self) -> bool:
         return self._active > 0
 
-    def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Cancel everything, stop the thread and wait for it; True when it stopped."""
+    def stop(self) -> None:
+        """Ask the thread to stop without waiting: the running job is cancelled, queued
+        jobs are dropped except essential ones, which run first."""
+        if self._closing.is_set():
+            return
+        self._closing.set()
         for job in self._pending.values():
             job.cancel.cancel()
         self._queue.put(None)
-        return self._thread.wait(timeout_ms)
+
+    def wait(self, timeout_ms: int | None = None) -> bool:
+        """Wait for the thread to end (after :meth:`stop`); True when it has."""
+        return self._thread.wait() if timeout_ms is None else self._thread.wait(timeout_ms)
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """:meth:`stop`, then wait up to ``timeout_ms``; True when the thread stopped."""
+        self.stop()
+        return self.wait(timeout_ms)
 
     def is_running(self) -> bool:
         return self._thread.isRunning()
@@ -163,7 +215,7 @@ class Lane(QObject):
             job = self._queue.get()
             if job is None:
                 return
-            if job.cancel.cancelled:
+            if job.cancel.cancelled or (self._closing.is_set() and not job.essential):
                 self._failed.emit(job, CancelledError())
                 continue
 
