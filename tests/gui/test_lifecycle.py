@@ -120,6 +120,7 @@ def test_window_layout_and_icon_survive_a_relaunch(qtbot, workstation) -> None: 
     assert not first.windowIcon().isNull()
     first.resize(1600, 900)
     first.show()
+    qtbot.waitUntil(lambda: bool(first.canvas_caption.text()))  # a long caption is shown
     canvas, reference = first.splitter.sizes()
     assert abs(canvas / (canvas + reference) - CANVAS_SHARE) < 0.05  # not a sliver
     first.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, first.text_dock)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QEvent, QObject, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -64,10 +64,42 @@ def cuda_driver_present() -> bool:
     return False
 
 
+class ShareSplitter(QSplitter):
+    """A splitter that keeps its first pane at ``share`` of the width until the user drags.
+
+    Sizes set before the first show get rescaled from a provisional width (and again when
+    the docks settle), which left the reference pane a sliver; applying the share after
+    every resize, once Qt has laid the panes out, holds it.
+    """
+
+    def __init__(self, share: float) -> None:
+        super().__init__(Qt.Orientation.Horizontal)
+        self.share = share
+        self.keep_share = True
+        self.splitterMoved.connect(self._moved)
+
+    def _moved(self) -> None:
+        self.keep_share = False
+
+    def restoreState(self, state: QByteArray | bytes) -> bool:
+        restored = super().restoreState(state)
+        self.keep_share = self.keep_share and not restored
+        return restored
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.keep_share and self.count() == 2:
+            total = max(2, self.width() - self.handleWidth())
+            first = round(total * self.share)
+            self.setSizes([first, total - first])
+
+
 def _caption(text: str) -> QLabel:
     label = QLabel(text)
     label.setObjectName("muted")
     label.setContentsMargins(8, 4, 8, 2)
+    # a long caption must not widen its pane (it pushed the reference pane to a sliver)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
 
 
@@ -108,10 +140,7 @@ class MainWindow(QMainWindow):
         self._wire()
         self.models_dock: QDockWidget | None = None
         self.models_panel: Any = None
-        self._split_default = True
         self._restore_layout()
-        self.splitter.splitterMoved.connect(self._keep_user_split)
-        self.splitter.installEventFilter(self)
         self._resolve_device()
         self.open_product(product)
 
@@ -131,7 +160,7 @@ class MainWindow(QMainWindow):
         self.canvas_caption = _caption("")
         layout.addWidget(self.canvas_caption)
         layout.addWidget(self.canvas, 1)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = ShareSplitter(CANVAS_SHARE)
         self.splitter.addWidget(canvas_box)
         self.splitter.addWidget(reference_box)
         self.splitter.setChildrenCollapsible(False)
@@ -453,11 +482,7 @@ class MainWindow(QMainWindow):
         if saved["docks"]:
             self.restoreState(QByteArray.fromBase64(saved["docks"].encode()))
         if saved["split"]:
-            restored = self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
-            self._split_default = not restored
-
-    def _keep_user_split(self) -> None:
-        self._split_default = False
+            self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
 
     def save_layout(self) -> None:
         blobs = {
@@ -467,16 +492,6 @@ class MainWindow(QMainWindow):
         }
         for what, blob in blobs.items():
             self.ws.store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        # Sizes set before the first show get rescaled from the splitter's provisional width,
-        # which left the reference a sliver; keep the default share at every resize until the
-        # inspector drags the handle (or a saved split was restored).
-        if watched is self.splitter and event.type() == QEvent.Type.Resize and self._split_default:
-            total = max(2, self.splitter.width() - self.splitter.handleWidth())
-            canvas = round(total * CANVAS_SHARE)
-            self.splitter.setSizes([canvas, total - canvas])
-        return super().eventFilter(watched, event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.isVisible():  # a second close (or one never shown) has no layout to keep

@@ -91,8 +91,12 @@ def reduce_heatmap(
 ) -> HeatmapDisplay:
     """Downsample and fix the colour range; the map may be smaller than the image.
 
-    The range is anchored on the threshold (0 .. 2 x threshold) when there is one, so a
-    normal image looks calm instead of being stretched to full colour by its own maximum.
+    The range starts at the map's median, the image's typical (normal) level, which is
+    fully transparent: experts report calibrated scores whose normal level may be far from
+    zero (often negative), and a range starting at zero hid everything below it, so only
+    the region above the threshold showed. With a threshold the range ends as far above it
+    as the median lies below, so the threshold sits mid-colour: a near miss glows, a normal
+    image stays calm instead of being stretched to full colour by its own maximum.
     """
     h, w = anomaly_map.shape
     scale = max(1.0, max(h, w) / HEATMAP_DISPLAY_SIDE)
@@ -100,10 +104,11 @@ def reduce_heatmap(
     if scale > 1.0:
         size = (max(1, round(w / scale)), max(1, round(h / scale)))
         values = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
-    if threshold is not None and threshold > 0:
-        vmin, vmax = 0.0, 2.0 * float(threshold)
+    vmin = float(np.median(values))
+    if threshold is not None and threshold > vmin:
+        vmax = 2.0 * float(threshold) - vmin
     else:
-        vmin, vmax = float(values.min()), float(values.max())
+        vmax = float(values.max())
     if vmax <= vmin:
         vmax = vmin + 1e-6
     return HeatmapDisplay(values, (image_width or w) / values.shape[1], vmin, vmax, threshold)
@@ -111,10 +116,13 @@ def reduce_heatmap(
 
 @lru_cache(maxsize=16)
 def _heat_lut(name: str) -> np.ndarray:
-    """256 premultiplied ARGB32 pixels: the colormap, alpha rising with the value."""
+    """256 premultiplied ARGB32 pixels: the colormap, alpha rising with the value.
+
+    Transparent at the typical level, opaque from a little below the threshold (mid-range).
+    """
     rgb = colormap_lut(name).astype(np.uint32)
     level = np.arange(256, dtype=np.float64) / 255
-    alpha = np.clip(level * 1.6 * 255 + 40, 0, 255).astype(np.uint32)
+    alpha = np.clip(level * 2.2 * 255, 0, 255).astype(np.uint32)
     r, g, b = (rgb[:, i] * alpha // 255 for i in range(3))
     return (alpha << 24) | (r << 16) | (g << 8) | b
 
