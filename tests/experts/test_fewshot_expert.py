@@ -168,9 +168,11 @@ def test_nearest_distances_match_cdist() -> None:
     generator = torch.Generator().manual_seed(0)
     queries = torch.randn(50, 7, generator=generator)
     bank = torch.randn(300, 7, generator=generator)
-    expected = torch.cdist(queries, bank).topk(3, largest=False).values.mean(1)
-    got = nearest_distances(queries, bank, knn=3, chunk=64)
-    assert torch.allclose(got, expected, atol=1e-4)
+    dist = torch.cdist(queries, bank)
+    for knn in (1, 3):
+        expected = dist.topk(knn, largest=False).values.mean(1)
+        got = nearest_distances(queries, bank, knn=knn, query_chunk=16, bank_chunk=64)
+        assert torch.allclose(got, expected, atol=1e-4)
 
 
 def test_greedy_coreset_picks_the_outliers_first() -> None:

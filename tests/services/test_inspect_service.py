@@ -123,7 +123,8 @@ def test_inspect_cli_scores_files(
     assert rows[0]["verdict"] == "anomalous" and rows[0]["explanation"]["verdict"] == "anomalous"
     assert main(["--db", str(tmp_path / "db.sqlite"), "inspect", "--product", "nope"]) == 2
     assert main(["--db", str(tmp_path / "db.sqlite"), "inspect", "--product", "bracket"]) == 0
-    assert "9 predicted, 0 already done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "9 image(s) scored" in out and "0 already scored" in out
 
 
 def test_eval_cli_writes_the_report(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ that is normal in one place but misplaced in another is caught.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -95,6 +95,10 @@ def top_percent_mean(values: np.ndarray, percent: float) -> float:
 
 CORESET_STEPS = 512
 """Greedy coreset selection runs in at most about this many batched steps."""
+CORESET_ROWS = 262144
+"""Rows per block in each coreset step: bounds the distance buffer's memory."""
+MOMENT_ROWS = 16384
+"""Rows per float64 block when computing normalisation statistics."""
 
 
 def greedy_coreset(
@@ -121,25 +125,32 @@ def greedy_coreset(
             features.shape[1], projection_dim, generator=generator
         ).to(features.device) / math.sqrt(projection_dim)
         points = features @ projection
-    norms = (points * points).sum(1)
+    # Squared norms per row block: ``points * points`` at once would copy the whole pool.
+    norms = torch.cat([(block * block).sum(1) for block in points.split(MOMENT_ROWS)])
     min_dist = torch.full((count,), float("inf"), device=features.device)
     newest = torch.randint(count, (1,), generator=generator).to(features.device)
     chosen = [newest]
     selected = 1
     per_step = max(1, math.ceil(budget / CORESET_STEPS))
-    # Buffers reused every step: hundreds of equal-sized temporaries otherwise fragment
-    # the C heap and inflate the process's memory far beyond what is live.
-    buffer = torch.empty((count, per_step), device=features.device)
-    nearest = torch.empty(count, device=features.device)
-    where = torch.empty(count, dtype=torch.long, device=features.device)
+    rows = min(count, CORESET_ROWS)
+    # Buffers reused every step and row block: hundreds of equal-sized temporaries
+    # otherwise fragment the C heap, and one (count x per_step) block costs as much
+    # memory as a large bank itself.
+    buffer = torch.empty((rows, per_step), device=features.device)
+    nearest = torch.empty(rows, device=features.device)
+    where = torch.empty(rows, dtype=torch.long, device=features.device)
     while selected < budget:
-        centres = points[newest]
-        out = buffer[:, : len(newest)] if len(newest) < per_step else buffer
-        # ||c||^2 - 2 p.c for the newest centres in one fused product; ||p||^2 added after.
-        torch.addmm(norms[newest][None, :], points, centres.T, alpha=-2.0, out=out)
-        torch.min(out, 1, out=(nearest, where))
-        nearest += norms
-        torch.minimum(min_dist, nearest, out=min_dist)
+        centres_t = points[newest].T.contiguous()
+        centre_norms = norms[newest][None, :]
+        for start in range(0, count, rows):
+            stop = min(start + rows, count)
+            out = buffer[: stop - start, : len(newest)]
+            # ||c||^2 - 2 p.c for the newest centres in one fused product; ||p||^2 after.
+            torch.addmm(centre_norms, points[start:stop], centres_t, alpha=-2.0, out=out)
+            torch.min(out, 1, out=(nearest[: stop - start], where[: stop - start]))
+            block = nearest[: stop - start]
+            block += norms[start:stop]
+            torch.minimum(min_dist[start:stop], block, out=min_dist[start:stop])
         take = min(per_step, budget - selected)
         newest = torch.topk(min_dist, take).indices
         chosen.append(newest)
@@ -148,30 +159,58 @@ def greedy_coreset(
 
 
 def nearest_distances(
-    queries: torch.Tensor, bank: torch.Tensor, *, knn: int, chunk: int = 8192
+    queries: torch.Tensor,
+    bank: torch.Tensor,
+    *,
+    knn: int,
+    query_chunk: int = 1024,
+    bank_chunk: int = 256,
 ) -> torch.Tensor:
     """Mean Euclidean distance of each query row to its ``knn`` nearest bank rows.
 
-    The bank is processed in chunks so memory stays at ``queries x chunk`` floats; a
-    running top-k keeps the answer exact.
+    Why blocks: patch features are narrow (tens of channels), so the product
+    ``queries @ bank.T`` is bound by writing its (queries x bank) output, not by
+    arithmetic. Small query x bank blocks written into one reused buffer stay in cache and
+    run about four times faster than one big product on a CPU; a running minimum (or
+    running top-k) keeps the answer exact.
     """
     import torch
 
-    best: torch.Tensor | None = None
-    for start in range(0, bank.shape[0], chunk):
-        part = bank[start : start + chunk]
-        # ||b||^2 - 2 q.b in one fused matmul; ||q||^2 is constant per row, added at the end.
-        partial = torch.addmm((part * part).sum(1)[None, :], queries, part.T, alpha=-2.0)
-        if knn == 1:
-            smallest = partial.min(1, keepdim=True).values
-        else:
-            smallest = torch.topk(partial, min(knn, partial.shape[1]), dim=1, largest=False).values
-        best = smallest if best is None else torch.cat([best, smallest], 1)
-        if best.shape[1] > knn:
-            best = torch.topk(best, knn, dim=1, largest=False).values
-    assert best is not None
-    squared = best + (queries * queries).sum(1, keepdim=True)
-    return squared.clamp_min(0).sqrt().mean(1)
+    bank_norms = (bank * bank).sum(1)
+    count = bank.shape[0]
+    k = min(knn, count)
+    out = torch.empty(queries.shape[0], device=queries.device, dtype=queries.dtype)
+    buffer = torch.empty(
+        (min(query_chunk, queries.shape[0]), min(bank_chunk, count)),
+        device=queries.device,
+        dtype=queries.dtype,
+    )
+    for q_start in range(0, queries.shape[0], query_chunk):
+        block = queries[q_start : q_start + query_chunk]
+        best: torch.Tensor | None = None
+        for b_start in range(0, count, bank_chunk):
+            part = bank[b_start : b_start + bank_chunk]
+            partial = buffer[: block.shape[0], : part.shape[0]]
+            # ||b||^2 - 2 q.b in one fused product; ||q||^2 is constant per row, added last.
+            torch.addmm(
+                bank_norms[b_start : b_start + bank_chunk][None, :],
+                block,
+                part.T,
+                alpha=-2.0,
+                out=partial,
+            )
+            if k == 1:
+                smallest = partial.amin(1, keepdim=True)
+                best = smallest if best is None else torch.minimum(best, smallest)
+                continue
+            smallest = torch.topk(partial, min(k, part.shape[0]), dim=1, largest=False).values
+            best = smallest if best is None else torch.cat([best, smallest], 1)
+            if best.shape[1] > k:
+                best = torch.topk(best, k, dim=1, largest=False).values
+        assert best is not None
+        squared = best + (block * block).sum(1, keepdim=True)
+        out[q_start : q_start + block.shape[0]] = squared.clamp_min(0).sqrt().mean(1)
+    return out
 
 
 def _augmentations(image: np.ndarray, square: bool) -> list[np.ndarray]:
@@ -230,52 +269,77 @@ class FewShotExpert:
             prepared.append(rgb)
         return prepared
 
-    def _features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+    def _features(
+        self, images: Sequence[np.ndarray], progress: Callable[[int], None] | None = None
+    ) -> torch.Tensor:
         """Raw (N, h, w, C) features; images are resized to the working shape."""
         import torch
 
         assert self.shape is not None
         size = self.config.batch_size
-        parts = []
+        out: torch.Tensor | None = None
         for start in range(0, len(images), size):
             batch = [resize_rgb(im, self.shape) for im in images[start : start + size]]
             with torch.inference_mode():
                 feats = self.backbone.features(batch).float()
-            if not torch.isfinite(feats).all():
-                raise UserError(
-                    f"the {self.backbone.name} backbone produced NaN or infinite features; "
-                    "the model weights may be corrupt or the image unreadable"
-                )
-            parts.append(feats.permute(0, 2, 3, 1).contiguous())
-        return torch.cat(parts, 0)
+                if not torch.isfinite(feats).all():
+                    raise UserError(
+                        f"the {self.backbone.name} backbone produced NaN or infinite "
+                        "features; the model weights may be corrupt or the image unreadable"
+                    )
+                if out is None:
+                    # One allocation for all images: a list of parts joined by torch.cat
+                    # would hold every feature twice at the peak (the bank-memory target).
+                    _, channels, h, w = feats.shape
+                    out = torch.empty((len(images), h, w, channels), device=feats.device)
+                out[start : start + len(batch)] = feats.permute(0, 2, 3, 1)
+            if progress:
+                progress(min(start + size, len(images)))
+        assert out is not None
+        return out
 
     def _normalise(self, feats: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
+        """Normalise fresh features, in place where the norm allows (bank memory)."""
+        import torch
 
-        if self.norm == "l2":
-            return F.normalize(feats, dim=-1)
-        if self.norm == "standardize":
-            assert self.mean is not None and self.scale is not None
-            return (feats - self.mean) / self.scale
-        if self.norm == "whiten":
-            assert self.mean is not None and self.scale is not None
-            return (feats - self.mean) @ self.scale
+        with torch.inference_mode():
+            if self.norm == "l2":
+                return feats.div_(feats.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
+            if self.norm == "standardize":
+                assert self.mean is not None and self.scale is not None
+                return feats.sub_(self.mean).div_(self.scale)
+            if self.norm == "whiten":
+                assert self.mean is not None and self.scale is not None
+                return feats.sub_(self.mean) @ self.scale
         return feats
 
     def _set_standardisation(self, raw: torch.Tensor) -> None:
         import torch
 
         flat = raw.reshape(-1, raw.shape[-1])
-        self.mean = flat.mean(0)
-        std = flat.std(0) if flat.shape[0] > 1 else torch.ones_like(self.mean)
+        # Moments in float64 over row blocks: no full-size temporary, no float32 drift.
+        total = torch.zeros(flat.shape[1], dtype=torch.float64, device=flat.device)
+        squares = torch.zeros_like(total)
+        for start in range(0, flat.shape[0], MOMENT_ROWS):
+            block = flat[start : start + MOMENT_ROWS].double()
+            total += block.sum(0)
+            squares += (block * block).sum(0)
+        rows = flat.shape[0]
+        mean64 = total / rows
+        var = (squares - rows * mean64 * mean64).clamp_min(0) / max(rows - 1, 1)
+        self.mean = mean64.float()
+        std = var.sqrt().float() if rows > 1 else torch.ones_like(self.mean)
         # A channel that never varies on normals (e.g. colour on gray parts) would blow
         # up any tiny change; floor its scale at a fraction of the typical channel's.
         self.scale = torch.clamp(std, min=float(std.median()) * 1e-2 + 1e-6)
         if self.norm == "whiten":
             # Mahalanobis distance on the normal patches' covariance (PaDiM-style), with
             # shrinkage towards the diagonal so few shots still give a stable inverse.
-            z = (flat - self.mean) / self.scale
-            cov = (z.T @ z) / max(z.shape[0] - 1, 1)
+            cov = torch.zeros((flat.shape[1],) * 2, dtype=torch.float64, device=flat.device)
+            for start in range(0, rows, MOMENT_ROWS):
+                z = ((flat[start : start + MOMENT_ROWS] - self.mean) / self.scale).double()
+                cov += z.T @ z
+            cov = (cov / max(rows - 1, 1)).float()
             eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
             cov = 0.9 * cov + 0.1 * eye
             values, vectors = torch.linalg.eigh(cov)
@@ -306,17 +370,12 @@ class FewShotExpert:
             references += variants
             owners += [index] * len(variants)
         total = len(references) + 1
-        chunks = []
-        size = self.config.batch_size
-        for start in range(0, len(references), size):
-            chunks.append(self._features(references[start : start + size]))
-            if progress:
-                progress(min(start + size, len(references)), total)
-        raw = torch.cat(chunks, 0)  # (N, h, w, C)
+        report = (lambda done: progress(done, total)) if progress else None
+        raw = self._features(references, report)  # (N, h, w, C)
         if self.norm in ("standardize", "whiten"):
             self._set_standardisation(raw)
         feats = self._normalise(raw)
-        del raw, chunks
+        del raw
         owner = torch.tensor(owners, device=feats.device)
         self._remember_held_out(images, feats, owners)
         if self.config.position_aware:
