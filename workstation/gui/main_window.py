@@ -463,6 +463,10 @@ class MainWindow(QMainWindow):
             self.models_dock = self._dock(
                 "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
             )
+            # the canvas keeps most of the height: the panel is consulted, the image worked on
+            self.resizeDocks(
+                [self.models_dock], [round(self.height() * 0.45)], Qt.Orientation.Vertical
+            )
         self.models_dock.show()
         self.models_dock.raise_()
 

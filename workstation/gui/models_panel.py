@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -161,6 +161,7 @@ class ModelsPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(90)  # the header and two versions stay in view
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self.promote_button = QPushButton("Promote")
         self.rollback_button = QPushButton("Roll back")
@@ -205,10 +206,15 @@ class ModelsPanel(QWidget):
         plots = QSplitter()
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.metrics_plot)
-        splitter = QSplitter()
+        plots.setMinimumHeight(170)  # axes, title and a readable curve
+        # plots under the table: the dock sits below the canvas, where width is scarce and
+        # side by side left each plot a few pixels wide
+        splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(left)
         splitter.addWidget(plots)
-        splitter.setSizes([650, 650])
+        splitter.setChildrenCollapsible(False)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(splitter)
