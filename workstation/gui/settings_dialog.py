@@ -214,6 +214,9 @@ class SettingsDialog(QDialog):
             keys = [*self.bindings.get(spec.id, ()), *[""] * KEYS_PER_ACTION]
             edits = tuple(QKeySequenceEdit(QKeySequence(k)) for k in keys[:KEYS_PER_ACTION])
             for column, edit in enumerate(edits, start=1):
+                line = edit.findChild(QLineEdit)
+                if line is not None:  # Qt's "Press shortcut" is clipped in a narrow cell
+                    line.setPlaceholderText("none")
                 table.setCellWidget(row, column, edit)
             self.key_edits[spec.id] = edits
         table.resizeRowsToContents()
