@@ -48,7 +48,8 @@ from workstation.gui.render import (
 from workstation.gui.undo import Box, MaskDiff
 
 MASK_TILE = 512
-MASK_RGBA = (255, 64, 96, 110)
+MASK_RGBA = (255, 64, 96, 80)
+"""Light fill (the outline marks the edge), so the heatmap under the mask still reads."""
 MASK_OUTLINE = QColor(255, 80, 110)
 CONTOUR_COLOR = QColor(255, 255, 255)
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0

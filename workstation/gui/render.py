@@ -122,7 +122,7 @@ def _heat_lut(name: str) -> np.ndarray:
     """
     rgb = colormap_lut(name).astype(np.uint32)
     level = np.arange(256, dtype=np.float64) / 255
-    alpha = np.clip(level * 2.2 * 255, 0, 255).astype(np.uint32)
+    alpha = np.clip(level * 2.6 * 255, 0, 255).astype(np.uint32)
     r, g, b = (rgb[:, i] * alpha // 255 for i in range(3))
     return (alpha << 24) | (r << 16) | (g << 8) | b
 
