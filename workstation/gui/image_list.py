@@ -204,6 +204,8 @@ class ImageListPanel(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
+        # "missing_material/0…" hid which file it was; keep the folder start and the name end
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -214,6 +216,11 @@ class ImageListPanel(QWidget):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setHighlightSections(False)
 
+        # the spin boxes size themselves for their whole range and the combos for their
+        # longest entry; left alone they kept the list ~500 px wide and the canvas small
+        for widget, width in ((self.score_min, 72), (self.score_max, 72), (self.prediction, 110)):
+            widget.setMinimumWidth(width)
+        self.defect.setMinimumWidth(140)
         row1 = QHBoxLayout()
         row1.addWidget(self.unreviewed)
         row1.addWidget(self.prediction, 1)

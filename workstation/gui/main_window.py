@@ -190,7 +190,7 @@ class MainWindow(QMainWindow):
         self.text_dock = self._dock(
             "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
         )
-        self.resizeDocks([self.list_dock, self.text_dock], [430, 360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.list_dock, self.text_dock], [460, 340], Qt.Orientation.Horizontal)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -382,6 +382,7 @@ class MainWindow(QMainWindow):
         folder = record.path.replace("\\", "/").rsplit("/", 2)[-2:-1]
         parts = ("/".join([*folder, record.name]), f"{record.width}×{record.height}", score, review)
         self.canvas_caption.setText("   ·   ".join(parts))
+        self.canvas_caption.setToolTip("   ·   ".join(parts))  # the pane may clip it
         self.image_list.table.selectRow(self.controller.current_row)
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
         if self.canvas.editor is not None:
