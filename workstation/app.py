@@ -74,6 +74,7 @@ class Workstation:
             if not lane.wait(CLOSE_WAIT_MS):
                 log.warning("the %s lane is finishing a job that cannot be cancelled", lane.name)
                 lane.wait()
+        self.models.clear()  # the model lane has ended: nothing else can touch them now
         self.store.close()
 
 
