@@ -120,10 +120,10 @@ def run_onboarding(
     ws: Workstation, request: OnboardRequest, progress: ProgressFn, cancel: CancelToken
 ) -> OnboardOutcome:
     """Model-lane job: create the product, import the shots, fit (services.onboard), score
-    every shot (services.inspect) so the review window opens with heatmaps ready."""
+    every shot (services.triage) so the review window opens with heatmaps, drafts and a queue."""
     from workstation.device import resolve_device
-    from workstation.services.inspect import inspect_product
     from workstation.services.onboard import onboard_product
+    from workstation.services.triage import triage_product
 
     store = ws.store
     device = resolve_device(ws.settings.device.preference)
@@ -145,13 +145,13 @@ def run_onboarding(
         progress=lambda done, total: progress(done, total, "fitting the experts"),
     )
     cancel.raise_if_cancelled()
-    inspect_product(
+    triage_product(
         store,
         request.name,
         ws.settings.experts,
         device=device,
         cancel=cancel.event,
-        progress=lambda done, total: progress(done, total, "scoring the examples"),
+        progress=lambda done, total, stage: progress(done, total, f"{stage} the examples"),
     )
     previews = []
     for image_id in ids:

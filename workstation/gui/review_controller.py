@@ -418,25 +418,22 @@ class ReviewController(QObject):
 
         def job(progress: Any, cancel: Any) -> Any:
             from workstation.device import resolve_device
-            from workstation.services.inspect import inspect_product
+            from workstation.services.triage import triage_product
 
-            return inspect_product(
+            return triage_product(
                 store,
                 name,
                 expert_settings,
                 device=resolve_device(device_preference),
                 cancel=cancel.event,
-                progress=lambda done, total: progress(done, total, "inspecting"),
+                progress=progress,
             )
 
         def done(report: Any) -> None:
             self._cache.clear()
             self.set_filter(self.model.filter)
             self._refresh_progress()
-            on_done(
-                f"inspected {report.predicted} image(s) with {report.model_version}: "
-                f"{report.anomalous} anomalous, {len(report.failed)} unreadable"
-            )
+            on_done(report.summary())
 
         def failed(exc: BaseException) -> None:
             on_done(
