@@ -204,3 +204,11 @@ def test_bank_size_keeps_few_shots_whole_and_thins_many() -> None:
     assert config.bank_size(65536) == 8192
     assert config.bank_size(819200) == 20000
     assert FewShotConfig(memory_budget=0).bank_size(10**6) == 100000
+
+
+def test_working_shape_never_upsamples_beyond_the_images() -> None:
+    from workstation.experts.features import working_shape
+
+    assert working_shape([(96, 96)] * 3, image_size=512, multiple=8) == (96, 96)
+    assert working_shape([(460, 1130)], image_size=512, multiple=8) == (328, 800)
+    assert working_shape([(2000, 2000)], image_size=512, multiple=8) == (512, 512)

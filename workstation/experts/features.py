@@ -56,11 +56,15 @@ def working_shape(
 ) -> tuple[int, int]:
     """(H, W) of area ~ ``image_size**2`` with the median aspect ratio of ``shapes``.
 
-    Both sides are rounded to ``multiple`` (the backbone's stride times any internal
-    pyramid factor) so feature grids line up exactly with pixels.
+    Never larger than the images themselves (their median area): upsampling adds no
+    detail for the experts to see, only cost. Both sides are rounded to ``multiple``
+    (the backbone's stride times any internal pyramid factor) so feature grids line up
+    exactly with pixels.
     """
     if not shapes:
         raise UserError("no images to choose a working size from")
+    native_side = float(np.sqrt(np.median([h * w for h, w in shapes])))
+    image_size = min(image_size, max(native_side, multiple))
     aspect = float(np.median([h / w for h, w in shapes]))
     height = image_size * np.sqrt(aspect)
     width = image_size / np.sqrt(aspect)
