@@ -212,3 +212,29 @@ def test_working_shape_never_upsamples_beyond_the_images() -> None:
     assert working_shape([(96, 96)] * 3, image_size=512, multiple=8) == (96, 96)
     assert working_shape([(460, 1130)], image_size=512, multiple=8) == (328, 800)
     assert working_shape([(2000, 2000)], image_size=512, multiple=8) == (512, 512)
+
+
+def test_blocked_coreset_matches_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workstation.experts.fewshot as fewshot
+
+    points = torch.randn(500, 6, generator=torch.Generator().manual_seed(1))
+    whole = greedy_coreset(points, 40, projection_dim=128, seed=0)
+    monkeypatch.setattr(fewshot, "CORESET_ROWS", 64)
+    monkeypatch.setattr(fewshot, "MOMENT_ROWS", 50)
+    blocked = greedy_coreset(points, 40, projection_dim=128, seed=0)
+    assert whole.tolist() == blocked.tolist()
+
+
+def test_blocked_standardisation_matches_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import workstation.experts.fewshot as fewshot
+
+    monkeypatch.setattr(fewshot, "MOMENT_ROWS", 37)
+    model = expert()
+    raw = torch.randn(3, 10, 10, 5, generator=torch.Generator().manual_seed(2)) * 4 + 7
+    model._set_standardisation(raw)
+    flat = raw.reshape(-1, 5)
+    assert model.mean is not None and model.scale is not None
+    assert torch.allclose(model.mean, flat.mean(0), atol=1e-4)
+    assert torch.allclose(model.scale, flat.std(0), atol=1e-4)
+    normalised = model._normalise(raw.clone())
+    assert torch.allclose(normalised.reshape(-1, 5).mean(0), torch.zeros(5), atol=1e-4)
