@@ -69,3 +69,22 @@ def test_inspect_cli_reports_drafts_and_queue(store: Store, capsys: pytest.Captu
     assert main(["inspect", "--product", "plate", "--db", str(store.path)]) == 0
     out = capsys.readouterr().out
     assert "12 draft(s) written" in out and "12 image(s) queued" in out
+
+
+def test_test_split_goods_stay_out_of_the_references(store: Store) -> None:
+    from workstation.services.onboard import normal_images
+
+    product = store.get_product("plate")
+    references = normal_images(store, product)
+    assert {r.split for r in references} == {"train"}
+    test_good = next(
+        r for r in store.list_images(product.id, source_label="good") if r.split == "test"
+    )
+    store.add_review(test_good.id, "normal", reviewer="inspector")
+    assert test_good.id in {r.id for r in normal_images(store, product)}
+
+
+def test_fitting_sets_the_calibrated_threshold_on_the_product(store: Store) -> None:
+    assert store.get_product("plate").threshold is None
+    triage_product(store, "plate", SETTINGS)
+    assert store.get_product("plate").threshold == 1.0

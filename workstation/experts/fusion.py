@@ -36,6 +36,8 @@ FusionMode = Literal["mean", "max"]
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = "iad-fusion-calibration/1"
 CONFIDENCE_GOAL = 0.9
+CALIBRATED_THRESHOLD = 1.0
+"""Fused scores and maps are scaled so that the decision threshold is exactly this."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class Calibration:
         return AnomalyMap(
             map=((heat - self.location) / self.unit).astype(np.float32),
             score=float((score - self.location) / self.unit),
-            threshold=1.0,
+            threshold=CALIBRATED_THRESHOLD,
             expert="+".join(n.name for n in self.norms),
         )
 

@@ -23,6 +23,7 @@ from workstation.core.types import (
     Prediction,
     Product,
 )
+from workstation.experts.fusion import CALIBRATED_THRESHOLD
 from workstation.explain.cache import ResultCache
 from workstation.explain.prompts import ExplainRequest
 from workstation.explain.result import (
@@ -37,8 +38,6 @@ from workstation.paths import user_data_dir
 from workstation.store.repository import Store
 
 EXPLAINER_AUTHOR = "explainer"
-CALIBRATED_THRESHOLD = 1.0
-"""Fused expert scores are calibrated so that 1.0 is the decision threshold."""
 
 
 def explanation_cache_dir() -> Path:

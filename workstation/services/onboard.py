@@ -23,7 +23,7 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
 from workstation.core.types import NORMAL_LABEL, ImageRecord, ModelVersion, Product
 from workstation.experts.base import ProgressFn
-from workstation.experts.fusion import Calibration, choose_threshold
+from workstation.experts.fusion import CALIBRATED_THRESHOLD, Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.paths import models_dir
 from workstation.store.repository import Store
@@ -57,8 +57,17 @@ class OnboardResult:
 
 
 def normal_images(store: Store, product: Product) -> list[ImageRecord]:
-    """Known-normal images: labelled good at import, plus those reviewed as normal."""
-    records = {r.id: r for r in store.list_images(product.id, source_label=NORMAL_LABEL)}
+    """Known-normal references: labelled good outside the test split, plus reviewed normals.
+
+    Test-split goods (MVTec ``test/good``) stay out of the memory bank: they are how the
+    experts' false-alarm rate is measured, and an image in the bank scores ~0 against
+    itself, which would make every such measurement (and the demo's summary) flattering.
+    """
+    records = {
+        r.id: r
+        for r in store.list_images(product.id, source_label=NORMAL_LABEL)
+        if r.split != "test"
+    }
     for review in store.list_reviews(product.id):
         if review.verdict == "normal" and review.image_id not in records:
             records[review.image_id] = store.get_image(review.image_id)
@@ -159,6 +168,9 @@ def fit_product(
         },
         config={**config.to_dict(), "statement": calibration.threshold.statement()},
     )
+    # Fused scores are calibrated so that 1.0 is the decision threshold; the product's
+    # threshold is what the GUI draws as the contour and "mask from heatmap" uses.
+    store.update_product(product.id, threshold=CALIBRATED_THRESHOLD)
     return version, pipeline
 
 
@@ -204,7 +216,7 @@ def onboard_product(
     for record in defects:
         result = pipeline.predict([read_image(record.path)])[0]
         scores.append((record.id, result.score))
-    product = store.update_product(product.id, threshold=1.0)
+    product = store.get_product(product.id)
     return OnboardResult(
         product=product,
         version=version,
