@@ -17,7 +17,7 @@ import torch
 from training.adapter import AdapterHyperparameters, EtaClock, mask_targets, train_head
 from training.contract import ProgressEvent, RoundManifest, check_feedback
 from training.data import MaskExample, mask_examples
-from training.evaluate import ScoredSample, gate, held_out_metrics
+from training.evaluate import ScoredSample, gated_result, held_out_metrics
 from workstation.core.imageio import read_image
 from workstation.core.types import AnomalyMap
 from workstation.experts.adapter import (
@@ -139,15 +139,7 @@ def evaluate_round(
         ]
     before = held_out_metrics(_scored(before_maps, held))
     after = held_out_metrics(_scored(after_maps, held))
-    tolerance = float(manifest.hyperparameters.get("regression_tolerance", 0.01))
-    decision = gate(before, after, tolerance=tolerance)
-    return {
-        "before": before,
-        "after": after,
-        "promote": decision.promote,
-        "reason": decision.reason,
-        "base_scale": scale,
-    }
+    return gated_result(before, after, manifest.hyperparameters) | {"base_scale": scale}
 
 
 def run_adapter_round(

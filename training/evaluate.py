@@ -96,3 +96,24 @@ def gate(
         )
     gains = ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in compared)
     return GateDecision(True, f"no regression ({gains})")
+
+
+DEFAULT_REGRESSION_TOLERANCE = 0.01
+
+
+def gated_result(
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    hyperparameters: Mapping[str, object],
+) -> dict[str, object]:
+    """The metrics file's common part for every round kind: both sides and the verdict."""
+    tolerance = float(
+        hyperparameters.get("regression_tolerance", DEFAULT_REGRESSION_TOLERANCE)  # type: ignore[arg-type]
+    )
+    decision = gate(before, after, tolerance=tolerance)
+    return {
+        "before": dict(before),
+        "after": dict(after),
+        "promote": decision.promote,
+        "reason": decision.reason,
+    }

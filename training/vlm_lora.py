@@ -22,7 +22,7 @@ from typing import Any
 from training.adapter import EtaClock
 from training.contract import ProgressEvent, RoundManifest, Sample, check_feedback
 from training.data import load_sample_mask
-from training.evaluate import gate
+from training.evaluate import gated_result
 from workstation.core.imageio import read_image
 from workstation.core.types import Explanation, Product
 
@@ -183,13 +183,7 @@ def run_vlm_round(
     if golden:
         after["golden_answer_likelihood"] = _answer_likelihood(model, golden)
     model.save_pretrained(out / ADAPTER_SUBDIR)
-    tolerance = float(manifest.hyperparameters.get("regression_tolerance", 0.01))
-    decision = gate(before, after, tolerance=tolerance)
-    return {
-        "before": before,
-        "after": after,
-        "promote": decision.promote,
-        "reason": decision.reason,
+    return gated_result(before, after, manifest.hyperparameters) | {
         "base_model": loaded.name,
         "lora": {"r": hyper.rank, "alpha": hyper.alpha, "targets": LANGUAGE_TARGETS},
     }
