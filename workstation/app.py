@@ -53,6 +53,21 @@ class Workstation:
     def review_service(self, product: Product) -> ReviewService:
         return ReviewService(self.store, product, reviewer=self.reviewer)
 
+    def warm_up_model_lane(self) -> None:
+        """Load the model libraries on the model lane while the inspector is still looking.
+
+        Loading torch's shared libraries holds the GIL for up to a second, which freezes
+        painting; done at start-up it costs nothing, done at the first inspection it is a
+        visible stall in the middle of work.
+        """
+
+        def load(_progress: object, _cancel: object) -> None:
+            import torch  # noqa: F401
+
+            import workstation.experts.pipeline  # noqa: F401
+
+        self.model_lane.submit(load, channel="warm-up")
+
     def threads_running(self) -> bool:
         return self.model_lane.is_running() or self.io_lane.is_running()
 

@@ -37,6 +37,7 @@ def launch_gui(db: str | Path | None = None, product: str | None = None) -> int:
     try:
         window = MainWindow(workstation, product=product)
         window.show()
+        workstation.warm_up_model_lane()
         return int(app.exec())
     finally:
         workstation.close()
