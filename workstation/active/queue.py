@@ -22,6 +22,7 @@ from workstation.active.strategies import (
     verdict_disagreement,
 )
 from workstation.core.types import ImageRecord
+from workstation.experts.fusion import CALIBRATED_THRESHOLD
 
 if TYPE_CHECKING:
     from workstation.store.repository import Store
@@ -120,7 +121,7 @@ def refresh_queue(
     priorities = compute_priorities(
         [r.image.id for r in rows],
         [float(r.score or 0.0) for r in rows],
-        threshold=record.threshold if record.threshold is not None else 1.0,
+        threshold=record.threshold if record.threshold is not None else CALIBRATED_THRESHOLD,
         embeddings=embeddings.reshape(len(rows), -1),
         reviewed_embeddings=reviewed_embeddings,
         disagreement=disagreement,

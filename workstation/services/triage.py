@@ -65,11 +65,9 @@ def triage_product(
         progress=report("scoring"),
     )
     product = store.get_product(product_name)
+    predicted = store.predicted_image_ids(product.id, inspection.model_version)
     undrafted = [
-        image.id
-        for image in store.list_images(product.id)
-        if store.latest_prediction(image.id, model_version=inspection.model_version) is not None
-        and store.latest_explanation(image.id) is None
+        image_id for image_id in sorted(predicted) if store.latest_explanation(image_id) is None
     ]
     explainer = TemplateExplainer()
     drafting = report("drafting")
