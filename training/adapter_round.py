@@ -23,8 +23,8 @@ from workstation.core.types import AnomalyMap
 from workstation.experts.adapter import (
     AdapterConfig,
     AdapterExpert,
+    JoinScales,
     adapter_shape,
-    base_scale,
     extract_features,
     join_adapter,
     save_adapter,
@@ -122,24 +122,31 @@ def evaluate_round(
     expert = FewShotExpert(backbone, FewShotConfig(image_size=manifest.image_size))
     expert.fit([read_image(p) for p in manifest.references])
     base_maps = expert.predict(images)
-    scale = base_scale([m.map for m in expert.predict(list(calibration))])
-    feats = candidate.features(images)
+    normals = list(calibration)
+    base_normals = [m.map for m in expert.predict(normals)]
+    candidate_maps = candidate.predict_features(candidate.features(images), sizes)
+    after_scales = JoinScales.measure(base_normals, [m.map for m in candidate.predict(normals)])
     after_maps = [
-        join_adapter(b, a, scale=scale)
-        for b, a in zip(base_maps, candidate.predict_features(feats, sizes), strict=True)
+        join_adapter(b, a, scales=after_scales)
+        for b, a in zip(base_maps, candidate_maps, strict=True)
     ]
     if parent is not None:
-        parent_maps = parent.predict(images)
+        before_scales = JoinScales.measure(base_normals, [m.map for m in parent.predict(normals)])
         before_maps = [
-            join_adapter(b, a, scale=scale) for b, a in zip(base_maps, parent_maps, strict=True)
+            join_adapter(b, a, scales=before_scales)
+            for b, a in zip(base_maps, parent.predict(images), strict=True)
         ]
     else:
         before_maps = [
-            AnomalyMap(map=b.map / scale, score=b.score / scale, expert=b.expert) for b in base_maps
+            AnomalyMap(b.map / after_scales.base, b.score / after_scales.base, expert=b.expert)
+            for b in base_maps
         ]
     before = held_out_metrics(_scored(before_maps, held))
     after = held_out_metrics(_scored(after_maps, held))
-    return gated_result(before, after, manifest.hyperparameters) | {"base_scale": scale}
+    return gated_result(before, after, manifest.hyperparameters) | {
+        "base_scale": after_scales.base,
+        "adapter_scale": after_scales.adapter,
+    }
 
 
 def run_adapter_round(

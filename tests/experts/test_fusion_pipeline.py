@@ -14,11 +14,13 @@ from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.fusion import (
+    PROBABILITY_UNIT_FLOOR,
     Calibration,
     binomial_cdf,
     calibrate,
     choose_threshold,
     normals_for_confidence,
+    probability_scale,
     threshold_confidence,
 )
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
@@ -174,3 +176,30 @@ def test_fused_pipeline_with_tiny_clip_round_trips(tmp_path: Path) -> None:
     loaded = InspectionPipeline.load(tmp_path / "saved", product=product)
     again = loaded.predict([textured(30)])[0]
     assert again.score == pytest.approx(results[0].score, rel=1e-4)
+
+
+def test_adapter_probability_is_scaled_to_normal_units_with_a_floor() -> None:
+    rng = np.random.default_rng(2)
+    normal = [_outputs(rng) for _ in range(10)]  # adapter silent (0) on every normal
+    calibration = calibrate(normal, target_fpr=0.1, additive=("adapter",))
+    adapter_norm = calibration.norms[-1]
+    assert adapter_norm.additive and adapter_norm.spread == PROBABILITY_UNIT_FLOOR
+    probe = _outputs(rng)
+    quiet = calibration.fuse(probe)
+    heat = np.zeros((16, 16), np.float32)
+    heat[3, 4] = 0.5
+    probe["adapter"] = AnomalyMap(heat, 0.5)
+    loud = calibration.fuse(probe)
+    # 0.5 probability = 5 normal units on top of the base, in calibrated units.
+    added = (loud.map - quiet.map) * calibration.unit
+    assert added[3, 4] == pytest.approx(0.5 / PROBABILITY_UNIT_FLOOR, rel=1e-5)
+    assert np.count_nonzero(added) == 1
+    assert loud.score > quiet.score + 4.0 / calibration.unit
+
+
+def test_probability_scale_follows_a_noisy_adapter_above_the_floor() -> None:
+    noisy = [np.full((8, 8), 0.3, np.float32)]
+    assert probability_scale(noisy) == pytest.approx(0.3)
+    assert probability_scale([np.zeros((8, 8), np.float32)]) == PROBABILITY_UNIT_FLOOR
+    with pytest.raises(UserError):
+        probability_scale([])

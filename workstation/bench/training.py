@@ -139,7 +139,7 @@ def learning_curve(
     from workstation.bench.mvtec import load_category
     from workstation.core.imageio import read_image, read_mask
     from workstation.core.metrics import auroc, pixel_auroc
-    from workstation.experts.adapter import base_scale, join_adapter
+    from workstation.experts.adapter import JoinScales, join_adapter
     from workstation.experts.base import build_backbone
     from workstation.experts.fewshot import FewShotConfig, FewShotExpert
 
@@ -168,7 +168,7 @@ def learning_curve(
     expert.fit([read_image(t.path) for t in shot_items])
     base = expert.predict(eval_images)
     normal_images = [read_image(t.path) for t in extra_normals]
-    scale = base_scale([m.map for m in expert.predict(normal_images)])
+    base_normal_maps = [m.map for m in expert.predict(normal_images)]
 
     def metrics(maps: list[object]) -> dict[str, float]:
         return {
@@ -194,7 +194,10 @@ def learning_curve(
             backbone, examples, image_size=image_size, hyper=AdapterHyperparameters(), seed=seed
         )
         own = adapter.predict(eval_images)
-        fused = [join_adapter(b, a, scale=scale) for b, a in zip(base, own, strict=True)]
+        # The adapter trained on these normals, so its unit is usually the floor.
+        adapter_normal_maps = [m.map for m in adapter.predict(normal_images)]
+        scales = JoinScales.measure(base_normal_maps, adapter_normal_maps)
+        fused = [join_adapter(b, a, scales=scales) for b, a in zip(base, own, strict=True)]
         curve.append(
             {
                 "masks": len(chosen),

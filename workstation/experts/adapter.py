@@ -27,6 +27,7 @@ from workstation.core.types import AnomalyMap
 from workstation.experts.base import Backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
 from workstation.experts.fewshot import top_percent_mean
+from workstation.experts.fusion import probability_scale
 
 SMOOTHING = 0.5
 """Map smoothing sigma in patch strides, as the few-shot expert uses."""
@@ -221,8 +222,8 @@ class AdapterExpert:
 def base_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
     """Pixel value the base expert's map reaches on normal images (its 99th percentile).
 
-    Dividing by it puts the base map in "1 = as high as normal texture gets" units, the
-    same scale as the adapter's probability (0.5 = its decision boundary), so the two can
+    Dividing by it puts the base map in "1 = as high as normal texture gets" units;
+    ``probability_scale`` puts the adapter's probability in the same units, so the two can
     be added without either drowning the other.
     """
     if not normal_maps:
@@ -231,11 +232,26 @@ def base_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> flo
     return max(float(np.quantile(values, quantile)), 1e-6)
 
 
-def join_adapter(base: AnomalyMap, adapter: AnomalyMap, *, scale: float) -> AnomalyMap:
-    """The adapter's map joins a base (few-shot or fused) map: scaled base + probability."""
-    heat = base.map / scale + adapter.map
+@dataclass(frozen=True)
+class JoinScales:
+    """Normal-relative units of the base map and of the adapter's probability."""
+
+    base: float
+    adapter: float
+
+    @classmethod
+    def measure(
+        cls, base_normals: Sequence[np.ndarray], adapter_normals: Sequence[np.ndarray]
+    ) -> JoinScales:
+        """From maps of normal images that neither expert memorised or trained on."""
+        return cls(base_scale(base_normals), probability_scale(adapter_normals))
+
+
+def join_adapter(base: AnomalyMap, adapter: AnomalyMap, *, scales: JoinScales) -> AnomalyMap:
+    """The adapter's map joins a base (few-shot or fused) map, both in normal units."""
+    heat = base.map / scales.base + adapter.map / scales.adapter
     return AnomalyMap(
         map=heat.astype(np.float32),
-        score=base.score / scale + adapter.score,
+        score=base.score / scales.base + adapter.score / scales.adapter,
         expert=f"{base.expert}+{adapter.expert}",
     )

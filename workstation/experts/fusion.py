@@ -6,8 +6,8 @@ where "typical normal" (median pixel) and "as high as normal gets" (99th percent
 sit, and map every expert to ``(x - median) / (p99 - median)``. Pixel statistics are used
 rather than image scores because even one normal image has thousands of pixels, so the
 scale is stable with k = 1. The normalised experts are averaged (or max-ed); a learned
-adapter, whose output is already a defect probability, is added on top (see
-``workstation.experts.adapter.join_adapter`` for why adding is the right scale).
+adapter, whose output is a defect probability, is added on top in the same "1 = as high
+as normal gets" unit (see ``probability_scale`` for why its unit has a floor).
 
 The threshold is an order statistic of the fused scores of the n calibration normals.
 With threshold = the m-th smallest score, the false-positive rate on new normals,
@@ -38,6 +38,24 @@ CALIBRATION_FORMAT = "iad-fusion-calibration/1"
 CONFIDENCE_GOAL = 0.9
 CALIBRATED_THRESHOLD = 1.0
 """Fused scores and maps are scaled so that the decision threshold is exactly this."""
+PROBABILITY_UNIT_FLOOR = 0.1
+"""Smallest unit for a probability-valued expert: 10 % defect probability counts as much as
+the most unusual normal texture of the base experts (see ``probability_scale``)."""
+
+
+def probability_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+    """Unit of a probability-valued expert (a learned adapter): its normal 99th percentile.
+
+    Why normalise it at all: added raw, a probability (at most 1) was drowned by the base
+    experts' normal-relative units, so a head that segments corrected defects well barely
+    moved the fused map. Why a floor: a good head outputs ~0 on the normal shots it is
+    calibrated on, and dividing by that would blow its noise up a thousandfold and make
+    every faint guess outrank the base experts.
+    """
+    if not normal_maps:
+        raise UserError("calibrating a probability expert needs at least one normal image")
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    return max(float(np.quantile(values, quantile)), PROBABILITY_UNIT_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -50,17 +68,20 @@ class ExpertNorm:
     spread: float
     """99th percentile minus median on those maps (> 0)."""
     additive: bool = False
-    """True for probability outputs (learned adapters) that are added, not averaged."""
+    """True for probability outputs (learned adapters): scaled, then added, not averaged."""
 
     def apply(self, values: np.ndarray | float) -> np.ndarray | float:
         if self.additive:
-            return values
+            # Probabilities keep 0 as "no defect"; the floor also guards older saved norms.
+            return values / max(self.spread, PROBABILITY_UNIT_FLOOR)
         return (values - self.location) / self.spread
 
 
 def fit_norm(name: str, maps: Sequence[np.ndarray], *, additive: bool = False) -> ExpertNorm:
     if not maps:
         raise UserError(f"calibrating expert {name!r} needs at least one normal image")
+    if additive:
+        return ExpertNorm(name=name, location=0.0, spread=probability_scale(maps), additive=True)
     values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
     if not np.isfinite(values).all():
         raise UserError(f"expert {name!r} produced NaN or infinite values on normal images")
@@ -172,8 +193,8 @@ class Calibration:
             self.mode,
         )
         for norm in extra:
-            heat = heat + outputs[norm.name].map
-            score = score + outputs[norm.name].score
+            heat = heat + norm.apply(outputs[norm.name].map)
+            score = score + float(norm.apply(outputs[norm.name].score))
         return AnomalyMap(
             map=((heat - self.location) / self.unit).astype(np.float32),
             score=float((score - self.location) / self.unit),
