@@ -133,8 +133,8 @@ class InspectionPipeline:
     def add_expert(self, expert: Expert, *, additive: bool = False) -> None:
         """Hook for extra experts (e.g. a learned adapter). Refit afterwards to calibrate.
 
-        ``additive`` experts output defect probabilities and are added to the fused map
-        instead of being normalised and averaged (see fusion.py).
+        ``additive`` experts output defect probabilities: they are scaled to normal units
+        and added to the fused map instead of being averaged (see fusion.py).
         """
         self.experts[expert.name] = expert
         if additive:
