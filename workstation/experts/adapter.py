@@ -27,7 +27,7 @@ from workstation.core.types import AnomalyMap
 from workstation.experts.base import Backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
 from workstation.experts.fewshot import top_percent_mean
-from workstation.experts.fusion import probability_scale
+from workstation.experts.fusion import normal_quantile, probability_scale
 
 SMOOTHING = 0.5
 """Map smoothing sigma in patch strides, as the few-shot expert uses."""
@@ -219,17 +219,14 @@ class AdapterExpert:
         return self.predict_features(self.features(images), [im.shape[:2] for im in images])
 
 
-def base_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+def base_scale(normal_maps: Sequence[np.ndarray]) -> float:
     """Pixel value the base expert's map reaches on normal images (its 99th percentile).
 
     Dividing by it puts the base map in "1 = as high as normal texture gets" units;
     ``probability_scale`` puts the adapter's probability in the same units, so the two can
     be added without either drowning the other.
     """
-    if not normal_maps:
-        raise UserError("calibrating the adapter fusion needs at least one normal image")
-    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
-    return max(float(np.quantile(values, quantile)), 1e-6)
+    return max(normal_quantile(normal_maps), 1e-6)
 
 
 @dataclass(frozen=True)

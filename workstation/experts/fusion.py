@@ -43,7 +43,15 @@ PROBABILITY_UNIT_FLOOR = 0.1
 the most unusual normal texture of the base experts (see ``probability_scale``)."""
 
 
-def probability_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+def normal_quantile(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+    """The pixel value a map reaches on normal images: its ``quantile`` over all pixels."""
+    if not normal_maps:
+        raise UserError("calibrating the fusion needs at least one normal image")
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    return float(np.quantile(values, quantile))
+
+
+def probability_scale(normal_maps: Sequence[np.ndarray]) -> float:
     """Unit of a probability-valued expert (a learned adapter): its normal 99th percentile.
 
     Why normalise it at all: added raw, a probability (at most 1) was drowned by the base
@@ -52,10 +60,7 @@ def probability_scale(normal_maps: Sequence[np.ndarray], quantile: float = 0.99)
     calibrated on, and dividing by that would blow its noise up a thousandfold and make
     every faint guess outrank the base experts.
     """
-    if not normal_maps:
-        raise UserError("calibrating a probability expert needs at least one normal image")
-    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
-    return max(float(np.quantile(values, quantile)), PROBABILITY_UNIT_FLOOR)
+    return max(normal_quantile(normal_maps), PROBABILITY_UNIT_FLOOR)
 
 
 @dataclass(frozen=True)
