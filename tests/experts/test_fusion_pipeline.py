@@ -203,3 +203,5 @@ def test_probability_scale_follows_a_noisy_adapter_above_the_floor() -> None:
     assert probability_scale([np.zeros((8, 8), np.float32)]) == PROBABILITY_UNIT_FLOOR
     with pytest.raises(UserError):
         probability_scale([])
+    with pytest.raises(UserError, match="NaN"):
+        probability_scale([np.full((8, 8), np.nan, np.float32)])

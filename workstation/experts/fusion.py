@@ -48,6 +48,8 @@ def normal_quantile(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -
     if not normal_maps:
         raise UserError("calibrating the fusion needs at least one normal image")
     values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
+    if not np.isfinite(values).all():
+        raise UserError("an expert produced NaN or infinite values on normal images")
     return float(np.quantile(values, quantile))
 
 
