@@ -56,8 +56,14 @@ def fit_adapter(
     emit: Emit | None = None,
     parent: AdapterExpert | None = None,
 ) -> AdapterExpert:
-    """Train a head on ``examples`` (masks and normals) and wrap it as an expert."""
-    shape = adapter_shape(backbone, [e.image.shape[:2] for e in examples], image_size)
+    """Train a head on ``examples`` (masks and normals) and wrap it as an expert.
+
+    ``image_size`` is the few-shot expert's working size; the head works ``hyper.detail``
+    times finer (never finer than the images themselves).
+    """
+    shape = adapter_shape(
+        backbone, [e.image.shape[:2] for e in examples], round(image_size * hyper.detail)
+    )
     feats = extract_features(backbone, [e.image for e in examples], shape=shape)
     targets = _targets(examples, (feats.shape[2], feats.shape[3])).to(feats.device)
     clock = EtaClock()

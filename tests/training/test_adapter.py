@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,21 @@ def test_unreadable_or_foreign_folder_is_refused(tmp_path: Path) -> None:
     (folder / "adapter.json").write_text(json.dumps(raw | {"format": "something-else/9"}))
     with pytest.raises(AdapterMismatchError, match="not supported"):
         load_adapter(folder, backbone="filterbank")
+
+
+def test_adapter_works_finer_than_the_experts_but_never_past_the_images_own_size() -> None:
+    backbone = build_backbone("filterbank")
+    examples = _examples()
+    native = examples[0].image.shape[:2]
+    coarse = fit_adapter(
+        backbone, examples, image_size=48, hyper=replace(FAST, steps=1, detail=1.0), seed=0
+    )
+    fine = fit_adapter(backbone, examples, image_size=48, hyper=replace(FAST, steps=1), seed=0)
+    capped = fit_adapter(
+        backbone, examples, image_size=native[0], hyper=replace(FAST, steps=1), seed=0
+    )
+    assert coarse.config.shape == (48, 48)
+    assert fine.config.shape == (96, 96)
+    assert capped.config.shape == native
+    with pytest.raises(ValueError, match="detail"):
+        AdapterHyperparameters(detail=0)
