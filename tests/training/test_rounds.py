@@ -126,3 +126,21 @@ def test_promote_and_rollback(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no active adapter version"):
         rollback(store, PRODUCT, "adapter")
     store.close()
+
+
+def test_rounds_from_settings_train_and_judge_at_the_experts_working_size() -> None:
+    from dataclasses import replace
+
+    from workstation.config import Settings
+
+    settings = Settings()
+    settings = replace(settings, experts=replace(settings.experts, image_size=384))
+    adapter = RoundOptions.from_settings(settings, "adapter", hyperparameters={"steps": 5})
+    assert adapter.image_size == 384
+    assert adapter.hyperparameters == {"steps": 5}
+    assert adapter.base_model == ""
+    assert adapter.device == settings.device.preference
+    vlm = RoundOptions.from_settings(settings, "vlm", device="cpu")
+    assert vlm.base_model == settings.explainer.vlm
+    assert vlm.hyperparameters["model"] == settings.explainer.vlm
+    assert vlm.device == "cpu"

@@ -60,18 +60,11 @@ def run(args: argparse.Namespace) -> int:
             if fresh < args.if_new_labels:
                 print(json.dumps({"status": "skipped", "new_labels": fresh}))
                 return 0
-        hyper: dict[str, object] = {} if args.steps is None else {"steps": args.steps}
-        if args.kind == "vlm":
-            hyper["model"] = settings.explainer.vlm
-        options = RoundOptions(
-            kind=args.kind,
-            backbone=settings.experts.backbone,
-            base_model=settings.explainer.vlm if args.kind == "vlm" else "",
-            image_size=settings.experts.image_size,
-            holdout_fraction=settings.training.holdout_fraction,
-            regression_tolerance=settings.training.regression_tolerance,
-            hyperparameters=hyper,
-            device=args.device or settings.device.preference,
+        options = RoundOptions.from_settings(
+            settings,
+            args.kind,
+            hyperparameters={} if args.steps is None else {"steps": args.steps},
+            device=args.device,
         )
         handle = RoundHandle()
 

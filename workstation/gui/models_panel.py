@@ -84,14 +84,7 @@ class ServiceRoundDriver:
     ) -> None:
         from workstation.services import rounds
 
-        settings = self.ws.settings
-        options = rounds.RoundOptions(
-            kind=kind,  # type: ignore[arg-type]
-            backbone=settings.experts.backbone,
-            holdout_fraction=settings.training.holdout_fraction,
-            regression_tolerance=settings.training.regression_tolerance,
-            device=settings.device.preference,
-        )
+        options = rounds.RoundOptions.from_settings(self.ws.settings, kind)  # type: ignore[arg-type]
         store, name = self.ws.store, self.product.name
         handle = self._handle = rounds.RoundHandle()
         if self._lane is None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from training.contract import (
 from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product, Round
 from workstation.store.repository import Store
+
+if TYPE_CHECKING:
+    from workstation.config import Settings
 
 DECISIVE = ("accepted", "normal", "anomalous")
 CORRECTION_SOURCES = ("inspector", "ground_truth")
@@ -57,6 +60,31 @@ class RoundOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.holdout_fraction < 1:
             raise UserError("holdout_fraction must be in [0, 1)")
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        kind: RoundKind,
+        *,
+        hyperparameters: dict[str, object] | None = None,
+        device: str | None = None,
+    ) -> RoundOptions:
+        """The round the CLI and the GUI start: trained and judged at the experts' own size,
+        so the gate's "before" is exactly what the inspector sees now."""
+        hyper = dict(hyperparameters or {})
+        if kind == "vlm":
+            hyper.setdefault("model", settings.explainer.vlm)
+        return cls(
+            kind=kind,
+            backbone=settings.experts.backbone,
+            base_model=settings.explainer.vlm if kind == "vlm" else "",
+            image_size=settings.experts.image_size,
+            holdout_fraction=settings.training.holdout_fraction,
+            regression_tolerance=settings.training.regression_tolerance,
+            hyperparameters=hyper,
+            device=device or settings.device.preference,
+        )
 
 
 @dataclass(frozen=True)
