@@ -394,6 +394,13 @@ def check_bundles(context: DoctorContext) -> list[CheckResult]:
         return [CheckResult("bundles", True, f"none installed in {bundles_dir()}")]
     results = []
     for bundle in bundles:
+        if bundle.problem:
+            results.append(
+                CheckResult(
+                    f"bundle {bundle.name}", False, bundle.problem, severity="optional"
+                )
+            )
+            continue
         state = {None: "not re-hashed", True: "hashes verified", False: "hashes DIFFER"}[
             bundle.hashes_ok
         ]

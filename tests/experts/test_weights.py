@@ -108,6 +108,23 @@ def test_damaged_install_is_reported_by_list(dino_dir: Path, tmp_path: Path) -> 
     assert installed_bundles(verify=False)[0].hashes_ok is None
 
 
+def test_damaged_manifest_is_listed_without_hiding_other_bundles(
+    dino_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install_bundle(create_bundle("tiny-dino", tmp_path / "t.zip", folder=dino_dir))
+    broken = bundles_dir() / "broken-model"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    listed = {b.name: b for b in installed_bundles()}
+    assert listed["tiny-dino"].hashes_ok is True and not listed["tiny-dino"].problem
+    assert listed["broken-model"].hashes_ok is False and listed["broken-model"].family is None
+    assert "cannot read" in listed["broken-model"].problem
+    assert "reinstall" in listed["broken-model"].problem
+    assert main(["models", "list"]) == 0
+    table = capsys.readouterr().out
+    assert "tiny-dino" in table and "broken-model" in table and "DAMAGED" in table
+
+
 def test_bundle_can_be_rebundled_from_an_install(dino_dir: Path, tmp_path: Path) -> None:
     install_bundle(create_bundle("tiny-dino", tmp_path / "a.zip", folder=dino_dir))
     again = create_bundle("tiny-dino", tmp_path / "b.zip")

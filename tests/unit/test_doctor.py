@@ -126,6 +126,11 @@ def test_bundles_are_listed_with_their_hash_and_tampering_is_caught(tmp_path: Pa
     assert not bundle.ok and "DIFFER" in bundle.detail and "models install" in bundle.fix
     assert bundle.severity == "optional"
 
+    (folder / "manifest.json").write_text("[]")  # damaged manifest: reported, not raised
+    (bundle,) = doctor.check_bundles(verifying)
+    assert not bundle.ok and "not a JSON object" in bundle.detail
+    assert "reinstall" in bundle.detail and bundle.severity == "optional"
+
 
 Usage = namedtuple("Usage", "total used free")
 

@@ -49,7 +49,8 @@ def _list(args: argparse.Namespace) -> int:
             "bundles_dir": str(bundles_dir()),
             "installed": [
                 {"name": b.name, "kind": b.family, "size_bytes": b.size_bytes,
-                 "hashes_ok": b.hashes_ok, "created": b.created, "path": str(b.path)}
+                 "hashes_ok": b.hashes_ok, "created": b.created, "path": str(b.path),
+                 "problem": b.problem}
                 for b in bundles
             ],
             "catalog": [
@@ -63,7 +64,10 @@ def _list(args: argparse.Namespace) -> int:
         print("  (none)")
     for bundle in bundles:
         ok = {True: "ok", False: "DAMAGED", None: "-"}[bundle.hashes_ok]
-        print(f"  {bundle.name:<22} {bundle.family:<10} {_size(bundle.size_bytes):>9}  hashes {ok}")
+        family = bundle.family or "?"
+        print(f"  {bundle.name:<22} {family:<10} {_size(bundle.size_bytes):>9}  hashes {ok}")
+        if bundle.problem:
+            print(f"    {bundle.problem}")
     print("Catalogue:")
     for entry, status in catalog:
         print(f"  {entry.name:<22} {entry.family:<10} {status:<10} {entry.summary}")

@@ -80,13 +80,17 @@ class BundleFile:
 @dataclass(frozen=True)
 class InstalledBundle:
     name: str
-    family: ModelFamily
+    family: ModelFamily | None
+    """None when the manifest cannot be read (see ``problem``)."""
     path: Path
     size_bytes: int
     files: tuple[BundleFile, ...]
     created: str
     hashes_ok: bool | None
     """None when not checked; False when any file is missing or differs from the manifest."""
+    problem: str = ""
+    """Why the bundle is unusable when its manifest is damaged; listed, never raised, so
+    one broken folder does not hide the others."""
 
 
 def bundles_dir() -> Path:
@@ -571,10 +575,24 @@ def installed_bundles(*, verify: bool = True) -> list[InstalledBundle]:
     root = bundles_dir()
     if not root.is_dir():
         return []
-    return [
-        _describe_installed(folder, verify=verify)
-        for folder in _bundle_folders(root)
-    ]
+    return [_describe_or_flag(folder, verify=verify) for folder in _bundle_folders(root)]
+
+
+def _describe_or_flag(folder: Path, *, verify: bool) -> InstalledBundle:
+    try:
+        return _describe_installed(folder, verify=verify)
+    except UserError as exc:
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        return InstalledBundle(
+            name=folder.name,
+            family=None,
+            path=folder,
+            size_bytes=size,
+            files=(),
+            created="",
+            hashes_ok=False,
+            problem=f"{exc}; reinstall it from its bundle zip or delete {folder}",
+        )
 
 
 def _bundle_folders(root: Path) -> Iterator[Path]:
