@@ -145,3 +145,27 @@ def test_eval_more_shots_than_normals_is_a_user_error(tmp_path: Path) -> None:
     root = write_category(tmp_path / "widget", train=3)
     assert main(["eval", str(root), "--shots", "5", "--image-size", "96"]) == 2
     assert main(["eval", str(tmp_path / "nowhere")]) == 2
+
+
+def test_fitting_decodes_large_normals_only_as_large_as_the_experts_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workstation.experts.pipeline import InspectionPipeline
+
+    store = Store.open(tmp_path / "db.sqlite")
+    product = store.create_product("plate")
+    for seed in range(3):  # 960x480 camera frames; the experts work at about 96x96 pixels
+        big = np.tile(textured(seed, 96), (5, 10, 1))
+        add(store, product.id, tmp_path / f"n{seed}.png", big, "train", "good")
+    seen: list[tuple[int, ...]] = []
+    real_fit = InspectionPipeline.fit
+
+    def spy(self: InspectionPipeline, normals: list[np.ndarray], **kw: object) -> object:
+        seen.extend(im.shape for im in normals)
+        return real_fit(self, normals, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InspectionPipeline, "fit", spy)
+    onboard_product(store, "plate", SETTINGS)
+    store.close()
+    # long side 2 * 96 * sqrt(2) = 272 px, aspect kept
+    assert seen == [(136, 272, 3)] * 3

@@ -149,7 +149,7 @@ def fit_product(
         settings, adapter_path=active_adapter_path(store, product)
     )
     pipeline = InspectionPipeline(config, product=product, device=device)
-    normals = [read_image(r.path) for r in records]
+    normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
     calibration = pipeline.fit(normals, progress=progress)
     name = next_version_name(store)
     folder = models_dir() / _safe(product.name) / name
@@ -172,6 +172,17 @@ def fit_product(
     # threshold is what the GUI draws as the contour and "mask from heatmap" uses.
     store.update_product(product.id, threshold=CALIBRATED_THRESHOLD)
     return version, pipeline
+
+
+def fit_read_side(record: ImageRecord, image_size: int) -> int:
+    """Longest side to decode a normal at for fitting: twice what the working shape needs.
+
+    The experts resize every image to about ``image_size**2`` pixels anyway, so decoding
+    200 full-resolution camera frames (15 MB each at 5 MP) would only cost memory; twice the
+    needed side keeps the area-averaging resize as sharp as from the original.
+    """
+    long_side, short_side = max(record.width, record.height), min(record.width, record.height)
+    return int(np.ceil(2 * image_size * np.sqrt(long_side / max(short_side, 1))))
 
 
 def _safe(name: str) -> str:
