@@ -112,7 +112,7 @@ def train_head(
     head.train()
     for step in range(1, hyper.steps + 1):
         index = torch.randperm(count, generator=generator)[:batch].to(features.device)
-        x, y = features[index], targets[index]
+        x, y = features[index].float(), targets[index]
         if bool(torch.rand((), generator=generator) < 0.5):  # flips are free on patch grids
             x, y = x.flip(-1), y.flip(-1)
         logits = head(x)

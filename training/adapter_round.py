@@ -64,7 +64,9 @@ def fit_adapter(
     shape = adapter_shape(
         backbone, [e.image.shape[:2] for e in examples], round(image_size * hyper.detail)
     )
-    feats = extract_features(backbone, [e.image for e in examples], shape=shape)
+    feats = extract_features(
+        backbone, [e.image for e in examples], shape=shape, dtype=torch.float16
+    )
     targets = _targets(examples, (feats.shape[2], feats.shape[3])).to(feats.device)
     clock = EtaClock()
     last_emit = [-float("inf")]

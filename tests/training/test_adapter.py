@@ -135,3 +135,17 @@ def test_adapter_works_finer_than_the_experts_but_never_past_the_images_own_size
     assert capped.config.shape == native
     with pytest.raises(ValueError, match="detail"):
         AdapterHyperparameters(detail=0)
+
+
+def test_statistics_from_a_half_precision_cache_match_full_precision() -> None:
+    features = torch.randn(20, 5, 6, 7) * 3 + 10
+    head = SegmentationHead(5, 0)
+    head.set_statistics(features.half(), chunk=3)
+    torch.testing.assert_close(
+        head.mean, features.mean(dim=(0, 2, 3), keepdim=True), atol=0.01, rtol=0.003
+    )
+    torch.testing.assert_close(
+        head.std, features.std(dim=(0, 2, 3), keepdim=True), atol=0.01, rtol=0.003
+    )
+    trained = train_head(features.half(), (features[:, :1] > 10).float(), hyper=FAST, seed=0)
+    assert trained.mean.dtype == torch.float32
