@@ -190,7 +190,7 @@ def test_adapter_probability_is_scaled_to_normal_units_with_a_floor() -> None:
     heat[3, 4] = 0.5
     probe["adapter"] = AnomalyMap(heat, 0.5)
     loud = calibration.fuse(probe)
-    # 0.5 probability = 5 normal units on top of the base, in calibrated units.
+    # 0.5 probability = 0.5 / floor normal units on top of the base, in calibrated units.
     added = (loud.map - quiet.map) * calibration.unit
     assert added[3, 4] == pytest.approx(0.5 / PROBABILITY_UNIT_FLOOR, rel=1e-5)
     assert np.count_nonzero(added) == 1
