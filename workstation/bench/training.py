@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workstation.config import ExpertSettings
+
 
 def _child(manifest_path: Path, out: Path, device: str) -> tuple[float, list[dict[str, object]]]:
     from training.contract import parse_event
@@ -262,7 +264,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--shots", type=int, default=8)
     parser.add_argument("--feedback", type=int, nargs="+", default=[20, 40])
-    parser.add_argument("--image-size", type=int, default=320, help="curve working size")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=ExpertSettings().image_size,
+        help="curve: the few-shot expert's working size (default: the product default)",
+    )
     parser.add_argument("--masks", type=int, default=100, help="timing: defect masks")
     parser.add_argument("--size", type=int, default=512, help="timing: image size")
     parser.add_argument("--vlm-steps", type=int, default=30)
