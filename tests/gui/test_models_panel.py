@@ -35,7 +35,7 @@ def versions(store, product_id):  # type: ignore[no-untyped-def]
         kind="experts",
         state="candidate",
         parent_id=first.id,
-        metrics={"image_auroc": 0.88, "pixel_aupro": 0.70},
+        metrics={"image_auroc": 0.88, "pixel_aupro": 0.70, "normals": 40.0},
     )
     return first, second
 
@@ -48,6 +48,13 @@ def test_promote_and_roll_back(qtbot, window, tmp_path, screenshot) -> None:  # 
     panel = window.models_panel
     panel.refresh()
     assert panel.table.rowCount() == 2
+    assert panel.plotted_metrics() == ["image_auroc", "pixel_aupro"]  # not the count
+    metrics_column = [
+        panel.table.horizontalHeaderItem(c).text() for c in range(panel.table.columnCount())
+    ].index("Metrics")
+    assert panel.table.item(1, metrics_column).text() == (
+        "image_auroc 0.880  normals 40  pixel_aupro 0.700"
+    )
     panel.table.selectRow(1)
     panel.promote_button.click()
     assert store.get_model_version(second.id).state == "active"

@@ -114,9 +114,14 @@ class ServiceRoundDriver:
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:
-    return "  ".join(
-        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(metrics.items())
-    )
+    return "  ".join(f"{k} {_metric_value(v)}" for k, v in sorted(metrics.items()))
+
+
+def _metric_value(value: object) -> str:
+    """Rates with three decimals; counts (stored as floats, e.g. normals 40.0) as integers."""
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) > 1 else f"{value:.3f}"
+    return str(value)
 
 
 def _plot(title: str, left: str) -> pg.PlotWidget:
@@ -187,7 +192,16 @@ class ModelsPanel(QWidget):
         self.loss_plot = _plot("Loss (this round)", "loss")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS[0], width=2))
         self.metrics_plot = _plot("Metrics across versions", "value")
-        self.metrics_plot.addLegend(offset=(10, 10))
+        # the key sits under the plot, not on it: a docked plot is too small for a legend
+        # that does not hide the newest version's points
+        self.metrics_key = QLabel()
+        self.metrics_key.setWordWrap(True)
+        metrics_box = QWidget()
+        metrics_layout = QVBoxLayout(metrics_box)
+        metrics_layout.setContentsMargins(0, 0, 0, 0)
+        metrics_layout.setSpacing(2)
+        metrics_layout.addWidget(self.metrics_plot, 1)
+        metrics_layout.addWidget(self.metrics_key)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -198,7 +212,7 @@ class ModelsPanel(QWidget):
         left_layout.addWidget(self.status)
         plots = QSplitter()
         plots.addWidget(self.loss_plot)
-        plots.addWidget(self.metrics_plot)
+        plots.addWidget(metrics_box)
         plots.setMinimumHeight(170)  # axes, title and a readable curve
         # plots under the table: the dock sits below the canvas, where width is scarce and
         # side by side left each plot a few pixels wide
@@ -242,12 +256,21 @@ class ModelsPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
         self._plot_metrics()
 
+    def plotted_metrics(self) -> list[str]:
+        """Rates and AUROCs only: one axis from 0 to 1, so a count such as ``normals`` (40)
+        does not flatten every curve that matters."""
+        values: dict[str, list[float]] = {}
+        for version in self.versions:
+            for key, value in version.metrics.items():
+                if isinstance(value, int | float):
+                    values.setdefault(key, []).append(float(value))
+        rates = [k for k, vs in values.items() if all(0.0 <= v <= 1.0 for v in vs)]
+        return sorted(rates)[: len(CURVE_COLOURS)]
+
     def _plot_metrics(self) -> None:
         self.metrics_plot.clear()
-        keys = sorted(
-            {k for v in self.versions for k, x in v.metrics.items() if isinstance(x, int | float)}
-        )
-        for i, key in enumerate(keys[: len(CURVE_COLOURS)]):
+        key_items = []
+        for i, key in enumerate(self.plotted_metrics()):
             points = [
                 (n, float(v.metrics[key])) for n, v in enumerate(self.versions) if key in v.metrics
             ]
@@ -260,8 +283,9 @@ class ModelsPanel(QWidget):
                     pen=pg.mkPen(colour, width=2),
                     symbol="o",
                     symbolBrush=colour,
-                    name=key,
                 )
+                key_items.append(f'<span style="color:{colour}">&#9679;</span>&nbsp;{key}')
+        self.metrics_key.setText("&nbsp;&nbsp; ".join(key_items))
         ticks = [(n, v.name) for n, v in enumerate(self.versions)]
         self.metrics_plot.getAxis("bottom").setTicks([ticks])
 
