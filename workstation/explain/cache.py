@@ -23,8 +23,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DISK_ENTRIES = 20_000
-"""Explanations kept on disk (a few kB each, so ~50-100 MB): weeks of review at one
-image every few seconds, while a workstation that runs for years cannot fill its disk."""
+"""Explanations kept on disk (a few kB each, so ~50-100 MB): several shifts of review at
+one image every few seconds, while a workstation that runs for years cannot fill its disk.
+Older images that come back are simply explained again."""
 
 
 def array_digest(array: np.ndarray) -> str:
