@@ -126,13 +126,12 @@ def evaluate_round(
     if not held:
         return {"before": {}, "after": {}, "promote": False, "reason": "no held-out images"}
     images = [e.image for e in held]
-    sizes = [im.shape[:2] for im in images]
     expert = FewShotExpert(backbone, FewShotConfig(image_size=manifest.image_size))
     expert.fit([read_image(p) for p in manifest.references])
     base_maps = expert.predict(images)
     normals = list(calibration)
     base_normals = [m.map for m in expert.predict(normals)]
-    candidate_maps = candidate.predict_features(candidate.features(images), sizes)
+    candidate_maps = candidate.predict(images)
     after_scales = JoinScales.measure(base_normals, [m.map for m in candidate.predict(normals)])
     after_maps = [
         join_adapter(b, a, scales=after_scales)

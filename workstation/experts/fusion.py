@@ -46,14 +46,19 @@ the generated demo product (three seeds, 40 masks: fused image AUROC 0.76 at 0.1
 at a threshold set on its training normals), then confirmed on bsdata (docs/benchmarks.md)."""
 
 
-def normal_quantile(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
-    """The pixel value a map reaches on normal images: its ``quantile`` over all pixels."""
+def _normal_pixels(normal_maps: Sequence[np.ndarray], *, who: str) -> np.ndarray:
+    """Every pixel of an expert's maps on normal images, refused if any is not finite."""
     if not normal_maps:
         raise UserError("calibrating the fusion needs at least one normal image")
     values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in normal_maps])
     if not np.isfinite(values).all():
-        raise UserError("an expert produced NaN or infinite values on normal images")
-    return float(np.quantile(values, quantile))
+        raise UserError(f"{who} produced NaN or infinite values on normal images")
+    return values
+
+
+def normal_quantile(normal_maps: Sequence[np.ndarray], quantile: float = 0.99) -> float:
+    """The pixel value a map reaches on normal images: its ``quantile`` over all pixels."""
+    return float(np.quantile(_normal_pixels(normal_maps, who="an expert"), quantile))
 
 
 def probability_scale(normal_maps: Sequence[np.ndarray]) -> float:
@@ -92,9 +97,7 @@ def fit_norm(name: str, maps: Sequence[np.ndarray], *, additive: bool = False) -
         raise UserError(f"calibrating expert {name!r} needs at least one normal image")
     if additive:
         return ExpertNorm(name=name, location=0.0, spread=probability_scale(maps), additive=True)
-    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
-    if not np.isfinite(values).all():
-        raise UserError(f"expert {name!r} produced NaN or infinite values on normal images")
+    values = _normal_pixels(maps, who=f"expert {name!r}")
     location = float(np.median(values))
     spread = float(np.quantile(values, 0.99)) - location
     # A constant map (e.g. constant normal images) still needs a usable unit.

@@ -23,6 +23,7 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
 from workstation.core.types import NORMAL_LABEL, ImageRecord, ModelVersion, Product
 from workstation.experts.base import ProgressFn
+from workstation.experts.features import working_shape
 from workstation.experts.fusion import CALIBRATED_THRESHOLD, Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.paths import models_dir
@@ -177,12 +178,12 @@ def fit_product(
 def fit_read_side(record: ImageRecord, image_size: int) -> int:
     """Longest side to decode a normal at for fitting: twice what the working shape needs.
 
-    The experts resize every image to about ``image_size**2`` pixels anyway, so decoding
-    200 full-resolution camera frames (15 MB each at 5 MP) would only cost memory; twice the
+    The experts resize every image to their working shape anyway, so decoding 200
+    full-resolution camera frames (15 MB each at 5 MP) would only cost memory; twice the
     needed side keeps the area-averaging resize as sharp as from the original.
     """
-    long_side, short_side = max(record.width, record.height), min(record.width, record.height)
-    return int(np.ceil(2 * image_size * np.sqrt(long_side / max(short_side, 1))))
+    shape = working_shape([(record.height, record.width)], image_size=image_size, multiple=1)
+    return 2 * max(shape)
 
 
 def _safe(name: str) -> str:
