@@ -43,6 +43,10 @@ def run_kind(manifest: RoundManifest, out: Path, device: str) -> dict[str, objec
         from training.adapter_round import run_adapter_round
 
         return run_adapter_round(manifest, out, device=device, emit=emit)
+    if manifest.kind == "selftaught":
+        from training.selftaught_round import run_selftaught_round
+
+        return run_selftaught_round(manifest, out, device=device, emit=emit)
     from training.vlm_lora import run_vlm_round
 
     return run_vlm_round(manifest, out, device=device, emit=emit)

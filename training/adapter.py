@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from training.losses import dice_loss, focal_loss
 from workstation.experts.adapter import SegmentationHead
 
 
@@ -49,29 +50,6 @@ class AdapterHyperparameters:
     def from_dict(cls, values: dict[str, object]) -> AdapterHyperparameters:
         known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
         return cls(**known)  # type: ignore[arg-type]
-
-
-def focal_loss(
-    logits: torch.Tensor, target: torch.Tensor, *, gamma: float, alpha: float
-) -> torch.Tensor:
-    """Binary focal loss on soft targets: rare defect patches are not drowned by easy normals."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    prob = torch.sigmoid(logits)
-    p_t = prob * target + (1 - prob) * (1 - target)
-    alpha_t = alpha * target + (1 - alpha) * (1 - target)
-    return (alpha_t * (1 - p_t) ** gamma * bce).mean()
-
-
-def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Soft dice over the batch; only images with some defect area contribute to it."""
-    prob = torch.sigmoid(logits).flatten(1)
-    target = target.flatten(1)
-    has_defect = target.sum(dim=1) > 0
-    if not bool(has_defect.any()):
-        return logits.new_zeros(())
-    prob, target = prob[has_defect], target[has_defect]
-    inter = (prob * target).sum(dim=1)
-    return (1 - (2 * inter + 1) / (prob.sum(dim=1) + target.sum(dim=1) + 1)).mean()
 
 
 StepFn = Callable[[int, int, float], None]

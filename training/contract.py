@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-RoundKind = Literal["adapter", "vlm"]
+RoundKind = Literal["adapter", "vlm", "selftaught"]
 SampleLabel = Literal["normal", "anomalous"]
 EventKind = Literal["start", "step", "metrics", "done", "error"]
 
@@ -124,6 +124,13 @@ class NotEnoughFeedbackError(ContractError):
 
 def check_feedback(kind: RoundKind, train: tuple[Sample, ...] | list[Sample]) -> None:
     """Refuse a round that cannot learn: no labels, or only one side of the boundary."""
+    if kind == "selftaught":
+        if not any(s.label == "normal" for s in train):
+            raise NotEnoughFeedbackError(
+                "the self-taught expert learns from normal images and the product has none; "
+                "import images labelled good (train/good) or review some as normal"
+            )
+        return
     if kind == "adapter":
         defects = sum(1 for s in train if s.label == "anomalous" and s.mask_path is not None)
         normals = sum(1 for s in train if s.label == "normal")

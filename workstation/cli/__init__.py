@@ -14,6 +14,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "bench",
     "train",
+    "synth",
     "models",
     "doctor",
 )

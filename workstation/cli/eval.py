@@ -18,12 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("dataset", type=Path, metavar="DATASET_DIR",
                         help="one category folder or a folder of categories")
-    parser.add_argument("--expert", choices=("fewshot", "zeroshot", "fused"), default="fewshot")
+    parser.add_argument(
+        "--expert",
+        choices=("fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"),
+        default="fewshot",
+        help="fused = few-shot + a self-taught network trained on the same shots",
+    )
     parser.add_argument("--backbone", default="filterbank",
                         help="filterbank (weight-free), dinov2-small, dinov2-base, clip-b16-plus")
     parser.add_argument("--clip-model", default="clip-b16-plus",
                         help="CLIP model of the zero-shot expert")
-    parser.add_argument("--shots", type=int, default=8, help="normal shots per category")
+    parser.add_argument("--shots", type=_shots, default=8,
+                        help="normal shots per category, or 'all' (every train/good image)")
+    parser.add_argument("--budget-minutes", type=float, default=8.0,
+                        help="training time of the self-taught network (selftaught, fused)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=512,
                         help="working resolution (side of a square of equal area)")
@@ -34,6 +42,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the report here")
     parser.set_defaults(handler=run)
+
+
+def _shots(text: str) -> int:
+    """``all`` or a positive count; 0 stands for all inside the evaluation."""
+    if text.strip().lower() == "all":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        message = f"expected a number of shots or 'all', got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--shots must be at least 1 (or 'all')")
+    return value
 
 
 def _table(report: dict[str, object]) -> str:
@@ -67,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         device=resolve_device(args.device),
         position_aware=args.position_aware,
         augment=args.augment,
+        budget_minutes=args.budget_minutes,
     )
     report = evaluate(args.dataset, config, progress_factory=lambda total, label: progress_bar(
         total, label

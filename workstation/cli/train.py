@@ -18,12 +18,14 @@ from workstation.cli.storeargs import add_db_option, store_path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="run a training round (adapter or VLM LoRA) on the collected feedback",
-        description="Train on the product's reviewed images and register the new model "
-        "version: active when it passes the gate, else a candidate (see `models promote`).",
+        help="run a training round (adapter, self-taught network or VLM LoRA)",
+        description="Train on the product's images and reviews and register the new model "
+        "version: active when it passes the gate, else a candidate (see `models promote`). "
+        "selftaught: a network learns the product's normal look from its normal images and "
+        "synthetic defects (no feedback needed); adapter and vlm learn from reviews.",
     )
     parser.add_argument("--product", required=True, help="product name")
-    parser.add_argument("--kind", choices=("adapter", "vlm"), default="adapter")
+    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
     parser.add_argument(
         "--if-new-labels",
         type=int,
@@ -32,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only train when at least N new reviews arrived since the last round",
     )
     parser.add_argument("--steps", type=int, help="training steps (default: the kind's own)")
+    parser.add_argument("--budget-minutes", type=float, metavar="M",
+                        help="selftaught: stop training after M minutes (default 8)")
+    parser.add_argument("--resume", action="store_true",
+                        help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
     add_db_option(parser)
     parser.set_defaults(handler=run)
@@ -44,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         RoundHandle,
         RoundOptions,
         new_labels_since_last_round,
+        resume_round,
         run_round,
     )
     from workstation.store.repository import Store
@@ -60,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
             if fresh < args.if_new_labels:
                 print(json.dumps({"status": "skipped", "new_labels": fresh}))
                 return 0
+        hyperparameters: dict[str, object] = {}
+        if args.steps is not None:
+            hyperparameters["steps"] = args.steps
+        if args.budget_minutes is not None:
+            hyperparameters["budget_minutes"] = args.budget_minutes
         options = RoundOptions.from_settings(
-            settings,
-            args.kind,
-            hyperparameters={} if args.steps is None else {"steps": args.steps},
-            device=args.device,
+            settings, args.kind, hyperparameters=hyperparameters, device=args.device
         )
         handle = RoundHandle()
 
@@ -81,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\n{event.message}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
         try:
-            outcome = run_round(store, product.name, options, on_event=show, handle=handle)
+            start = resume_round if args.resume else run_round
+            outcome = start(store, product.name, options, on_event=show, handle=handle)
         except KeyboardInterrupt:
             handle.cancel()
             raise

@@ -8,6 +8,7 @@ each image's own resolution (see ``workstation.core.metrics`` for the binning).
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from workstation.bench.mvtec import MVTecCategory, load_category
 from workstation.core import metrics
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image, read_mask
@@ -23,12 +25,19 @@ from workstation.core.types import Product
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 
-EvalExpert = Literal["fewshot", "zeroshot", "fused"]
+EvalExpert = Literal["fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"]
 EXPERT_SETS: dict[str, tuple[str, ...]] = {
     "fewshot": ("fewshot",),
     "zeroshot": ("zeroshot",),
-    "fused": ("fewshot", "zeroshot"),
+    "selftaught": (),
+    "fused": ("fewshot",),
+    "fewshot+zeroshot": ("fewshot", "zeroshot"),
 }
+"""The reference-based experts of each choice; ``selftaught`` and ``fused`` also train a
+self-taught network on the sampled shots (``TRAINED``)."""
+TRAINED = ("selftaught", "fused")
+ALL_SHOTS = 0
+"""``shots`` value meaning every ``train/good`` image."""
 METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "f1_max")
 ProgressFactory = Callable[[int, str], Callable[[int, int], None]]
 
@@ -44,16 +53,21 @@ class EvalConfig:
     device: str = "cpu"
     position_aware: bool = False
     augment: bool = False
+    budget_minutes: float = 8.0
+    """Training time cap of the self-taught network (``selftaught`` and ``fused``)."""
 
     def __post_init__(self) -> None:
         if self.expert not in EXPERT_SETS:
             raise UserError(f"--expert must be one of {', '.join(EXPERT_SETS)}")
         if self.shots < 0:
-            raise UserError("--shots must be >= 0")
+            raise UserError("--shots must be >= 0 (0: every train/good image)")
+        if self.budget_minutes <= 0:
+            raise UserError("--budget-minutes must be more than 0")
 
-    def pipeline_config(self) -> PipelineConfig:
+    def pipeline_config(self, selftaught_path: str | None = None) -> PipelineConfig:
         return PipelineConfig(
             experts=EXPERT_SETS[self.expert],
+            selftaught_path=selftaught_path,
             backbone=self.backbone,
             clip_model=self.clip_model,
             fewshot=FewShotConfig(
@@ -75,6 +89,8 @@ class CategoryResult:
     n_shots: int
     fit_seconds: float
     images_per_second: float
+    train_seconds: float = 0.0
+    """Training the self-taught network on the shots (0 when none is trained)."""
 
 
 def find_categories(root: Path) -> list[Path]:
@@ -99,27 +115,64 @@ def _finite(value: float) -> float | None:
 def evaluate_category(
     root: Path, config: EvalConfig, *, progress: Callable[[int, int], None] | None = None
 ) -> CategoryResult:
-    from workstation.bench.mvtec import load_category
-
     category = load_category(root)
-    needs_shots = "fewshot" in EXPERT_SETS[config.expert]
-    if needs_shots and config.shots > len(category.train):
+    needs_shots = config.expert != "zeroshot"  # the zero-shot expert only reads words
+    available = len(category.train)
+    if config.shots > available:
         raise UserError(
             f"{root.name}: {config.shots} shots asked for but train/good has only "
-            f"{len(category.train)} images"
+            f"{available} images"
         )
-    if needs_shots and config.shots == 0:
-        raise UserError("the few-shot expert needs --shots >= 1")
     rng = np.random.default_rng(config.seed)
-    count = config.shots if needs_shots else min(len(category.train), max(config.shots, 1))
-    chosen = sorted(rng.choice(len(category.train), size=count, replace=False).tolist())
+    everything = available if needs_shots else 1
+    count = everything if config.shots == ALL_SHOTS else config.shots
+    chosen = sorted(rng.choice(available, size=count, replace=False).tolist())
     shots = [read_image(category.train[i].path) for i in chosen]
     product = Product(id=0, name=root.name.replace("_", " "))
-    pipeline = InspectionPipeline(config.pipeline_config(), product=product, device=config.device)
-    started = time.perf_counter()
-    pipeline.fit(shots)
-    fit_seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="iad-eval-") as scratch:
+        train_seconds = 0.0
+        selftaught_path = None
+        if config.expert in TRAINED:
+            started = time.perf_counter()
+            selftaught_path = str(_train_selftaught(shots, config, Path(scratch)))
+            train_seconds = time.perf_counter() - started
+        pipeline = InspectionPipeline(
+            config.pipeline_config(selftaught_path), product=product, device=config.device
+        )
+        started = time.perf_counter()
+        pipeline.fit(shots)
+        fit_seconds = time.perf_counter() - started
+        return _score_test_images(
+            category,
+            pipeline,
+            n_shots=count,
+            fit_seconds=fit_seconds,
+            train_seconds=train_seconds,
+            progress=progress,
+        )
 
+
+def _train_selftaught(shots: list[np.ndarray], config: EvalConfig, scratch: Path) -> Path:
+    """Train a self-taught network on the shots (never on test images); its folder."""
+    from training.selftaught import SelfTaughtHyperparameters
+    from training.selftaught_round import fit_selftaught
+
+    hyper = SelfTaughtHyperparameters(budget_minutes=config.budget_minutes)
+    expert, _ = fit_selftaught(
+        shots, image_size=config.image_size, hyper=hyper, seed=config.seed, device=config.device
+    )
+    return expert.save(scratch / "selftaught")
+
+
+def _score_test_images(
+    category: MVTecCategory,
+    pipeline: InspectionPipeline,
+    *,
+    n_shots: int,
+    fit_seconds: float,
+    train_seconds: float,
+    progress: Callable[[int, int], None] | None,
+) -> CategoryResult:
     labels: list[bool] = []
     scores: list[float] = []
     maps: list[np.ndarray] = []
@@ -154,9 +207,10 @@ def evaluate_category(
         aupro=_finite(metrics.aupro(maps, masks)) if has_defect_pixels else None,
         f1_max=_finite(metrics.f1_max(label_array, score_array)),
         n_test=total,
-        n_shots=count,
+        n_shots=n_shots,
         fit_seconds=round(fit_seconds, 3),
         images_per_second=round(total / max(predict_seconds, 1e-9), 2),
+        train_seconds=round(train_seconds, 1),
     )
 
 

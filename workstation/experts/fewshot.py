@@ -348,7 +348,15 @@ class FewShotExpert:
 
     # --- the Expert protocol ----------------------------------------------------------
 
-    def fit(self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None) -> None:
+    def fit(
+        self,
+        normals: Sequence[np.ndarray],
+        *,
+        progress: ProgressFn | None = None,
+        calibration: Sequence[int] | None = None,
+    ) -> None:
+        """Build the bank; ``calibration`` picks the shots that ``calibration_maps`` scores
+        leave-one-out (default: up to MAX_CALIBRATION_SHOTS spread over all of them)."""
         import torch
 
         if len(normals) == 0:
@@ -377,7 +385,8 @@ class FewShotExpert:
         feats = self._normalise(raw)
         del raw
         owner = torch.tensor(owners, device=feats.device)
-        self._remember_held_out(images, feats, owners)
+        chosen = calibration_indices(len(images)) if calibration is None else list(calibration)
+        self._remember_held_out(images, feats, owners, chosen)
         if self.config.position_aware:
             self.bank = feats  # (N, h, w, C): kept whole, searched per position
             self.bank_owner = owner
@@ -397,15 +406,16 @@ class FewShotExpert:
             progress(total, total)
 
     def _remember_held_out(
-        self, images: Sequence[np.ndarray], feats: torch.Tensor, owners: list[int]
+        self,
+        images: Sequence[np.ndarray],
+        feats: torch.Tensor,
+        owners: list[int],
+        chosen: Sequence[int],
     ) -> None:
-        """Keep features of up to MAX_CALIBRATION_SHOTS shots for leave-one-out scoring."""
+        """Keep features of the ``chosen`` shots for leave-one-out scoring."""
         assert self.shape is not None
         first_row = {owner: row for row, owner in reversed(list(enumerate(owners)))}
-        self._held_out = [
-            (i, feats[first_row[i]].clone(), images[i].shape[:2])
-            for i in calibration_indices(len(images))
-        ]
+        self._held_out = [(i, feats[first_row[i]].clone(), images[i].shape[:2]) for i in chosen]
         single = len(images) == 1
         self._single_shot = resize_rgb(images[0], self.shape) if single else None
 

@@ -145,6 +145,8 @@ class ThresholdChoice:
     expected_fpr: float
     """Mean FPR of an order-statistic threshold: (n - rank + 1) / (n + 1)."""
     normals_for_goal: int
+    optimistic: bool = False
+    """The calibration normals were training data of a learned expert (no others left)."""
 
     def statement(self) -> str:
         text = (
@@ -157,10 +159,17 @@ class ThresholdChoice:
                 f" (about {self.normals_for_goal} normals give "
                 f"{CONFIDENCE_GOAL:.0%} confidence)"
             )
+        if self.optimistic:
+            text += (
+                "; set on normals a trained expert learned from, so it may be too low: "
+                "add normal images it did not train on"
+            )
         return text
 
 
-def choose_threshold(scores: Sequence[float], target_fpr: float) -> ThresholdChoice:
+def choose_threshold(
+    scores: Sequence[float], target_fpr: float, *, optimistic: bool = False
+) -> ThresholdChoice:
     values = np.sort(np.asarray(scores, dtype=np.float64))
     n = values.size
     if n == 0:
@@ -176,6 +185,7 @@ def choose_threshold(scores: Sequence[float], target_fpr: float) -> ThresholdCho
         confidence=threshold_confidence(n, rank, target_fpr),
         expected_fpr=(n - rank + 1) / (n + 1),
         normals_for_goal=normals_for_confidence(target_fpr),
+        optimistic=optimistic,
     )
 
 
@@ -209,7 +219,7 @@ class Calibration:
             heat = heat + norm.apply(outputs[norm.name].map)
             score = score + float(norm.apply(outputs[norm.name].score))
         return AnomalyMap(
-            map=((heat - self.location) / self.unit).astype(np.float32),
+            map=np.asarray((heat - self.location) / self.unit, dtype=np.float32),
             score=float((score - self.location) / self.unit),
             threshold=CALIBRATED_THRESHOLD,
             expert="+".join(n.name for n in self.norms),
@@ -263,9 +273,11 @@ class Calibration:
 
 def _combine(
     parts: list[tuple[np.ndarray | float, np.ndarray | float]], mode: FusionMode
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray | float, float]:
     if not parts:
-        raise UserError("fusion needs at least one non-adapter expert")
+        # Only probability-valued experts (a self-taught network on its own): they are
+        # added onto an empty base.
+        return 0.0, 0.0
     maps = np.stack([np.asarray(m, dtype=np.float32) for m, _ in parts])
     scores = np.asarray([float(s) for _, s in parts])
     if mode == "max":
@@ -279,6 +291,7 @@ def calibrate(
     target_fpr: float,
     mode: FusionMode = "mean",
     additive: Sequence[str] = (),
+    optimistic: bool = False,
 ) -> Calibration:
     """Fit norms and threshold from per-normal outputs (``{expert name: map}`` each).
 
@@ -299,7 +312,7 @@ def calibrate(
         location=0.0,
     )
     fused = [provisional.fuse(out).score for out in calibration_outputs]
-    threshold = choose_threshold(fused, target_fpr)
+    threshold = choose_threshold(fused, target_fpr, optimistic=optimistic)
     location = float(np.median(fused))
     if threshold.raw - location <= 1e-9:
         # All normals score alike (few shots or constant images): use the pixel unit

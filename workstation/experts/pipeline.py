@@ -44,12 +44,15 @@ class PipelineConfig:
     fusion: FusionMode = "mean"
     adapter_path: str | None = None
     """Folder of a trained adapter (``training`` output); joins the fusion additively."""
+    selftaught_path: str | None = None
+    """Folder of a trained self-taught network (``training`` output); joins additively."""
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.experts if e not in KNOWN_EXPERTS]
-        if unknown or not self.experts:
+        if unknown or not (self.experts or self.selftaught_path):
             raise UserError(
-                f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)}"
+                f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)} "
+                "or give a trained self-taught network"
             )
         if not 0 < self.target_fpr < 1:
             raise UserError("target false-positive rate must be between 0 and 1")
@@ -119,6 +122,11 @@ class InspectionPipeline:
                 )
         if self.config.adapter_path:
             self._attach_adapter(Path(self.config.adapter_path))
+        if self.config.selftaught_path:
+            from workstation.experts.selftaught import SelfTaughtExpert
+
+            folder = Path(self.config.selftaught_path)
+            self.add_expert(SelfTaughtExpert.load(folder, device=self.device), additive=True)
 
     def _attach_adapter(self, folder: Path) -> None:
         from workstation.experts.adapter import AdapterExpert, read_adapter_config
@@ -146,23 +154,28 @@ class InspectionPipeline:
     def fit(
         self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None
     ) -> Calibration:
-        """Fit every expert on the normal shots, then calibrate on held-out scores."""
+        """Fit every expert on the normal shots, then calibrate on held-out scores.
+
+        Held out means: the few-shot bank leaves each calibration shot out of its own
+        bank, and a trained expert (self-taught network) is calibrated only on normals it
+        did not train on. When it trained on all of them, those are used and the threshold
+        statement says that it may be optimistic.
+        """
         if len(normals) == 0:
             raise UserError(
                 "fitting needs at least one normal image of this product; add images "
                 "labelled good (train/good) or mark some as normal"
             )
+        chosen, optimistic = self._calibration_choice(normals)
         steps = len(self.experts) + 1
-        per_shot: list[dict[str, AnomalyMap]] = [
-            {} for _ in calibration_indices(len(normals))
-        ]
+        per_shot: list[dict[str, AnomalyMap]] = [{} for _ in chosen]
         for step, (name, expert) in enumerate(self.experts.items()):
-            expert.fit(normals)
             if isinstance(expert, FewShotExpert):
+                expert.fit(normals, calibration=chosen)
                 maps = expert.calibration_maps()
             else:
-                # Experts that did not memorise the normals can score them directly.
-                maps = expert.predict([normals[i] for i in calibration_indices(len(normals))])
+                expert.fit(normals)
+                maps = expert.predict([normals[i] for i in chosen])
             for slot, amap in zip(per_shot, maps, strict=True):
                 slot[name] = amap
             if progress:
@@ -172,11 +185,24 @@ class InspectionPipeline:
             target_fpr=self.config.target_fpr,
             mode=self.config.fusion,
             additive=tuple(self.additive),
+            optimistic=optimistic,
         )
         self.fitted_count = len(normals)
         if progress:
             progress(steps, steps)
         return self.calibration
+
+    def _calibration_choice(self, normals: Sequence[np.ndarray]) -> tuple[list[int], bool]:
+        """Indices of the normals to calibrate on, and whether a trained expert saw them."""
+        trained = [e for e in self.experts.values() if hasattr(e, "has_seen")]
+        if not trained:
+            return calibration_indices(len(normals)), False
+        unseen = [
+            i for i, image in enumerate(normals) if not any(e.has_seen(image) for e in trained)
+        ]
+        if not unseen:
+            return calibration_indices(len(normals)), True
+        return [unseen[i] for i in calibration_indices(len(unseen))], False
 
     def predict_detailed(
         self, images: Sequence[np.ndarray]

@@ -3,8 +3,9 @@
 Batched (one pipeline call and one store transaction per batch), resumable (images that
 already have a prediction for this model version are skipped, so an interrupted run
 continues where it stopped), cancellable between batches (``cancel`` event) and reporting
-progress. If the product has no usable active ``experts`` version, or its learned adapter
-changed since, the experts are fitted first (``onboard.fit_product``).
+progress. If the product has no usable active ``experts`` version, or a trained model
+(adapter, self-taught network) changed since, the experts are fitted first
+(``onboard.fit_product``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from workstation.core.imageio import read_image
 from workstation.core.types import ModelVersion, Product
 from workstation.experts.base import ProgressFn
 from workstation.experts.pipeline import InspectionPipeline
-from workstation.services.onboard import active_adapter_path, fit_product
+from workstation.services.onboard import fit_product, trained_model_paths
 from workstation.store.repository import Store
 from workstation.store.rows import NewPrediction
 
@@ -57,7 +58,10 @@ def load_active_pipeline(
         and active is not None
         and active.path is not None
         and Path(active.path).is_dir()
-        and active.config.get("adapter_path") == active_adapter_path(store, product)
+        and all(
+            active.config.get(key) == path
+            for key, path in trained_model_paths(store, product).items()
+        )
     )
     if usable:
         assert active is not None and active.path is not None

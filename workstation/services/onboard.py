@@ -87,11 +87,20 @@ def next_version_name(store: Store) -> str:
     return f"experts-{highest + 1}"
 
 
-def active_adapter_path(store: Store, product: Product) -> str | None:
-    adapter = store.active_model_version(product.id, "adapter")
-    if adapter is None or not adapter.path or not Path(adapter.path).is_dir():
+def active_model_path(store: Store, product: Product, kind: str) -> str | None:
+    """Folder of the product's active trained model of ``kind`` (adapter, selftaught)."""
+    version = store.active_model_version(product.id, kind)
+    if version is None or not version.path or not Path(version.path).is_dir():
         return None
-    return adapter.path
+    return version.path
+
+
+def trained_model_paths(store: Store, product: Product) -> dict[str, str | None]:
+    """The trained models that join the experts: part of what makes a fit current."""
+    return {
+        "adapter_path": active_model_path(store, product, "adapter"),
+        "selftaught_path": active_model_path(store, product, "selftaught"),
+    }
 
 
 def readiness(calibration: Calibration, *, seed: int = 0) -> Readiness:
@@ -146,9 +155,7 @@ def fit_product(
             f"product {product.name!r} has no normal images; import some labelled good "
             "(train/good) or review images as normal, then try again"
         )
-    config = PipelineConfig.from_settings(
-        settings, adapter_path=active_adapter_path(store, product)
-    )
+    config = PipelineConfig.from_settings(settings, **trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
     normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
     calibration = pipeline.fit(normals, progress=progress)

@@ -35,12 +35,15 @@ from training.contract import (
 )
 from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product, Round
+from workstation.services.onboard import normal_images
 from workstation.store.repository import Store
 
 if TYPE_CHECKING:
     from workstation.config import Settings
 
 DECISIVE = ("accepted", "normal", "anomalous")
+CHECKPOINT_DIR = "checkpoint"
+"""Inside a round's folder: where a self-taught round keeps the checkpoint it resumes from."""
 CORRECTION_SOURCES = ("inspector", "ground_truth")
 OnEvent = Callable[[ProgressEvent], None]
 
@@ -195,6 +198,8 @@ def build_manifest(
     """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
     since = _last_round_start(store, product, options.kind)
     samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
+    if options.kind == "selftaught":
+        samples = _with_normal_images(store, product, samples)
     train, held = split_samples(
         samples, holdout_fraction=options.holdout_fraction, seed=options.seed
     )
@@ -203,14 +208,23 @@ def build_manifest(
     except ContractError as exc:
         shutil.rmtree(round_dir, ignore_errors=True)
         raise UserError(f"no {options.kind} round for {product.name!r}: {exc}") from None
-    references = tuple(
-        r.path for r in store.list_images(product.id, split="train", source_label="good")
-    )
+    if options.kind == "selftaught":
+        # The few-shot bank of both gate sides holds only train-side normals, so the
+        # held-out normals measure false alarms honestly.
+        references = tuple(s.image_path for s in train if s.label == "normal")
+    else:
+        references = tuple(
+            r.path for r in store.list_images(product.id, split="train", source_label="good")
+        )
     hyper = {"regression_tolerance": options.regression_tolerance, **options.hyperparameters}
     parent = store.active_model_version(product.id, options.kind)
     same_backbone = parent is not None and parent.config.get("backbone") == options.backbone
     if parent is not None and parent.path and options.kind == "adapter" and same_backbone:
         hyper.setdefault("parent_adapter", parent.path)
+    if options.kind == "selftaught":
+        if parent is not None and parent.path and Path(parent.path).is_dir():
+            hyper.setdefault("parent_selftaught", parent.path)
+        hyper.setdefault("checkpoint_dir", str(round_dir / CHECKPOINT_DIR))
     return RoundManifest(
         product=product.name,
         kind=options.kind,
@@ -228,6 +242,21 @@ def build_manifest(
             "defect_vocabulary": list(product.defect_vocabulary),
         },
     )
+
+
+def _with_normal_images(store: Store, product: Product, samples: list[Sample]) -> list[Sample]:
+    """The self-taught network learns from every known-normal image of the product (the
+    onboarding references), not only from reviewed ones; reviewed defects with masks stay
+    as real positives."""
+    known = {s.image_id for s in samples}
+    extra = [
+        Sample(image_path=r.path, label="normal", image_id=r.id)
+        for r in normal_images(store, product)
+        if r.id not in known
+    ]
+    return [s for s in samples if s.label == "anomalous" and s.mask_path is not None] + [
+        s for s in samples if s.label == "normal"
+    ] + extra
 
 
 def new_labels_since_last_round(store: Store, product: Product, kind: str) -> int:
@@ -289,11 +318,57 @@ def run_round(
     manifest = build_manifest(store, product, options, round_dir)
     manifest_path = manifest.save(round_dir / "manifest.json")
     record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
+    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
+
+
+def resumable_round(store: Store, product: Product, kind: RoundKind) -> Round | None:
+    """The newest round of ``kind`` that stopped (killed, cancelled, failed) after writing
+    a checkpoint, unless a later round of that kind succeeded."""
+    for record in reversed(store.list_rounds(product.id)):
+        if record.kind != kind:
+            continue
+        if record.status == "succeeded":
+            return None
+        if (Path(record.manifest_path).parent / CHECKPOINT_DIR).is_dir():
+            return record
+    return None
+
+
+def resume_round(
+    store: Store,
+    product_name: str,
+    options: RoundOptions,
+    *,
+    on_event: OnEvent | None = None,
+    handle: RoundHandle | None = None,
+) -> RoundOutcome:
+    """Continue the newest interrupted round from its checkpoint, with its own manifest."""
+    product = store.get_product(product_name)
+    record = resumable_round(store, product, options.kind)
+    if record is None:
+        raise UserError(
+            f"{product.name!r} has no interrupted {options.kind} round with a checkpoint to "
+            "resume; start a new round instead"
+        )
+    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
+
+
+def _run_child(
+    store: Store,
+    product: Product,
+    record: Round,
+    options: RoundOptions,
+    *,
+    on_event: OnEvent | None,
+    handle: RoundHandle | None,
+) -> RoundOutcome:
+    manifest_path = Path(record.manifest_path)
+    round_dir = manifest_path.parent
     store.update_round(record.id, status="running")
     out = round_dir / "model"
     handle = handle or RoundHandle()
     last: ProgressEvent | None = None
-    with (round_dir / "child.log").open("w", encoding="utf-8") as log:
+    with (round_dir / "child.log").open("a", encoding="utf-8") as log:
         process = subprocess.Popen(
             child_command(manifest_path, out, options.device),
             stdout=subprocess.PIPE,
@@ -322,6 +397,7 @@ def run_round(
         shutil.rmtree(out, ignore_errors=True)
         store.update_round(record.id, status="failed", message=message)
         return RoundOutcome(store.get_round(record.id), None, "failed", message)
+    shutil.rmtree(round_dir / CHECKPOINT_DIR, ignore_errors=True)
     return _register(store, product, record, out, options)
 
 

@@ -1,0 +1,320 @@
+"""Training the self-taught expert's network: normal crops against synthetic defects.
+
+Each step draws random crops of the product's normal images at the experts' working size;
+about half get a synthetic defect painted in (``workstation.experts.synthetic``), and
+inspector-corrected defects, when there are any, are cropped around their masks as real
+positives. The network is fully convolutional, so it trains on small crops (cheap on a
+CPU) and predicts whole images.
+
+The schedule runs on *progress*, the larger of steps done / steps and seconds spent /
+budget, so a round ends on time on a slow CPU and after its steps on a GPU, always with
+the full warm-up and cosine decay. A checkpoint is written every few seconds: a killed
+round resumes where it stopped; a checkpoint of another layout is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.losses import dice_loss, focal_loss
+from workstation.core.errors import UserError
+from workstation.core.imageio import write_bytes_atomic
+from workstation.experts.selftaught import (
+    SelfTaughtConfig,
+    SelfTaughtError,
+    build_network,
+    standardise,
+)
+from workstation.experts.synthetic import DefectSynthesizer, SynthesisMix
+
+CHECKPOINT_FILE = "checkpoint.pt"
+WARMUP = 0.05
+"""Share of progress spent warming the learning rate up from a tenth of its peak."""
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or infinite: the round stops, nothing is promoted."""
+
+
+@dataclass(frozen=True)
+class SelfTaughtHyperparameters:
+    """Defaults sized so a round on ~45 normals ends within 10 minutes on 2 CPU cores."""
+
+    steps: int = 4000
+    budget_minutes: float = 8.0
+    """Wall-clock cap on training; evaluation comes on top (well under a minute)."""
+    batch_size: int = 16
+    crop: int = 96
+    width: int = 12
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    defect_probability: float = 0.5
+    real_defect_share: float = 0.3
+    """Of the defective crops, this share comes from inspector masks when there are some."""
+    lighting_jitter: float = 0.1
+    """Global gain (+-) and offset (+-25x this, gray levels) applied to every crop: lighting
+    that changes over a shift is normal, so the network must not learn it as a defect."""
+    families: dict[str, float] = field(default_factory=dict)
+    """Relative frequency per synthetic family (empty: all families equally)."""
+    min_visible: float = 8.0
+    calibration_fraction: float = 0.25
+    """Normals kept out of training so the fusion can measure the network's unit on
+    images it never saw (see ``InspectionPipeline.fit``)."""
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.75
+    dice_weight: float = 1.0
+    checkpoint_every_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.crop < 32 or self.width < 1:
+            raise UserError("self-taught steps, batch_size, width >= 1 and crop >= 32")
+        if self.budget_minutes <= 0:
+            raise UserError("the self-taught time budget must be more than 0 minutes")
+        if not 0 <= self.defect_probability <= 1 or not 0 <= self.calibration_fraction < 1:
+            raise UserError("defect_probability in [0, 1] and calibration_fraction in [0, 1)")
+        self.mix()  # validates the family names now, not at the first step
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> SelfTaughtHyperparameters:
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def mix(self) -> SynthesisMix:
+        if self.families:
+            return SynthesisMix(weights=dict(self.families), min_visible=self.min_visible)
+        return SynthesisMix(min_visible=self.min_visible)
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    steps: int
+    seconds: float
+    final_loss: float
+    resumed_from_step: int = 0
+
+
+StepFn = Callable[[int, int, float, float], None]
+"""``on_step(step, planned_steps, loss, progress 0-1)``; raise from it to stop."""
+
+
+def input_statistics(normals: Sequence[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the normals (0-255), accumulated image by image."""
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    count = 0
+    for image in normals:
+        pixels = image.reshape(-1, 3).astype(np.float64)
+        total += pixels.sum(axis=0)
+        squares += (pixels * pixels).sum(axis=0)
+        count += pixels.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0)) + 1.0
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+class CropSampler:
+    """Batches of (crop, mask): normal, synthetic defect, or around a real defect."""
+
+    def __init__(
+        self,
+        normals: Sequence[np.ndarray],
+        defects: Sequence[tuple[np.ndarray, np.ndarray]],
+        hyper: SelfTaughtHyperparameters,
+        rng: np.random.Generator,
+    ) -> None:
+        self.normals = list(normals)
+        self.defects = [(image, mask) for image, mask in defects if mask.any()]
+        self.hyper = hyper
+        self.rng = rng
+        self.synthesizer = DefectSynthesizer(self.normals, hyper.mix())
+        height, width = self.normals[0].shape[:2]
+        self.crop = min(hyper.crop, height, width)
+
+    def _window(self, shape: tuple[int, ...], around: np.ndarray | None = None) -> tuple[int, int]:
+        height, width = shape[:2]
+        c = self.crop
+        if around is None:
+            return int(self.rng.integers(height - c + 1)), int(self.rng.integers(width - c + 1))
+        ys, xs = np.nonzero(around)
+        pick = int(self.rng.integers(ys.size))
+        y = int(np.clip(ys[pick] - self.rng.integers(c), 0, height - c))
+        x = int(np.clip(xs[pick] - self.rng.integers(c), 0, width - c))
+        return y, x
+
+    def _lighting(self, crop: np.ndarray) -> np.ndarray:
+        jitter = self.hyper.lighting_jitter
+        if jitter <= 0:
+            return crop
+        gain = self.rng.uniform(1 - jitter, 1 + jitter)
+        offset = self.rng.uniform(-25 * jitter, 25 * jitter)
+        return np.clip(crop.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+
+    def example(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.crop
+        defective = self.rng.random() < self.hyper.defect_probability
+        if defective and self.defects and self.rng.random() < self.hyper.real_defect_share:
+            image, mask = self.defects[int(self.rng.integers(len(self.defects)))]
+            y, x = self._window(image.shape, around=mask)
+            crop = self._lighting(image[y : y + c, x : x + c])
+            return crop, mask[y : y + c, x : x + c].astype(np.uint8)
+        image = self.normals[int(self.rng.integers(len(self.normals)))]
+        y, x = self._window(image.shape)
+        crop = self._lighting(image[y : y + c, x : x + c])
+        if not defective:
+            return crop, np.zeros((c, c), np.uint8)
+        painted = self.synthesizer.make(crop, self.rng)
+        return painted.image, painted.mask
+
+    def batch(self) -> tuple[list[np.ndarray], torch.Tensor]:
+        crops, masks = zip(*(self.example() for _ in range(self.hyper.batch_size)), strict=True)
+        return list(crops), torch.from_numpy(np.stack(masks)).float()[:, None]
+
+
+def learning_rate(progress: float, peak: float) -> float:
+    """Linear warm-up from peak/10, then cosine decay to peak/100."""
+    if progress < WARMUP:
+        return peak * (0.1 + 0.9 * progress / WARMUP)
+    t = min(1.0, (progress - WARMUP) / (1 - WARMUP))
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _checkpoint_state(
+    network: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    config: SelfTaughtConfig,
+    *,
+    step: int,
+    seconds: float,
+    rng: np.random.Generator,
+) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "config": asdict(config),
+            "network": network.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "step": step,
+            "seconds": seconds,
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        },
+        buffer,
+    )
+    return buffer.getvalue()
+
+
+def _resume(
+    path: Path,
+    network: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    config: SelfTaughtConfig,
+    rng: np.random.Generator,
+) -> tuple[int, float]:
+    """Load a checkpoint into the network and optimiser; (step, seconds) it had reached."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises a different type for each kind of damage
+        raise SelfTaughtError(
+            f"the checkpoint {path} is damaged ({exc}); delete it to start the round afresh"
+        ) from None
+    saved = state.get("config", {}) if isinstance(state, dict) else {}
+    mine = asdict(config)
+    keys = ("architecture", "width", "shape", "format")
+    if any(_plain(saved.get(k)) != _plain(mine[k]) for k in keys):
+        raise SelfTaughtError(
+            f"the checkpoint {path} was written by another network layout "
+            f"({saved.get('architecture')!r}, width {saved.get('width')}, shape "
+            f"{saved.get('shape')}) than this round builds ({config.architecture!r}, width "
+            f"{config.width}, shape {list(config.shape)}); delete it to start afresh"
+        )
+    network.load_state_dict(state["network"])
+    optimiser.load_state_dict(state["optimiser"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), float(state["seconds"])
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def train_network(
+    normals: Sequence[np.ndarray],
+    config: SelfTaughtConfig,
+    hyper: SelfTaughtHyperparameters,
+    *,
+    defects: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    checkpoint_dir: Path | None = None,
+    on_step: StepFn | None = None,
+) -> tuple[torch.nn.Module, TrainingRecord]:
+    """Train from scratch (or from ``checkpoint_dir``'s checkpoint) on images already at
+    ``config.shape``; raises TrainingDivergedError on a NaN or infinite loss."""
+    if not normals:
+        raise UserError("the self-taught round needs at least one normal image")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    network = build_network(config).to(device)
+    optimiser = torch.optim.AdamW(
+        network.parameters(), lr=hyper.learning_rate, weight_decay=hyper.weight_decay
+    )
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
+    step, spent = 0, 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        step, spent = _resume(checkpoint, network, optimiser, config, rng)
+    resumed_from = step
+    sampler = CropSampler(normals, defects, hyper, rng)
+    budget = hyper.budget_minutes * 60.0
+    started = time.monotonic() - spent
+    last_save = time.monotonic()
+    loss_value = float("nan")
+    network.train()
+    progress = max(step / hyper.steps, spent / budget)
+    while progress < 1.0:
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(progress, hyper.learning_rate)
+        crops, targets = sampler.batch()
+        inputs = standardise(crops, config).to(device)
+        targets = targets.to(device)
+        logits = network(inputs)
+        loss = focal_loss(logits, targets, gamma=hyper.focal_gamma, alpha=hyper.focal_alpha)
+        loss = loss + hyper.dice_weight * dice_loss(logits, targets)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDivergedError(
+                f"the self-taught network diverged at step {step + 1} (loss {loss_value}); "
+                "nothing was promoted. Lower the learning rate "
+                f"(now {hyper.learning_rate:g}) and train again"
+            )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        elapsed = time.monotonic() - started
+        progress = max(step / hyper.steps, elapsed / budget)
+        if on_step is not None:
+            on_step(step, hyper.steps, loss_value, min(progress, 1.0))
+        if checkpoint is not None and time.monotonic() - last_save >= hyper.checkpoint_every_s:
+            write_bytes_atomic(
+                checkpoint,
+                _checkpoint_state(network, optimiser, config, step=step, seconds=elapsed, rng=rng),
+            )
+            last_save = time.monotonic()
+    network.eval()
+    record = TrainingRecord(
+        steps=step,
+        seconds=round(time.monotonic() - started, 1),
+        final_loss=loss_value,
+        resumed_from_step=resumed_from,
+    )
+    return network, record
