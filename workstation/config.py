@@ -27,8 +27,12 @@ class ExpertSettings:
     clip_model: str = "clip-b16-plus"
     zeroshot_windows: tuple[int, ...] = (2, 3)
     target_false_positive_rate: float = 0.05
+    align: str = "off"
+    """Register images to a reference pose before the experts: off, rigid, similarity."""
 
     def __post_init__(self) -> None:
+        if self.align not in ("off", "rigid", "similarity"):
+            raise UserError("experts.align must be off, rigid or similarity")
         if not 0 < self.target_false_positive_rate < 1:
             raise UserError("experts.target_false_positive_rate must be between 0 and 1")
         if any(not isinstance(w, int) or w < 1 for w in self.zeroshot_windows):

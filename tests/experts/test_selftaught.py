@@ -40,7 +40,7 @@ def test_maps_come_back_at_each_images_own_size_with_a_peak_score() -> None:
     maps = expert.predict(images)
     assert [m.map.shape for m in maps] == [(96, 96), (50, 64)]
     for amap in maps:
-        assert 0.0 <= amap.map.min() and amap.map.max() <= 1.0
+        assert amap.map.min() >= 0.0 and amap.map.max() <= 1.0
         assert 0.0 <= amap.score <= 1.0 and amap.expert == "selftaught"
 
 
@@ -76,7 +76,7 @@ def test_another_architecture_or_damaged_files_are_refused_clearly(tmp_path: Pat
 
     folder = _expert().save(tmp_path / "damaged")
     (folder / WEIGHTS_FILE).write_bytes(b"not a checkpoint")
-    with pytest.raises(SelfTaughtError, match="do not fit|train"):
+    with pytest.raises(SelfTaughtError, match=r"do not fit|train"):
         SelfTaughtExpert.load(folder)
 
     with pytest.raises(SelfTaughtError, match="not a self-taught model folder"):

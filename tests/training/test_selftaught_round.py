@@ -74,7 +74,7 @@ def test_bad_normals_one_image_mixed_sizes_gray_rgba_16_bit(tmp_path: Path) -> N
 
 def test_a_nan_loss_stops_the_round_with_a_clear_message() -> None:
     normals = [textured(seed) for seed in range(2)]
-    with pytest.raises(TrainingDivergedError, match="diverged.*Lower the learning rate"):
+    with pytest.raises(TrainingDivergedError, match=r"diverged.*Lower the learning rate"):
         train_network(normals, _config(), _hyper(steps=50, learning_rate=1e12), seed=0)
 
 
@@ -89,7 +89,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:
 def test_a_checkpoint_of_another_layout_is_refused(tmp_path: Path) -> None:
     normals = [textured(seed) for seed in range(2)]
     train_network(normals, _config(), _hyper(steps=2), checkpoint_dir=tmp_path)
-    with pytest.raises(SelfTaughtError, match="another network layout.*delete it"):
+    with pytest.raises(SelfTaughtError, match=r"another network layout.*delete it"):
         train_network(normals, _config((64, 64)), _hyper(steps=4), checkpoint_dir=tmp_path)
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"garbage")
     with pytest.raises(SelfTaughtError, match="damaged"):

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="working resolution (side of a square of equal area)")
     parser.add_argument("--position-aware", action="store_true",
                         help="match patches only near the same position (fixed-pose parts)")
+    parser.add_argument("--drop-family", action="append", default=[], metavar="FAMILY",
+                        help="leave a synthetic defect family out of the self-taught training "
+                        "(ablation; repeatable)")
+    parser.add_argument("--align", choices=("off", "rigid", "similarity"), default="off",
+                        help="register every image to a reference normal first")
     parser.add_argument("--augment", action="store_true",
                         help="add flipped / rotated copies of the shots to the memory bank")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -90,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         position_aware=args.position_aware,
         augment=args.augment,
         budget_minutes=args.budget_minutes,
+        align=args.align,
+        drop_families=tuple(args.drop_family),
     )
     report = evaluate(args.dataset, config, progress_factory=lambda total, label: progress_bar(
         total, label

@@ -24,6 +24,8 @@ from workstation.core.imageio import read_image, read_mask
 from workstation.core.types import Product
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.experts.registration import AlignMode
+from workstation.experts.synthetic import SynthesisMix
 
 EvalExpert = Literal["fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"]
 EXPERT_SETS: dict[str, tuple[str, ...]] = {
@@ -55,6 +57,9 @@ class EvalConfig:
     augment: bool = False
     budget_minutes: float = 8.0
     """Training time cap of the self-taught network (``selftaught`` and ``fused``)."""
+    align: AlignMode = "off"
+    drop_families: tuple[str, ...] = ()
+    """Synthetic defect families left out of the self-taught training (ablations)."""
 
     def __post_init__(self) -> None:
         if self.expert not in EXPERT_SETS:
@@ -68,6 +73,7 @@ class EvalConfig:
         return PipelineConfig(
             experts=EXPERT_SETS[self.expert],
             selftaught_path=selftaught_path,
+            align=self.align,
             backbone=self.backbone,
             clip_model=self.clip_model,
             fewshot=FewShotConfig(
@@ -157,7 +163,11 @@ def _train_selftaught(shots: list[np.ndarray], config: EvalConfig, scratch: Path
     from training.selftaught import SelfTaughtHyperparameters
     from training.selftaught_round import fit_selftaught
 
-    hyper = SelfTaughtHyperparameters(budget_minutes=config.budget_minutes)
+    families = dict(SynthesisMix.without(*config.drop_families).weights)
+    hyper = SelfTaughtHyperparameters(
+        budget_minutes=config.budget_minutes,
+        families=families if config.drop_families else {},
+    )
     expert, _ = fit_selftaught(
         shots, image_size=config.image_size, hyper=hyper, seed=config.seed, device=config.device
     )

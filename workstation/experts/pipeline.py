@@ -24,12 +24,14 @@ from workstation.core.types import AnomalyMap, Product
 from workstation.experts.base import Expert, ProgressFn, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert, calibration_indices
 from workstation.experts.fusion import Calibration, FusionMode, calibrate
+from workstation.experts.registration import AlignMode, Registrar
 
 if TYPE_CHECKING:
     from workstation.config import ExpertSettings
 
 PIPELINE_FILE = "pipeline.json"
 BANK_FILE = "fewshot.npz"
+REGISTRATION_FILE = "registration.npz"
 PIPELINE_FORMAT = "iad-expert-pipeline/1"
 KNOWN_EXPERTS = ("fewshot", "zeroshot")
 
@@ -46,6 +48,8 @@ class PipelineConfig:
     """Folder of a trained adapter (``training`` output); joins the fusion additively."""
     selftaught_path: str | None = None
     """Folder of a trained self-taught network (``training`` output); joins additively."""
+    align: AlignMode = "off"
+    """Register every image to a reference normal before the experts (registration.py)."""
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.experts if e not in KNOWN_EXPERTS]
@@ -71,6 +75,7 @@ class PipelineConfig:
             fewshot=fewshot,
             clip_model=settings.clip_model,
             target_fpr=settings.target_false_positive_rate,
+            align=settings.align,  # type: ignore[arg-type]
         )
         return replace(config, **overrides)
 
@@ -105,6 +110,7 @@ class InspectionPipeline:
         self.additive: set[str] = set()
         self.calibration: Calibration | None = None
         self.fitted_count = 0
+        self.registrar = Registrar(self.config.align)
         self._build_experts()
 
     # --- building ---------------------------------------------------------------------
@@ -166,6 +172,8 @@ class InspectionPipeline:
                 "fitting needs at least one normal image of this product; add images "
                 "labelled good (train/good) or mark some as normal"
             )
+        self.registrar.fit(normals)
+        normals = self._aligned(normals)
         chosen, optimistic = self._calibration_choice(normals)
         steps = len(self.experts) + 1
         per_shot: list[dict[str, AnomalyMap]] = [{} for _ in chosen]
@@ -210,12 +218,20 @@ class InspectionPipeline:
         """Fused calibrated map plus each expert's raw map, per image."""
         if self.calibration is None:
             raise UserError("the experts are not calibrated yet; fit on normal images first")
-        per_expert = {name: expert.predict(images) for name, expert in self.experts.items()}
+        alignments = [self.registrar.estimate(image) for image in images]
+        aligned = [self.registrar.align(im, a) for im, a in zip(images, alignments, strict=True)]
+        per_expert = {name: expert.predict(aligned) for name, expert in self.experts.items()}
         out = []
-        for index in range(len(images)):
-            outputs = {name: maps[index] for name, maps in per_expert.items()}
+        for index, alignment in enumerate(alignments):
+            outputs = {
+                name: replace(maps[index], map=self.registrar.unalign(maps[index].map, alignment))
+                for name, maps in per_expert.items()
+            }
             out.append((self.calibration.fuse(outputs), outputs))
         return out
+
+    def _aligned(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [self.registrar.align(im, self.registrar.estimate(im)) for im in images]
 
     def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
         return [fused for fused, _ in self.predict_detailed(images)]
@@ -232,6 +248,7 @@ class InspectionPipeline:
             np.savez(tmp, **fewshot.state())
             tmp.replace(folder / BANK_FILE)
         self.calibration.save(folder)
+        self.registrar.save(folder / REGISTRATION_FILE)
         manifest = {
             "format": PIPELINE_FORMAT,
             "config": self.config.to_dict(),
@@ -262,5 +279,6 @@ class InspectionPipeline:
             with np.load(folder / BANK_FILE) as data:
                 fewshot.load_state({key: data[key] for key in data.files})
         pipeline.calibration = Calibration.load(folder)
+        pipeline.registrar.load(folder / REGISTRATION_FILE)
         pipeline.fitted_count = int(manifest.get("fitted_count", 0))
         return pipeline

@@ -48,6 +48,11 @@ class SynthesisMix:
     @classmethod
     def without(cls, *dropped: str) -> SynthesisMix:
         """Every family but ``dropped`` (for ablations)."""
+        unknown = sorted(set(dropped) - set(FAMILIES))
+        if unknown:
+            raise UserError(
+                f"unknown synthetic defect families {unknown}; known: {', '.join(FAMILIES)}"
+            )
         return cls(weights={f: (0.0 if f in dropped else 1.0) for f in FAMILIES})
 
     def probabilities(self) -> tuple[tuple[str, ...], np.ndarray]:
