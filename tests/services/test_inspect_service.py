@@ -59,7 +59,8 @@ def test_inspect_writes_predictions_and_resumes(store: Store) -> None:
     product = store.get_product("bracket")
     version = store.active_model_version(product.id, "experts")
     assert version is not None and version.name == "experts-1"
-    assert Path(version.path or "").is_relative_to(models_dir())
+    assert Path(version.path or "") == store.models_dir / "experts-1"
+    assert not models_dir().exists()  # nothing in the shared home folder
     assert (Path(version.path or "") / "calibration.json").is_file()
     defect = next(r for r in store.list_images(product.id) if r.source_label == "dent")
     prediction = store.latest_prediction(defect.id, model_version="experts-1")
