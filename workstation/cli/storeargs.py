@@ -17,4 +17,12 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 def store_path(args: argparse.Namespace, default: Path | None = None) -> Path:
     value = getattr(args, "db", None)
-    return Path(value).expanduser() if value else (default or default_db_path())
+    return expand_user(value) if value else (default or default_db_path())
+
+
+def expand_user(value: str | Path) -> Path:
+    """``~`` expanded; a ``~name`` of no known user stays as written (a literal folder)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return Path(value)

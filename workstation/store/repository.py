@@ -52,6 +52,7 @@ from workstation.core.types import (
 )
 from workstation.store.blobs import BlobStore, pid_alive
 from workstation.store.db import connect, is_read_only_error, migrate, write_transaction
+from workstation.store.errors import describe_store_error
 from workstation.store.model_files import (
     STAGING_PREFIX,
     FilesProblem,
@@ -276,7 +277,7 @@ class Store:
             migrate(store._db(), path)
         except sqlite3.OperationalError as exc:
             store.close()
-            raise UserError(f"cannot open the store {path}: {exc}") from exc
+            raise UserError(describe_store_error(exc, path)) from exc
         except sqlite3.DatabaseError as exc:
             store.close()
             raise UserError(f"{path} is not a workstation store ({exc})") from exc
