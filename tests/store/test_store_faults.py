@@ -8,12 +8,11 @@ message, the exit code, and that the store still holds everything it held before
 from __future__ import annotations
 
 import errno
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from store_helpers import make_mvtec
+from store_helpers import corrupt_page_of, make_mvtec
 
 import workstation.store.repository as repository
 from workstation.__main__ import main
@@ -171,24 +170,6 @@ def test_a_damaged_store_says_so_and_names_doctor_and_repair(
         line = error_line(capsys)
         assert "is damaged" in line and str(db) in line
         assert "doctor --db" in line and "repair --db" in line
-
-
-def corrupt_page_of(db: Path, marker: bytes) -> int:
-    """Overwrite the b-tree page header of the page holding ``marker``; return its number.
-
-    The store is closed first, so the write-ahead log is folded into the file.
-    """
-    conn = sqlite3.connect(db)
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    data = bytearray(db.read_bytes())
-    offset = data.find(marker)
-    assert offset > page_size, "the marker must be on a data page, not the schema page"
-    page = offset // page_size
-    data[page * page_size : page * page_size + 12] = b"\xff" * 12
-    db.write_bytes(bytes(data))
-    return page + 1
 
 
 def test_an_unexpected_error_is_one_line_and_its_trace_goes_to_the_log(

@@ -38,6 +38,11 @@ _MASK_HEADER = struct.Struct("<8sII")
 _fsync = getattr(os, "fdatasync", os.fsync)
 
 
+def store_blobs_dir(db_path: Path) -> Path:
+    """``<name>.blobs/`` beside the store file at ``db_path``."""
+    return db_path.parent / f"{db_path.stem}.blobs"
+
+
 def array_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}|{array.shape}|".encode())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ class ModelFilesError(UserError):
 def store_models_dir(db_path: Path) -> Path:
     """The folder that holds every model version of the store at ``db_path``."""
     return db_path.parent / f"{db_path.stem}.models"
+
+
+def resolve_model_path(stored: str, models_dir: Path) -> Path:
+    """A row's ``path``: relative to the store's models folder (so a moved store keeps
+    its models), or absolute for a row written before models lived in the store."""
+    path = Path(stored)
+    return path if path.is_absolute() else models_dir / path
 
 
 def folder_sha256(folder: Path) -> str:
@@ -129,3 +137,23 @@ def copy_folder(source: Path, target: Path) -> None:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def adopt_legacy_model_folders(conn: sqlite3.Connection, models_dir: Path) -> int:
+    """Copy trained versions registered with an absolute path into ``models_dir`` and
+    hash them; return how many. ``experts`` rows are left unhashed (see migration 2)."""
+    rows = conn.execute(
+        "SELECT id, name, path FROM model_versions WHERE path IS NOT NULL "
+        "AND files_sha256 IS NULL AND kind != 'experts'"
+    ).fetchall()
+    adopted = 0
+    for version_id, name, stored in rows:
+        if not Path(stored).is_absolute() or not Path(stored).is_dir():
+            continue  # gone already: doctor reports it, loading names the fix
+        copy_folder(Path(stored), models_dir / name)
+        conn.execute(
+            "UPDATE model_versions SET path = ?, files_sha256 = ? WHERE id = ?",
+            (name, folder_sha256(models_dir / name), version_id),
+        )
+        adopted += 1
+    return adopted

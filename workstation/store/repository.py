@@ -50,9 +50,10 @@ from workstation.core.types import (
     check_literal,
     check_revision_source,
 )
-from workstation.store.blobs import BlobStore, pid_alive
+from workstation.store.blobs import BlobStore, pid_alive, store_blobs_dir
 from workstation.store.db import connect, is_read_only_error, migrate, write_transaction
 from workstation.store.errors import describe_store_error
+from workstation.store.health import referenced_blobs
 from workstation.store.model_files import (
     STAGING_PREFIX,
     FilesProblem,
@@ -61,6 +62,7 @@ from workstation.store.model_files import (
     fix_for,
     folder_sha256,
     move_into_place,
+    resolve_model_path,
     staging_folder,
     store_models_dir,
 )
@@ -188,8 +190,8 @@ def _prediction(row: Mapping[str, Any]) -> Prediction:
 
 def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
     path = row["path"]
-    if path is not None and not Path(path).is_absolute():
-        path = str(models_dir / path)  # stored relative, so a moved store keeps its models
+    if path is not None:
+        path = str(resolve_model_path(path, models_dir))
     return ModelVersion(
         id=row["id"],
         product_id=row["product_id"],
@@ -253,7 +255,7 @@ class Store:
         self._connections: weakref.WeakSet[sqlite_utils.Database] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
-        self.blobs = BlobStore(path.parent / f"{path.stem}.blobs", fsync=fsync_blobs)
+        self.blobs = BlobStore(store_blobs_dir(path), fsync=fsync_blobs)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -394,13 +396,7 @@ class Store:
             f"row {row[1]} of {row[0]} points to a missing {row[2]} row"
             for row in db.execute("PRAGMA foreign_key_check").fetchall()
         ]
-        referenced = {
-            row[0]
-            for row in db.execute(
-                "SELECT blob FROM mask_revisions UNION SELECT map_blob FROM predictions "
-                "WHERE map_blob IS NOT NULL"
-            ).fetchall()
-        }
+        referenced = referenced_blobs(db.conn)
         stored = set(self.blobs.iter_blobs())
         problems += [f"blob {sha} is referenced but missing" for sha in referenced - stored]
         problems += [f"blob {sha} is not referenced by any row" for sha in stored - referenced]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from workstation.store.model_files import copy_folder, folder_sha256, store_models_dir
+from workstation.store.model_files import adopt_legacy_model_folders, store_models_dir
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -218,20 +218,7 @@ def _v2(db: sqlite_utils.Database) -> None:
     database_file = next(
         (row[2] for row in db.execute("PRAGMA database_list").fetchall() if row[1] == "main"), ""
     )
-    if not database_file:
-        return
-    models = store_models_dir(Path(database_file))
-    rows = db.execute(
-        "SELECT id, name, path FROM model_versions WHERE path IS NOT NULL AND kind != 'experts'"
-    ).fetchall()
-    for version_id, name, path in rows:
-        if not Path(path).is_dir():
-            continue  # gone already: doctor reports it, loading names the fix
-        copy_folder(Path(path), models / name)
-        db.execute(
-            "UPDATE model_versions SET path = ?, files_sha256 = ? WHERE id = ?",
-            (name, folder_sha256(models / name), version_id),
-        )
-
+    if database_file:
+        adopt_legacy_model_folders(db.conn, store_models_dir(Path(database_file)))
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
