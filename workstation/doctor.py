@@ -26,7 +26,7 @@ from typing import Literal
 
 from workstation.config import Settings, load_settings, user_config_path
 from workstation.core.errors import MissingModelError, UserError
-from workstation.paths import default_db_path, resources_dir
+from workstation.paths import default_db_path, expand_user, resources_dir
 
 Severity = Literal["required", "optional"]
 
@@ -593,7 +593,7 @@ def build_context(
         findings.append(CheckResult("settings", False, str(exc), fix=fix))
     else:
         findings.append(CheckResult("settings", True, "loaded"))
-    path = Path(db).expanduser() if db else default_db_path()
+    path = expand_user(db) if db else default_db_path()
     context = DoctorContext(settings=settings, db_path=path, verify_hashes=verify_hashes, deep=deep)
     return context, findings
 

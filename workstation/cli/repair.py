@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from workstation.cli.storeargs import add_db_option, expand_user, store_path
+from workstation.cli.storeargs import add_db_option, store_path
+from workstation.paths import expand_user
 
 if TYPE_CHECKING:
     from workstation.store.salvage import SalvageReport

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workstation.paths import default_db_path
+from workstation.paths import default_db_path, expand_user
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -19,10 +19,3 @@ def store_path(args: argparse.Namespace, default: Path | None = None) -> Path:
     value = getattr(args, "db", None)
     return expand_user(value) if value else (default or default_db_path())
 
-
-def expand_user(value: str | Path) -> Path:
-    """``~`` expanded; a ``~name`` of no known user stays as written (a literal folder)."""
-    try:
-        return Path(value).expanduser()
-    except RuntimeError:
-        return Path(value)

@@ -50,6 +50,7 @@ from workstation.core.types import (
     check_literal,
     check_revision_source,
 )
+from workstation.paths import expand_user
 from workstation.store.blobs import BlobStore, pid_alive, store_blobs_dir
 from workstation.store.db import connect, is_read_only_error, migrate, write_transaction
 from workstation.store.errors import describe_store_error
@@ -267,7 +268,7 @@ class Store:
         survives), but a power cut could then leave a committed row whose array file is
         empty. It makes mask saves several times faster on slow disks.
         """
-        path = Path(path).expanduser().absolute()
+        path = expand_user(path).absolute()
         if path.is_dir():
             raise UserError(f"{path} is a folder; give the store's file name (e.g. store.sqlite)")
         try:
