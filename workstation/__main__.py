@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is not None and any("\x00" in arg for arg in argv):
+        # A shell cannot pass one, but a caller of main() can; no path may hold it.
+        print("error: an argument holds a NUL character, which no file name can", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         if args.self_check:
