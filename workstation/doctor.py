@@ -22,13 +22,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from workstation.config import Settings, load_settings, user_config_path
+from workstation.core.checks import CheckResult
 from workstation.core.errors import MissingModelError, UserError
 from workstation.paths import default_db_path, expand_user, resources_dir
-
-Severity = Literal["required", "optional"]
 
 MIN_PYTHON = (3, 11)
 DISK_REQUIRED_BYTES = 500 * 1024**2
@@ -40,20 +38,6 @@ PROBE_SIZE = 64
 """Side of the synthetic images the weight-free pipeline check runs on (fast on any CPU)."""
 WEIGHT_FREE_BACKBONE = "filterbank"
 WEIGHT_FREE_EXPLAINER = "template"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    severity: Severity = "required"
-
-    @property
-    def blocking(self) -> bool:
-        """A failure the user must fix before the application can be used."""
-        return not self.ok and self.severity == "required"
 
 
 @dataclass(frozen=True)
@@ -313,10 +297,7 @@ def check_store_damage(context: DoctorContext) -> list[CheckResult]:
             return []
     except UserError:
         return []
-    return [
-        CheckResult(f.name, f.ok, f.detail, fix=f.fix, severity=f.severity)
-        for f in check_store_health(path, deep=context.deep)
-    ]
+    return check_store_health(path, deep=context.deep)
 
 
 def _existing_parent(path: Path) -> Path:

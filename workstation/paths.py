@@ -40,7 +40,8 @@ def demo_db_path() -> Path:
 
 
 def models_dir() -> Path:
-    """Installed offline model bundles and trained adapters live here."""
+    """Machine-wide downloads (offline bundles); fitted and trained model versions live
+    with their store instead (``<store>.models/``)."""
     return user_data_dir() / "models"
 
 

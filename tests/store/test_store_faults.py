@@ -46,12 +46,21 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
-def test_a_read_only_store_file_is_read_but_not_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], read_only: Callable[[Path], str]
-) -> None:
+@pytest.fixture
+def stored(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, tuple[object, ...]]:
+    """A store with one imported product, and its snapshot before the fault."""
     db = imported_store(tmp_path)
-    before = snapshot(db)
     capsys.readouterr()
+    return db, snapshot(db)
+
+
+def test_a_read_only_store_file_is_read_but_not_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    read_only: Callable[[Path], str],
+    stored: tuple[Path, tuple[object, ...]],
+) -> None:
+    db, before = stored
     read_only(db)
     other = make_mvtec(tmp_path / "cable", seed=7)
     assert main(["--db", str(db), "import", str(other)]) == 2
@@ -87,11 +96,12 @@ def test_a_rejected_db_leaves_no_blobs_folder_behind(
 
 
 def test_export_into_a_file_or_an_unwritable_folder_is_refused_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], read_only: Callable[[Path], str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    read_only: Callable[[Path], str],
+    stored: tuple[Path, tuple[object, ...]],
 ) -> None:
-    db = imported_store(tmp_path)
-    before = snapshot(db)
-    capsys.readouterr()
+    db, before = stored
     target = tmp_path / "report.txt"
     target.write_text("keep me")
     assert main(["--db", str(db), "export", str(target), "--product", "bottle"]) == 2
@@ -109,11 +119,12 @@ def test_export_into_a_file_or_an_unwritable_folder_is_refused_in_one_line(
 
 
 def test_disk_full_in_the_store_rolls_back_the_batch_and_the_import_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stored: tuple[Path, tuple[object, ...]],
 ) -> None:
-    db = imported_store(tmp_path)
-    before = snapshot(db)
-    capsys.readouterr()
+    db, before = stored
     real_connect = repository.connect
 
     def small_disk(path: Path):  # type: ignore[no-untyped-def]
@@ -138,11 +149,12 @@ def test_disk_full_in_the_store_rolls_back_the_batch_and_the_import_resumes(
 
 
 def test_disk_full_while_exporting_names_the_file_and_leaves_no_partial_copy(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stored: tuple[Path, tuple[object, ...]],
 ) -> None:
-    db = imported_store(tmp_path)
-    before = snapshot(db)
-    capsys.readouterr()
+    db, before = stored
 
     def no_space(source: str, target: str | Path) -> None:
         Path(target).write_bytes(b"partial")

@@ -15,7 +15,11 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def store_path(args: argparse.Namespace, default: Path | None = None) -> Path:
+def store_path(args: argparse.Namespace) -> Path:
+    """The store a command works on: ``--db``, else the command's own default (the demo
+    has its own store, set with ``set_defaults(default_store=...)``), else the user's."""
     value = getattr(args, "db", None)
-    return expand_user(value) if value else (default or default_db_path())
+    if value:
+        return expand_user(value)
+    return getattr(args, "default_store", default_db_path)()
 

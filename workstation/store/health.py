@@ -18,10 +18,9 @@ import sqlite3
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from workstation.core.checks import CheckResult
 from workstation.core.errors import UserError
 from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir
 from workstation.store.model_files import (
@@ -32,18 +31,8 @@ from workstation.store.model_files import (
     store_models_dir,
 )
 
-Severity = Literal["required", "optional"]
 MAX_LISTED = 3
 """Problems of one kind listed by name; the rest are counted."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    severity: Severity = "required"
 
 
 def repair_fix(path: Path) -> str:
@@ -77,7 +66,7 @@ def _listed(items: list[str]) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def check_store_file(path: Path, *, deep: bool) -> list[Finding]:
+def check_store_file(path: Path, *, deep: bool) -> list[CheckResult]:
     """SQLite's own check of every page (and every index with ``deep``), and the rows
     that point at rows which are gone."""
     pragma = "integrity_check" if deep else "quick_check"
@@ -86,12 +75,12 @@ def check_store_file(path: Path, *, deep: bool) -> list[Finding]:
             messages = [row[0] for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
             orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
     except sqlite3.DatabaseError as exc:
-        return [Finding("store pages", False, f"{path}: {exc}", repair_fix(path))]
+        return [CheckResult("store pages", False, f"{path}: {exc}", repair_fix(path))]
     findings = []
     damage = [m for m in messages if m != "ok"]
     if damage:
         findings.append(
-            Finding(
+            CheckResult(
                 "store pages",
                 False,
                 f"{path} is damaged ({pragma}: {len(damage)} problem(s): {_listed(damage)})",
@@ -99,11 +88,11 @@ def check_store_file(path: Path, *, deep: bool) -> list[Finding]:
             )
         )
     else:
-        findings.append(Finding("store pages", True, f"{pragma}: every page reads back"))
+        findings.append(CheckResult("store pages", True, f"{pragma}: every page reads back"))
     if orphans:
         listed = [f"row {row[1]} of {row[0]} points to a missing {row[2]} row" for row in orphans]
         findings.append(
-            Finding("store references", False, _listed(listed), repair_fix(path))
+            CheckResult("store references", False, _listed(listed), repair_fix(path))
         )
     return findings
 
@@ -123,7 +112,7 @@ def _write_problem(target: Path) -> str | None:
     return None
 
 
-def check_writable(path: Path) -> list[Finding]:
+def check_writable(path: Path) -> list[CheckResult]:
     """The store file, its folder, its blobs and its models can all be written."""
     targets = [path, path.parent, store_blobs_dir(path), store_models_dir(path)]
     problems = [
@@ -132,9 +121,9 @@ def check_writable(path: Path) -> list[Finding]:
         if target.exists() and (reason := _write_problem(target)) is not None
     ]
     if not problems:
-        return [Finding("store writable", True, "the file and its folders accept writes")]
+        return [CheckResult("store writable", True, "the file and its folders accept writes")]
     return [
-        Finding(
+        CheckResult(
             "store writable",
             False,
             f"cannot write {_listed(problems)}",
@@ -144,13 +133,13 @@ def check_writable(path: Path) -> list[Finding]:
     ]
 
 
-def check_blobs(path: Path, *, deep: bool) -> list[Finding]:
+def check_blobs(path: Path, *, deep: bool) -> list[CheckResult]:
     """Every array a row references is there (and, ``deep``, still has its hash)."""
     with read_only_connection(path) as conn:
         try:
             referenced = referenced_blobs(conn)
         except sqlite3.DatabaseError as exc:
-            return [Finding("blobs", False, f"cannot list the arrays in use: {exc}",
+            return [CheckResult("blobs", False, f"cannot list the arrays in use: {exc}",
                             repair_fix(path))]
     blobs = BlobStore(store_blobs_dir(path))
     stored = set(blobs.iter_blobs())
@@ -169,7 +158,7 @@ def check_blobs(path: Path, *, deep: bool) -> list[Finding]:
         listed = [f"{sha[:12]} missing" for sha in missing]
         listed += [f"{sha[:12]} does not match its hash" for sha in damaged]
         findings.append(
-            Finding(
+            CheckResult(
                 "blobs",
                 False,
                 f"{len(missing) + len(damaged)} of {len(referenced)} arrays in "
@@ -180,11 +169,12 @@ def check_blobs(path: Path, *, deep: bool) -> list[Finding]:
         )
     else:
         how = "re-hashed" if deep else "present (re-hash them with --deep)"
-        findings.append(Finding("blobs", True, f"all {len(referenced)} arrays in use are {how}"))
+        detail = f"all {len(referenced)} arrays in use are {how}"
+        findings.append(CheckResult("blobs", True, detail))
     unused = len(stored - referenced)
     if unused:
         findings.append(
-            Finding(
+            CheckResult(
                 "blobs unused",
                 False,
                 f"{unused} array file(s) no row uses (left by an interrupted write)",
@@ -195,7 +185,7 @@ def check_blobs(path: Path, *, deep: bool) -> list[Finding]:
     return findings
 
 
-def check_models(path: Path) -> list[Finding]:
+def check_models(path: Path) -> list[CheckResult]:
     """Each model version's folder still hashes as it did when it was registered."""
     models = store_models_dir(path)
     with read_only_connection(path) as conn:
@@ -205,7 +195,7 @@ def check_models(path: Path) -> list[Finding]:
                 "JOIN products p ON p.id = v.product_id WHERE v.path IS NOT NULL ORDER BY v.id"
             ).fetchall()
         except sqlite3.DatabaseError as exc:
-            return [Finding("models", False, f"cannot list the model versions: {exc}",
+            return [CheckResult("models", False, f"cannot list the model versions: {exc}",
                             repair_fix(path))]
     findings = []
     for name, kind, stored, digest, product in rows:
@@ -216,7 +206,7 @@ def check_models(path: Path) -> list[Finding]:
         problem = FilesProblem(name, state, folder, fix_for(kind, product))
         refit = kind == "experts" and state != "changed"  # the inspector refits those itself
         findings.append(
-            Finding(
+            CheckResult(
                 f"model {name}",
                 False,
                 problem.detail,
@@ -225,11 +215,12 @@ def check_models(path: Path) -> list[Finding]:
             )
         )
     if not findings:
-        findings.append(Finding("models", True, f"{len(rows)} model folder(s) hash as registered"))
+        detail = f"{len(rows)} model folder(s) hash as registered"
+        findings.append(CheckResult("models", True, detail))
     return findings
 
 
-def check_store_health(path: Path, *, deep: bool = False) -> list[Finding]:
+def check_store_health(path: Path, *, deep: bool = False) -> list[CheckResult]:
     """Every check above; the blob and model checks only when the file reads back."""
     findings = check_store_file(path, deep=deep) + check_writable(path)
     if all(f.ok for f in findings if f.name == "store pages"):
