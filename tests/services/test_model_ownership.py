@@ -164,3 +164,21 @@ def test_migration_copies_trained_models_in_and_marks_shared_experts_stale(
     refitted = store.get_model_version("experts-2")
     assert store.model_files(refitted).parent == tmp_path / "old.models"
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["adapter", "selftaught"])
+def test_a_changed_trained_model_is_refused_before_it_joins_the_experts(
+    tmp_path: Path, kind: str
+) -> None:
+    from workstation.services.onboard import trained_model_paths
+
+    store = Store.open(tmp_path / "s.sqlite")
+    product = store.create_product("bsd")
+    folder = store.new_model_folder()
+    (folder / "weights.bin").write_bytes(b"trained")
+    version = store.add_model_version(product.id, kind=kind, state="active", files=folder)
+    assert trained_model_paths(store, product)[f"{kind}_path"] == version.path
+    (Path(version.path or "") / "weights.bin").write_bytes(b"swapped")
+    with pytest.raises(ModelFilesError, match=f"rollback --product bsd --kind {kind}"):
+        trained_model_paths(store, product)
+    store.close()

@@ -31,14 +31,11 @@ FilesState = Literal["ok", "missing", "changed", "unhashed"]
 """ok: the folder hashes as registered; missing: no folder; changed: another hash;
 unhashed: registered before hashes were recorded (legacy), so its origin is unknown."""
 
-_FIXES: dict[str, str] = {
-    "experts": "refit them: iad-workstation inspect --product {product} --refit",
-    "adapter": "roll it back (iad-workstation models rollback --product {product} --kind "
-    "adapter) or train a new round",
-    "vlm": "roll it back (iad-workstation models rollback --product {product} --kind vlm) "
-    "or train a new round",
-}
-_DEFAULT_FIX = "restore the folder from a backup, or register a new {kind} version"
+_REFIT = "refit them: iad-workstation inspect --product {product} --refit"
+_RETRAIN = (
+    "roll it back (iad-workstation models rollback --product {product} --kind {kind}) or "
+    "train a new round (iad-workstation train --product {product} --kind {kind})"
+)
 
 
 class ModelFilesError(UserError):
@@ -79,8 +76,9 @@ def files_state(folder: Path | None, recorded: str | None) -> FilesState:
 
 
 def fix_for(kind: str, product: str) -> str:
-    """The one-line fix for a model version whose files cannot be trusted."""
-    return _FIXES.get(kind, _DEFAULT_FIX).format(kind=kind, product=product)
+    """The one-line fix for a model version whose files cannot be trusted: fitted experts
+    are refitted, every trained kind is rolled back or trained again."""
+    return (_REFIT if kind == "experts" else _RETRAIN).format(kind=kind, product=product)
 
 
 @dataclass(frozen=True)
