@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from workstation import __version__
 from workstation.cli import COMMAND_MODULES
-from workstation.core.errors import CancelledError, UserError
+from workstation.core.errors import CancelledError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    if argv is not None and any("\x00" in arg for arg in argv):
+        # A shell cannot pass one, but a caller of main() can; no path may hold it.
+        print("error: an argument holds a NUL character, which no file name can", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
         if args.self_check:
@@ -42,15 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return launch_gui(db=args.db)
         return int(args.handler(args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except CancelledError:
         print("cancelled", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # the boundary: no traceback ever reaches the terminal
+        from workstation.cli.storeargs import store_path
+        from workstation.faults import user_message
+
+        line, code = user_message(exc, store=store_path(args))
+        print("error: " + line.replace("\n", " "), file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

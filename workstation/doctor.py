@@ -22,13 +22,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from workstation.config import Settings, load_settings, user_config_path
+from workstation.core.checks import CheckResult
 from workstation.core.errors import MissingModelError, UserError
-from workstation.paths import default_db_path, resources_dir
-
-Severity = Literal["required", "optional"]
+from workstation.paths import default_db_path, expand_user, resources_dir
 
 MIN_PYTHON = (3, 11)
 DISK_REQUIRED_BYTES = 500 * 1024**2
@@ -43,20 +41,6 @@ WEIGHT_FREE_EXPLAINER = "template"
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    severity: Severity = "required"
-
-    @property
-    def blocking(self) -> bool:
-        """A failure the user must fix before the application can be used."""
-        return not self.ok and self.severity == "required"
-
-
-@dataclass(frozen=True)
 class DoctorContext:
     """What the checks look at: the settings in force and the store the app would open."""
 
@@ -64,6 +48,8 @@ class DoctorContext:
     db_path: Path
     verify_hashes: bool = False
     """Re-hash every installed bundle file (minutes for a VLM), not just read manifests."""
+    deep: bool = False
+    """Full SQLite integrity check and a re-hash of every blob (slow on a big store)."""
 
 
 CheckFn = Callable[[DoctorContext], "CheckResult | list[CheckResult]"]
@@ -265,6 +251,7 @@ def check_qt(_: DoctorContext) -> CheckResult:
 def check_store(context: DoctorContext) -> CheckResult:
     """Where the store is and which schema it has; never creates or migrates it."""
     from workstation.store.db import SCHEMA_VERSION, read_schema_version
+    from workstation.store.health import repair_fix
 
     path = context.db_path
     if not path.exists():
@@ -277,7 +264,10 @@ def check_store(context: DoctorContext) -> CheckResult:
         version = read_schema_version(path)
     except UserError as exc:
         return CheckResult(
-            "store", False, str(exc), fix="point --db at the right file, or move this one away"
+            "store",
+            False,
+            str(exc),
+            fix=f"point --db at the right file; if this is your store, {repair_fix(path)}",
         )
     if version > SCHEMA_VERSION:
         return CheckResult(
@@ -288,6 +278,26 @@ def check_store(context: DoctorContext) -> CheckResult:
         )
     pending = "" if version == SCHEMA_VERSION else f" (upgrades to v{SCHEMA_VERSION} on open)"
     return CheckResult("store", True, f"{path} schema v{version}{pending}")
+
+
+def check_store_damage(context: DoctorContext) -> list[CheckResult]:
+    """Pages, write access, blobs and model folders of an existing store (read-only).
+
+    Nothing when the store is not there yet or cannot be read at all: ``check_store``
+    has said so already.
+    """
+    from workstation.store.db import SCHEMA_VERSION, read_schema_version
+    from workstation.store.health import check_store_health
+
+    path = context.db_path
+    if not path.is_file():
+        return []
+    try:
+        if read_schema_version(path) > SCHEMA_VERSION:
+            return []
+    except UserError:
+        return []
+    return check_store_health(path, deep=context.deep)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -509,6 +519,7 @@ DEFAULT_CHECKS: tuple[CheckFn, ...] = (
     check_model_libraries,
     check_qt,
     check_store,
+    check_store_damage,
     check_disk,
     check_weight_free_pipeline,
     check_bundles,
@@ -546,7 +557,7 @@ def run_checks(
 
 
 def build_context(
-    db: str | Path | None = None, *, verify_hashes: bool = False
+    db: str | Path | None = None, *, verify_hashes: bool = False, deep: bool = False
 ) -> tuple[DoctorContext, list[CheckResult]]:
     """Settings and store path; a broken user config is itself a (required) finding."""
     findings: list[CheckResult] = []
@@ -563,8 +574,9 @@ def build_context(
         findings.append(CheckResult("settings", False, str(exc), fix=fix))
     else:
         findings.append(CheckResult("settings", True, "loaded"))
-    path = Path(db).expanduser() if db else default_db_path()
-    return DoctorContext(settings=settings, db_path=path, verify_hashes=verify_hashes), findings
+    path = expand_user(db) if db else default_db_path()
+    context = DoctorContext(settings=settings, db_path=path, verify_hashes=verify_hashes, deep=deep)
+    return context, findings
 
 
 def exit_code(results: Sequence[CheckResult]) -> int:

@@ -23,6 +23,14 @@ def user_data_dir() -> Path:
     return base / APP_DIR_NAME
 
 
+def expand_user(value: str | Path) -> Path:
+    """``~`` expanded; a ``~name`` of no known user stays as written (a literal folder)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return Path(value)
+
+
 def default_db_path() -> Path:
     return user_data_dir() / "store" / "workstation.sqlite"
 
@@ -32,7 +40,8 @@ def demo_db_path() -> Path:
 
 
 def models_dir() -> Path:
-    """Installed offline model bundles and trained adapters live here."""
+    """Machine-wide downloads (offline bundles); fitted and trained model versions live
+    with their store instead (``<store>.models/``)."""
     return user_data_dir() / "models"
 
 

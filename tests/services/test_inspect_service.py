@@ -59,7 +59,8 @@ def test_inspect_writes_predictions_and_resumes(store: Store) -> None:
     product = store.get_product("bracket")
     version = store.active_model_version(product.id, "experts")
     assert version is not None and version.name == "experts-1"
-    assert Path(version.path or "").is_relative_to(models_dir())
+    assert Path(version.path or "") == store.models_dir / "experts-1"
+    assert not models_dir().exists()  # nothing in the shared home folder
     assert (Path(version.path or "") / "calibration.json").is_file()
     defect = next(r for r in store.list_images(product.id) if r.source_label == "dent")
     prediction = store.latest_prediction(defect.id, model_version="experts-1")
@@ -169,3 +170,26 @@ def test_fitting_decodes_large_normals_only_as_large_as_the_experts_need(
     store.close()
     # long side 2 * 96 * sqrt(2) = 272 px, aspect kept
     assert seen == [(136, 272, 3)] * 3
+
+
+def test_inspect_of_many_files_scores_the_good_ones_and_lists_the_bad(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.close()
+    good, empty = tmp_path / "a.png", tmp_path / "empty.png"
+    write_png(good, with_defect(11)[0])
+    empty.write_bytes(b"")
+    missing = tmp_path / "gone.png"
+    db = str(tmp_path / "db.sqlite")
+    argv = ["--db", db, "inspect", str(empty), str(good), str(missing), "--product", "bracket"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"{good}: anomalous" in captured.out
+    assert "2 of 3 image(s) not scored" in captured.err
+    assert "empty.png: the file is empty" in captured.err
+    assert "gone.png: file not found" in captured.err
+    assert "Traceback" not in captured.err
+    assert main([*argv, "--json"]) == 1
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in rows] == [str(good), str(empty), str(missing)]
+    assert rows[0]["verdict"] == "anomalous" and "error" in rows[1] and "error" in rows[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +45,22 @@ def make_mvtec(
                 mask = square_mask(box=(2 + index, 3, 20 + index, 30))
                 write_png(root / "ground_truth" / label / f"{index:03d}_mask.png", mask * 255)
     return root
+
+
+def corrupt_page_of(db: Path, marker: bytes) -> int:
+    """Overwrite the b-tree page header of the page holding ``marker``; return its number.
+
+    Call it on a closed store: its write-ahead log is folded into the file first, so the
+    damage is in the file every later connection reads.
+    """
+    conn = sqlite3.connect(db)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(db.read_bytes())
+    offset = data.find(marker)
+    assert offset > page_size, "the marker must be on a data page, not the schema page"
+    page = offset // page_size
+    data[page * page_size : page * page_size + 12] = b"\xff" * 12
+    db.write_bytes(bytes(data))
+    return page + 1

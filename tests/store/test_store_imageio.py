@@ -168,19 +168,27 @@ def test_10000_square_image_reads_with_a_size_guard(tmp_path: Path) -> None:
     del big
 
 
-def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path: Path) -> None:
-    # A valid PNG header claiming 30000 x 30000 pixels; the body is never reached.
+@pytest.mark.parametrize("side", [25_000, 30_000])  # Pillow warns at 400 MP, refuses at 800
+def test_images_over_the_pixel_limit_are_refused_before_decoding(
+    tmp_path: Path, side: int
+) -> None:
+    # A valid PNG header claiming side x side pixels; the body is never reached.
     import struct
+    import warnings
     import zlib
 
-    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
     chunk = b"IHDR" + header
     ihdr = struct.pack(">I", len(header)) + chunk + struct.pack(">I", zlib.crc32(chunk))
     end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
     path = tmp_path / "bomb.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + end)
-    with pytest.raises(ImageReadError, match="megapixels"):
+    with warnings.catch_warnings(record=True) as warned, pytest.raises(ImageReadError) as error:
+        warnings.simplefilter("always")
         read_image(path)
+    message = str(error.value)
+    assert "limit of 400 megapixels" in message and "800" not in message  # one limit only
+    assert not warned  # nothing on stderr besides the message
 
 
 def test_masks_binary_and_non_binary(tmp_path: Path) -> None:

@@ -280,3 +280,41 @@ def test_reimport_of_a_moved_folder_updates_the_paths(tmp_path: Path, store: Sto
     assert report.added == 0 and report.existing == 7
     for image in store.list_images(store.get_product("cat").id):
         assert Path(image.path).is_file() and str(moved) in image.path
+
+
+def test_import_dot_and_dotdot_name_the_product_after_the_real_folder(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_mvtec(tmp_path / "bottle")
+    monkeypatch.chdir(root)
+    report = import_directory(store, ".")
+    assert [p.product.name for p in report.products] == ["bottle"]
+    monkeypatch.chdir(root / "train")
+    again = import_directory(store, "..")
+    assert [p.product.name for p in again.products] == ["bottle"] and again.added == 0
+    assert [p.name for p in store.list_products()] == ["bottle"]  # no product named ".."
+
+
+def test_a_defect_image_without_its_mask_is_imported_with_a_warning(
+    tmp_path: Path, store: Store
+) -> None:
+    root = make_mvtec(tmp_path / "bottle", defects={"scratch": 3})
+    (root / "ground_truth" / "scratch" / "001_mask.png").unlink()
+    report = import_directory(store, root)
+    assert report.added == 3 + 2 + 3 and report.products[0].masks == 2
+    (warning,) = report.warnings
+    assert "1 defect image(s) have no mask" in warning and "001.png" in warning
+    assert str(root / "test" / "scratch") in warning
+
+
+def test_a_symbolic_link_loop_is_listed_as_skipped(tmp_path: Path, store: Store) -> None:
+    root = make_mvtec(tmp_path / "bottle")
+    loop = root / "train" / "good" / "loop.png"
+    loop.symlink_to(loop.name)
+    dangling = root / "test" / "good" / "gone.png"
+    dangling.symlink_to(tmp_path / "nowhere.png")
+    report = import_directory(store, root)
+    assert report.added == 7
+    reasons = {f.path: f.reason for f in report.failures}
+    assert "loops back on itself" in reasons[str(loop)]
+    assert "which does not exist" in reasons[str(dangling)]

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from workstation.cli.storeargs import add_db_option, store_path
+from workstation.paths import demo_db_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--size", type=int, default=256, help="image size in pixels (256)")
     add_db_option(parser)
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, default_store=demo_db_path)
 
 
 def demo_data_dir() -> Path:
-    from workstation.paths import demo_db_path
-
     return demo_db_path().parent / "data"
 
 
@@ -44,7 +43,6 @@ def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
     from workstation.core.errors import UserError
     from workstation.demo.generator import PRODUCT_NAME, DemoSpec, generate
     from workstation.device import resolve_device
-    from workstation.paths import demo_db_path
     from workstation.services.importing import import_directory
     from workstation.services.triage import triage_product
     from workstation.store.repository import Store
@@ -110,9 +108,7 @@ def print_summary(db: Path, product: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workstation.paths import demo_db_path
-
-    db = store_path(args, default=demo_db_path())
+    db = store_path(args)
     product = prepare_demo(db, size=args.size, regenerate=args.regenerate)
     if args.headless:
         print_summary(db, product)

@@ -1,4 +1,5 @@
-"""``iad-workstation doctor [--json]``: is this installation healthy, and what is missing?
+"""``iad-workstation doctor [--db S] [--deep] [--json]``: is this installation healthy, is
+its store intact, and what is missing?
 
 The root ``--self-check`` flag (used by the frozen app's smoke test) calls
 :func:`run_doctor` too. Exit code 1 only when something required is broken.
@@ -10,14 +11,17 @@ import argparse
 import json
 import sys
 
+from workstation.cli.storeargs import add_db_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "doctor",
         help="check Python, torch/CUDA, Qt, OpenCV, the store, disk and models",
-        description="Check this installation and say how to fix each problem. "
-        "Exits 1 only when something required is broken; missing optional models are "
-        "listed with the command that brings them.",
+        description="Check this installation and its store (pages, write access, array and "
+        "model hashes; read-only) and say how to fix each problem. Exits 1 when something "
+        "required is broken or the store is damaged; missing optional models are listed "
+        "with the command that brings them.",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
@@ -25,6 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="re-hash every installed model bundle file (slow for VLMs)",
     )
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="full SQLite integrity check of the store and a re-hash of every stored array",
+    )
+    add_db_option(parser)
     # Internal: the doctor starts itself with this flag in a child process to see whether a
     # Qt GUI application can start (a broken platform plugin aborts the whole process).
     parser.add_argument("--qt-probe", action="store_true", help=argparse.SUPPRESS)
@@ -55,7 +65,9 @@ def run_doctor(args: argparse.Namespace) -> int:
     )
 
     context, results = build_context(
-        getattr(args, "db", None), verify_hashes=getattr(args, "verify", False)
+        getattr(args, "db", None),
+        verify_hashes=getattr(args, "verify", False),
+        deep=getattr(args, "deep", False),
     )
     results += run_checks(context)
     code = exit_code(results)

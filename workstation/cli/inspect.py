@@ -3,7 +3,9 @@
 ``inspect --product NAME`` runs the product's active experts over every stored image not
 yet predicted by that version (fitting them first if needed). ``inspect IMAGE... --product
 NAME`` scores files outside the store with the product's calibrated experts and prints
-score and verdict (``--explain`` adds the weight-free template explanation).
+score and verdict (``--explain`` adds the weight-free template explanation). A file that
+cannot be read is listed with its reason and the others are still scored; the exit code
+is 1 when any image could not be scored.
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report.product}: {triage.summary()}; {report.skipped} already scored")
         for image_id, reason in report.failed:
             print(f"  image {image_id} skipped: {reason}", file=sys.stderr)
-    return 0
+    return 1 if report.failed else 0
 
 
 def _score_files(store: object, args: argparse.Namespace, settings: object, device: str) -> int:
+    from workstation.core.errors import UserError
     from workstation.core.imageio import read_image
     from workstation.services.inspect import load_active_pipeline
 
@@ -91,9 +94,15 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
         device=device,
         refit=args.refit,  # type: ignore[arg-type]
     )
-    rows = []
+    rows: list[dict[str, object]] = []
+    failed: list[dict[str, object]] = []
     for path in args.images:
-        result = pipeline.predict([read_image(path)])[0]
+        try:
+            image = read_image(path)
+        except UserError as exc:  # one unreadable file never stops the batch
+            failed.append({"image": str(path), "error": str(exc)})
+            continue
+        result = pipeline.predict([image])[0]
         row: dict[str, object] = {
             "image": str(path),
             "score": round(result.score, 4),
@@ -105,12 +114,17 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
 
             row["explanation"] = explain(result, product=product).to_dict()
         rows.append(row)
+    code = 1 if failed else 0
     if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
+        print(json.dumps(rows + failed, indent=2))
+        return code
     for row in rows:
         print(f"{row['image']}: {row['verdict']} (score {row['score']}, threshold 1.0)")
         if "explanation" in row:
             explanation = row["explanation"]
             print(f"  {explanation['description']}")  # type: ignore[index]
-    return 0
+    if failed:
+        print(f"{len(failed)} of {len(args.images)} image(s) not scored:", file=sys.stderr)
+        for item in failed:
+            print(f"  {item['error']}", file=sys.stderr)
+    return code

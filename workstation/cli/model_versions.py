@@ -29,7 +29,7 @@ def register_rollback(inner: argparse._SubParsersAction) -> None:
         "rollback", help="retire the active trained version and reactivate its parent"
     )
     parser.add_argument("--product", required=True)
-    parser.add_argument("--kind", choices=("adapter", "vlm"), default="adapter")
+    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
     add_db_option(parser)
     parser.set_defaults(handler=_rollback)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workstation.paths import default_db_path
+from workstation.paths import default_db_path, expand_user
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +15,11 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def store_path(args: argparse.Namespace, default: Path | None = None) -> Path:
+def store_path(args: argparse.Namespace) -> Path:
+    """The store a command works on: ``--db``, else the command's own default (the demo
+    has its own store, set with ``set_defaults(default_store=...)``), else the user's."""
     value = getattr(args, "db", None)
-    return Path(value).expanduser() if value else (default or default_db_path())
+    if value:
+        return expand_user(value)
+    return getattr(args, "default_store", default_db_path)()
+

@@ -162,10 +162,13 @@ class ModelVersion:
     parent_id: int | None
     round_id: int | None
     path: str | None
-    """Folder holding the version's artefacts (calibration, adapter weights)."""
+    """Folder holding the version's artefacts (calibration, adapter weights), inside the
+    store's own models folder for every version registered with files."""
     metrics: dict[str, float] = field(default_factory=dict)
     config: dict[str, object] = field(default_factory=dict)
     created_at: str = ""
+    files_sha256: str | None = None
+    """Content hash of the folder when it was registered; loading checks it."""
 
 
 @dataclass(frozen=True)

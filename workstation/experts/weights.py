@@ -94,7 +94,7 @@ class InstalledBundle:
 
 
 def bundles_dir() -> Path:
-    """Installed bundles; kept apart from trained adapters, which also live in models_dir."""
+    """Installed bundles, machine-wide (trained versions live with their store)."""
     return models_dir() / "bundles"
 
 

@@ -30,14 +30,25 @@ def application() -> QApplication:
 def launch_gui(db: str | Path | None = None, product: str | None = None) -> int:
     """Open the review window on ``db`` (default store) at ``product`` (default: last used)."""
     from workstation.app import build_workstation
+    from workstation.faults import start_log_file
+    from workstation.gui.fault_dialog import install_fault_hook, show_fault
     from workstation.gui.main_window import MainWindow
+    from workstation.paths import default_db_path
 
     app = application()
-    workstation = build_workstation(db)
+    start_log_file()
+    try:
+        workstation = build_workstation(db)
+    except Exception as exc:  # no window yet: say it in a dialog, then the CLI's line
+        show_fault(None, exc, Path(db) if db else default_db_path())
+        raise
+    restore_hook = lambda: None  # noqa: E731
     try:
         window = MainWindow(workstation, product=product)
+        restore_hook = install_fault_hook(window, workstation.store.path)
         window.show()
         workstation.warm_up_model_lane()
         return int(app.exec())
     finally:
+        restore_hook()
         workstation.close()

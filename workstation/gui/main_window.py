@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSizePolicy,
@@ -33,6 +34,7 @@ from workstation.core.types import Product
 from workstation.gui.canvas import Canvas, ReferenceView
 from workstation.gui.cheat_sheet import CheatSheet
 from workstation.gui.explanation_panel import ExplanationPanel
+from workstation.gui.fault_dialog import TITLE
 from workstation.gui.image_list import ImageListModel, ImageListPanel
 from workstation.gui.render import COLORMAPS
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
@@ -310,6 +312,7 @@ class MainWindow(QMainWindow):
             lambda done, total: self.progress_label.setText(f"{done} / {total} reviewed")
         )
         c.message.connect(self.show_message)
+        c.fault.connect(lambda line: QMessageBox.warning(self, TITLE, line))
         self.lane_cancel.clicked.connect(lambda: self.ws.model_lane.cancel("inspect"))
 
     # -- products ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from workstation.app import Workstation
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import NORMAL_LABEL, Product
+from workstation.faults import user_message
 from workstation.gui.render import rgb_qimage
 from workstation.gui.workers import CancelToken, ProgressFn, exclusive_model_job
 
@@ -403,8 +404,9 @@ class RunPage(QWizardPage):
             self.status.setText("Cancelled. Go back to change the images, or close the wizard.")
         elif isinstance(exc, UserError):
             self.status.setText(str(exc))
-        else:
-            self.status.setText(f"Onboarding failed: {exc}")
+        else:  # a storage fault in words with its fix, or a bug (the lane logged it)
+            line, _ = user_message(exc, store=self.wiz.ws.store.path, logged=True)
+            self.status.setText(f"Onboarding failed: {line}")
         self.completeChanged.emit()
 
     def isComplete(self) -> bool:

@@ -19,6 +19,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
@@ -77,6 +78,8 @@ class ReviewController(QObject):
     """(what, image id) after a write reached the store: "mask", "text", "review"."""
     progress_changed = Signal(int, int)
     message = Signal(str)
+    fault = Signal(str)
+    """A write or an inspection hit a storage fault: one line, for a dialog."""
 
     def __init__(
         self,
@@ -119,6 +122,17 @@ class ReviewController(QObject):
         canvas.mask_edited.connect(self._on_mask_edited)
         canvas.view_changed.connect(self._on_view_changed)
         panel.edited.connect(self._on_text_edited)
+
+    def _report_failure(self, what: str, exc: BaseException) -> str:
+        """A person's mistake goes to the status bar; a storage fault or a bug gets the
+        dialog (the lane logged the trace). Returns the line."""
+        store = self.service.store.path if self.service is not None else None
+        line = f"{what}: {user_message(exc, store=store, logged=True)[0]}"
+        if isinstance(exc, UserError):
+            self.message.emit(line)
+        else:
+            self.fault.emit(line)
+        return line
 
     # -- product ---------------------------------------------------------------------------
     def open_product(self, service: ReviewService) -> None:
@@ -171,6 +185,14 @@ class ReviewController(QObject):
         row = self._find_row(image_id) if image_id is not None else None
         self.current_row = -1
         self.select_row(row if row is not None else 0)
+
+    def _reload_rows(self) -> None:
+        """Re-read the list from the store, keeping the shown image's row current."""
+        image_id = self.current.detail.record.id if self.current else None
+        self.model.set_filter(self.model.filter)
+        row = self._find_row(image_id) if image_id is not None else None
+        if row is not None:
+            self.current_row = row
 
     def _find_row(self, image_id: int) -> int | None:
         for page in range(RESTORE_SCAN_PAGES):
@@ -330,7 +352,9 @@ class ReviewController(QObject):
 
         def failed(exc: BaseException) -> None:
             self.writes_pending -= 1
-            self.message.emit(f"could not save the {what}: {exc}")
+            self._cache.pop(image_id, None)
+            self._reload_rows()  # the list showed the edit before it was saved
+            self._report_failure(f"could not save the {what}", exc)
 
         self.io.submit(job, image_id=image_id, on_result=done, on_error=failed, essential=True)
 
@@ -436,9 +460,10 @@ class ReviewController(QObject):
             on_done(report.summary())
 
         def failed(exc: BaseException) -> None:
-            on_done(
-                "inspection cancelled" if isinstance(exc, CancelledError) else f"inspection: {exc}"
-            )
+            if isinstance(exc, CancelledError):
+                on_done("inspection cancelled")
+            else:
+                on_done(self._report_failure("inspection failed", exc))
 
         self.model_lane.submit(
             exclusive_model_job(self.models, job),

@@ -37,9 +37,10 @@ from PySide6.QtWidgets import (
 from workstation.app import Workstation
 from workstation.config import Settings, merge, user_config_path
 from workstation.core.errors import UserError
+from workstation.experts.weights import bundles_dir
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
 from workstation.gui.workers import unload_models
-from workstation.paths import models_dir, user_data_dir
+from workstation.paths import user_data_dir
 
 EXPERTS = ("fewshot", "zeroshot")
 DEVICES = ("auto", "cpu", "cuda")
@@ -199,7 +200,8 @@ class SettingsDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Store", _read_only(str(self.ws.store.path)))
         form.addRow("User data", _read_only(str(user_data_dir())))
-        form.addRow("Models", _read_only(str(models_dir())))
+        form.addRow("Store models", _read_only(str(self.ws.store.models_dir)))
+        form.addRow("Model bundles", _read_only(str(bundles_dir())))
         form.addRow("Settings file", _read_only(str(user_config_path())))
         return page
 

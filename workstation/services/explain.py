@@ -97,7 +97,8 @@ def create_product_explainer(
     active = store.active_model_version(product.id, "vlm")
     if active is None or active.path is None:
         return create_explainer(settings, device=device)
-    return create_explainer(settings, device=device, adapter=active.path, version=active.name)
+    adapter = str(store.model_files(active))  # refuses a changed or missing adapter
+    return create_explainer(settings, device=device, adapter=adapter, version=active.name)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,8 @@ def import_directory(
         progress(0, total)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
         for plan in plans:
+            failures += [ImportFailure(str(s.path), f"{s.path}: {s.reason}") for s in plan.skipped]
+            warnings += plan.warnings
             record = ensure_product(store, plan)
             added = existing = masks = 0
             batches = list(_batches(plan.items, batch_size))

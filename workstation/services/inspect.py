@@ -50,23 +50,41 @@ def load_active_pipeline(
     device: str = "cpu",
     refit: bool = False,
     progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[ModelVersion, InspectionPipeline]:
-    """The product's active experts version, loaded; fitted anew when missing or stale."""
+    """The product's active experts version, loaded; fitted anew when missing or stale.
+
+    Fitting happens under the store's fit lock, and the active version is looked at
+    again once the lock is held: two inspections started together fit once, the second
+    one loads what the first one fitted.
+    """
+    if not refit and (found := _usable_active(store, product)) is not None:
+        return found, _load(store, found, product, device)
+    with store.fit_lock(product.id, "experts", cancel=cancel):
+        if not refit and (found := _usable_active(store, product)) is not None:
+            return found, _load(store, found, product, device)
+        return fit_product(store, product, settings, device=device, progress=progress)
+
+
+def _usable_active(store: Store, product: Product) -> ModelVersion | None:
+    """The active experts version unless it must be refitted: none yet, its folder gone,
+    fitted before models lived in the store (unhashed), or a trained model (adapter,
+    self-taught network) changed since."""
     active = store.active_model_version(product.id, "experts")
-    usable = (
-        not refit
-        and active is not None
-        and active.path is not None
-        and Path(active.path).is_dir()
-        and all(
-            active.config.get(key) == path
-            for key, path in trained_model_paths(store, product).items()
-        )
-    )
-    if usable:
-        assert active is not None and active.path is not None
-        return active, InspectionPipeline.load(Path(active.path), product=product, device=device)
-    return fit_product(store, product, settings, device=device, progress=progress)
+    if active is None or active.path is None or not Path(active.path).is_dir():
+        return None
+    if active.files_sha256 is None:
+        return None
+    trained = trained_model_paths(store, product)
+    if any(active.config.get(key) != path for key, path in trained.items()):
+        return None
+    return active
+
+
+def _load(
+    store: Store, version: ModelVersion, product: Product, device: str
+) -> InspectionPipeline:
+    return InspectionPipeline.load(store.model_files(version), product=product, device=device)
 
 
 def inspect_product(
@@ -87,7 +105,9 @@ def inspect_product(
     if batch_size < 1:
         raise UserError("batch size must be at least 1")
     product = store.get_product(product_name)
-    version, pipeline = load_active_pipeline(store, product, settings, device=device, refit=refit)
+    version, pipeline = load_active_pipeline(
+        store, product, settings, device=device, refit=refit, cancel=cancel
+    )
     records = store.list_images(product.id)
     done = store.predicted_image_ids(product.id, version.name)
     todo = [r for r in records if r.id not in done]

@@ -4,14 +4,14 @@ far to trust the threshold.
 A new product gets a profile (description, normality rules, defect words), a few normal
 images and optionally some known defects. Fitting builds the configured experts,
 calibrates them leave-one-out, stores the result as a new ``experts-N`` model version
-under ``models_dir()/<product>/<version>/`` and makes it active. The readiness note
-answers the question an engineer actually has: "is this threshold trustworthy yet?",
-from a bootstrap of the normal shots and the order-statistic confidence.
+in the store's own models folder (``<store>.models/experts-N/``) and makes it active.
+The readiness note answers the question an engineer actually has: "is this threshold
+trustworthy yet?", from a bootstrap of the normal shots and the order-statistic confidence.
 """
 
 from __future__ import annotations
 
-import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,6 @@ from workstation.experts.base import ProgressFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import CALIBRATED_THRESHOLD, Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
-from workstation.paths import models_dir
 from workstation.store.repository import Store
 
 MAX_FIT_NORMALS = 200
@@ -34,7 +33,6 @@ MAX_FIT_NORMALS = 200
 BOOTSTRAP_ROUNDS = 200
 STABLE_SPREAD = 0.25
 """Threshold spread (fraction of the typical-to-threshold gap) considered stable."""
-VERSION_PATTERN = re.compile(r"^experts-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -76,23 +74,17 @@ def normal_images(store: Store, product: Product) -> list[ImageRecord]:
     return sorted(records.values(), key=lambda r: (r.split != "train", r.id))
 
 
-def next_version_name(store: Store) -> str:
-    """``experts-N``: names are unique across the whole store, so N counts all products."""
-    highest = 0
-    for product in store.list_products():
-        for version in store.list_model_versions(product.id, kind="experts"):
-            match = VERSION_PATTERN.match(version.name)
-            if match:
-                highest = max(highest, int(match.group(1)))
-    return f"experts-{highest + 1}"
-
-
 def active_model_path(store: Store, product: Product, kind: str) -> str | None:
-    """Folder of the product's active trained model of ``kind`` (adapter, selftaught)."""
+    """Folder of the product's active trained model of ``kind`` (adapter, selftaught),
+    checked against its registered hash.
+
+    A missing folder means no such model (the experts run without it, as before it was
+    trained); a changed one raises, since silently dropping it would change the scores.
+    """
     version = store.active_model_version(product.id, kind)
     if version is None or not version.path or not Path(version.path).is_dir():
         return None
-    return version.path
+    return str(store.model_files(version))
 
 
 def trained_model_paths(store: Store, product: Product) -> dict[str, str | None]:
@@ -159,23 +151,24 @@ def fit_product(
     pipeline = InspectionPipeline(config, product=product, device=device)
     normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
     calibration = pipeline.fit(normals, progress=progress)
-    name = next_version_name(store)
-    folder = models_dir() / _safe(product.name) / name
-    pipeline.save(folder)
-    parent = store.active_model_version(product.id, "experts")
-    version = store.add_model_version(
-        product.id,
-        name=name,
-        kind="experts",
-        state="active",
-        parent_id=parent.id if parent else None,
-        path=str(folder),
-        metrics={
-            "normals": float(len(records)),
-            "threshold_confidence": calibration.threshold.confidence,
-        },
-        config={**config.to_dict(), "statement": calibration.threshold.statement()},
-    )
+    folder = store.new_model_folder()
+    try:
+        pipeline.save(folder)
+        parent = store.active_model_version(product.id, "experts")
+        version = store.add_model_version(
+            product.id,
+            kind="experts",
+            state="active",
+            parent_id=parent.id if parent else None,
+            files=folder,
+            metrics={
+                "normals": float(len(records)),
+                "threshold_confidence": calibration.threshold.confidence,
+            },
+            config={**config.to_dict(), "statement": calibration.threshold.statement()},
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # gone already once registered
     # Fused scores are calibrated so that 1.0 is the decision threshold; the product's
     # threshold is what the GUI draws as the contour and "mask from heatmap" uses.
     store.update_product(product.id, threshold=CALIBRATED_THRESHOLD)
@@ -191,10 +184,6 @@ def fit_read_side(record: ImageRecord, image_size: int) -> int:
     """
     shape = working_shape([(record.height, record.width)], image_size=image_size, multiple=1)
     return 2 * max(shape)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "product"
 
 
 def onboard_product(
@@ -226,7 +215,10 @@ def onboard_product(
         if defect_vocabulary is not None:
             changes["defect_vocabulary"] = tuple(defect_vocabulary)
         product = store.update_product(product.id, **changes)  # type: ignore[arg-type]
-    version, pipeline = fit_product(store, product, settings, device=device, progress=progress)
+    with store.fit_lock(product.id, "experts"):
+        version, pipeline = fit_product(
+            store, product, settings, device=device, progress=progress
+        )
     assert pipeline.calibration is not None
     defects = [
         r for r in store.list_images(product.id) if r.source_label not in (None, NORMAL_LABEL)

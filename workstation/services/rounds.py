@@ -127,7 +127,9 @@ def _stamp() -> str:
 
 
 def rounds_root(store: Store, product: Product) -> Path:
-    return store.path.parent / "rounds" / f"product-{product.id}"
+    """Round workspaces (manifest, masks, child log) of this store only, beside its file;
+    a finished round's model moves on into the store's models folder."""
+    return store.path.parent / f"{store.path.stem}.rounds" / f"product-{product.id}"
 
 
 def _last_round_start(store: Store, product: Product, kind: str) -> str | None:
@@ -220,10 +222,10 @@ def build_manifest(
     parent = store.active_model_version(product.id, options.kind)
     same_backbone = parent is not None and parent.config.get("backbone") == options.backbone
     if parent is not None and parent.path and options.kind == "adapter" and same_backbone:
-        hyper.setdefault("parent_adapter", parent.path)
+        hyper.setdefault("parent_adapter", str(store.model_files(parent)))
     if options.kind == "selftaught":
         if parent is not None and parent.path and Path(parent.path).is_dir():
-            hyper.setdefault("parent_selftaught", parent.path)
+            hyper.setdefault("parent_selftaught", str(store.model_files(parent)))
         hyper.setdefault("checkpoint_dir", str(round_dir / CHECKPOINT_DIR))
     return RoundManifest(
         product=product.name,
@@ -421,7 +423,7 @@ def _register(
         state="active" if promote else "candidate",
         parent_id=parent.id if parent else None,
         round_id=record.id,
-        path=str(out),
+        files=out,
         metrics=_flatten(metrics),
         config={
             "backbone": options.backbone,

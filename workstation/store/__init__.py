@@ -2,10 +2,13 @@
 
 On disk a store is ``<name>.sqlite`` (WAL mode, so also ``-wal`` / ``-shm`` while open)
 and ``<name>.blobs/ab/<sha256>.{mask,npy}`` next to it: content-addressed arrays (masks,
-anomaly maps). Images stay where they were imported from; rows keep path and sha256.
+anomaly maps), and ``<name>.models/<version>/``: the store's fitted and trained model
+versions. Images stay where they were imported from; rows keep path and sha256.
 
 Modules: ``db`` (connection, transactions, migrations), ``schema`` (the migrations),
 ``blobs`` (array files), ``repository`` (typed reads and writes), ``rows`` (queue rows and
 batch inputs), ``layouts`` (recognising dataset folders), ``formats`` (export),
-``coco_rle`` (COCO run-length masks).
+``coco_rle`` (COCO run-length masks), ``model_files`` (model version folders), ``health``
+(read-only damage checks), ``salvage`` (repair into a new store), ``errors`` (SQLite
+errors in words).
 """

@@ -38,6 +38,11 @@ _MASK_HEADER = struct.Struct("<8sII")
 _fsync = getattr(os, "fdatasync", os.fsync)
 
 
+def store_blobs_dir(db_path: Path) -> Path:
+    """``<name>.blobs/`` beside the store file at ``db_path``."""
+    return db_path.parent / f"{db_path.stem}.blobs"
+
+
 def array_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}|{array.shape}|".encode())
@@ -45,7 +50,8 @@ def array_sha256(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with this id still runs (True when unsure)."""
     if pid == os.getpid():
         return True
     if sys.platform == "win32":
@@ -83,7 +89,7 @@ class BlobStore:
         self.root = Path(root)
         # Flush each file to disk before its rename: survives a power cut, costs a few ms.
         self.fsync = fsync
-        self.root.mkdir(parents=True, exist_ok=True)
+        # The folder is made by the first write, so a path refused as a store leaves none.
 
     def _candidates(self, sha: str) -> tuple[Path, Path]:
         folder = self.root / sha[:2]
@@ -194,7 +200,7 @@ class BlobStore:
                 if not entry.name.startswith(TEMP_PREFIX):
                     continue
                 pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-                dead = not pid_text.isdigit() or not _pid_alive(int(pid_text))
+                dead = not pid_text.isdigit() or not pid_alive(int(pid_text))
                 if dead or now - entry.stat().st_mtime > STALE_TEMP_AGE_S:
                     Path(entry.path).unlink(missing_ok=True)
                     removed += 1

@@ -51,6 +51,10 @@ def is_locked_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
+def is_read_only_error(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc).lower()
+
+
 def _retry_locked(action: Callable[[], T]) -> T:
     deadline = time.monotonic() + RETRY_DEADLINE_S
     delay = 0.01

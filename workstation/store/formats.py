@@ -27,6 +27,7 @@ import numpy as np
 from workstation.core.errors import UserError
 from workstation.core.imageio import encode_png, write_bytes_atomic
 from workstation.core.types import NORMAL_LABEL, Explanation, ImageRecord, Product
+from workstation.paths import expand_user
 from workstation.store import coco_rle
 from workstation.store.layouts import COCO_FILE, UNLABELED_DIR
 from workstation.store.repository import Store
@@ -291,4 +292,4 @@ def export_product(
             f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}"
         )
     record = store.get_product(product)
-    return _EXPORTERS[format](store, record, Path(out).expanduser(), progress)
+    return _EXPORTERS[format](store, record, expand_user(out), progress)

@@ -18,8 +18,10 @@ A category folder may hold ``product.toml`` or ``product.json`` with ``name``,
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import Any, Literal
 from workstation.core.errors import UserError
 from workstation.core.imageio import is_image_file
 from workstation.core.types import NORMAL_LABEL, Split
+from workstation.paths import expand_user
 
 LayoutKind = Literal["mvtec", "folder", "flat", "coco"]
 NORMAL_DIRS = ("normal", "good", "ok")
@@ -73,12 +76,22 @@ class ProductMeta:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A folder entry that looks like an image but cannot be read as a file."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
 class ProductPlan:
     name: str
     layout: LayoutKind
     root: Path
     items: tuple[ImportItem, ...]
     meta: ProductMeta = field(default_factory=ProductMeta)
+    skipped: tuple[Skipped, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -86,10 +99,35 @@ class ProductPlan:
         return tuple(sorted(found))
 
 
-def _images_in(folder: Path) -> list[Path]:
+def _images_in(folder: Path, skipped: list[Skipped] | None = None) -> list[Path]:
+    """Image files in ``folder``; symbolic links that lead nowhere go to ``skipped``."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+    images = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and is_image_file(path):
+            images.append(path)
+        elif skipped is not None and path.is_symlink() and not path.exists():
+            skipped.append(Skipped(path, _unreachable_link(path)))
+    return images
+
+
+def _unreachable_link(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "skipped: a symbolic link that loops back on itself"
+    return f"skipped: a symbolic link to {os.readlink(path)}, which does not exist"
+
+
+def _product_name(name: str | None, meta: ProductMeta, folder: Path) -> str:
+    """--product, else the product file's name, else the folder's own name (resolved,
+    so ``import .`` and ``import ..`` name the product after the real folder)."""
+    found = name or meta.name or folder.resolve().name
+    if not found:
+        raise UserError(f"{folder} has no name to give the product; pass --product NAME")
+    return found
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -154,24 +192,54 @@ def is_mvtec_category(folder: Path) -> bool:
 
 def plan_mvtec(folder: Path, name: str | None = None) -> ProductPlan:
     items: list[ImportItem] = []
+    skipped: list[Skipped] = []
+    warnings: list[str] = []
     for split in ("train", "test"):
         for label_dir in _subdirs(folder / split):
             label = label_dir.name
             mask_dir = folder / "ground_truth" / label
-            for image in _images_in(label_dir):
+            unmasked = []
+            for image in _images_in(label_dir, skipped):
                 mask = None if label == NORMAL_LABEL else _find_mask(mask_dir, image.stem)
+                if label != NORMAL_LABEL and mask is None:
+                    unmasked.append(image.name)
                 items.append(ImportItem(image, split, label, mask))
-    items += [ImportItem(p, "unlabeled", None) for p in _images_in(folder / UNLABELED_DIR)]
+            if unmasked:
+                warnings.append(_no_mask_warning(label_dir, mask_dir, unmasked))
+    items += [
+        ImportItem(p, "unlabeled", None) for p in _images_in(folder / UNLABELED_DIR, skipped)
+    ]
     meta = read_product_meta(folder)
-    return ProductPlan(name or meta.name or folder.name, "mvtec", folder, tuple(items), meta)
+    return ProductPlan(
+        _product_name(name, meta, folder),
+        "mvtec",
+        folder,
+        tuple(items),
+        meta,
+        tuple(skipped),
+        tuple(warnings),
+    )
+
+
+def _no_mask_warning(label_dir: Path, mask_dir: Path, names: list[str]) -> str:
+    listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{label_dir}: {len(names)} defect image(s) have no mask in {mask_dir} ({listed}); "
+        "they are imported without ground truth, so pixel metrics skip them"
+    )
 
 
 def plan_folder(folder: Path, name: str | None = None) -> ProductPlan:
     items: list[ImportItem] = []
+    skipped: list[Skipped] = []
     normal = _find_child(folder, NORMAL_DIRS)
-    items += [ImportItem(p, "train", NORMAL_LABEL) for p in _images_in(normal or Path())]
+    items += [
+        ImportItem(p, "train", NORMAL_LABEL) for p in _images_in(normal or Path(), skipped)
+    ]
     normal_test = _find_child(folder, NORMAL_TEST_DIRS)
-    items += [ImportItem(p, "test", NORMAL_LABEL) for p in _images_in(normal_test or Path())]
+    items += [
+        ImportItem(p, "test", NORMAL_LABEL) for p in _images_in(normal_test or Path(), skipped)
+    ]
     abnormal = _find_child(folder, ABNORMAL_DIRS)
     masks = _find_child(folder, MASK_DIRS)
     if abnormal is not None:
@@ -179,17 +247,22 @@ def plan_folder(folder: Path, name: str | None = None) -> ProductPlan:
         for sub in _subdirs(abnormal):
             groups.append((sub, sub.name, masks / sub.name if masks else None))
         for images_dir, label, mask_dir in groups:
-            for image in _images_in(images_dir):
+            for image in _images_in(images_dir, skipped):
                 mask = _find_mask(mask_dir, image.stem)
                 items.append(ImportItem(image, "test", label, mask))
     meta = read_product_meta(folder)
-    return ProductPlan(name or meta.name or folder.name, "folder", folder, tuple(items), meta)
+    return ProductPlan(
+        _product_name(name, meta, folder), "folder", folder, tuple(items), meta, tuple(skipped)
+    )
 
 
 def plan_flat(folder: Path, name: str | None = None) -> ProductPlan:
-    items = tuple(ImportItem(p, "unlabeled", None) for p in _images_in(folder))
+    skipped: list[Skipped] = []
+    items = tuple(ImportItem(p, "unlabeled", None) for p in _images_in(folder, skipped))
     meta = read_product_meta(folder)
-    return ProductPlan(name or meta.name or folder.name, "flat", folder, items, meta)
+    return ProductPlan(
+        _product_name(name, meta, folder), "flat", folder, items, meta, tuple(skipped)
+    )
 
 
 def plan_coco(folder: Path, name: str | None = None) -> ProductPlan:
@@ -223,12 +296,12 @@ def plan_coco(folder: Path, name: str | None = None) -> ProductPlan:
             tuple(product["defect_vocabulary"]) if "defect_vocabulary" in product else None
         ),
     )
-    return ProductPlan(name or meta.name or folder.name, "coco", folder, tuple(items), meta)
+    return ProductPlan(_product_name(name, meta, folder), "coco", folder, tuple(items), meta)
 
 
 def plan_import(root: Path | str, *, product: str | None = None) -> list[ProductPlan]:
     """Detect the layout of ``root`` and list what to import, one plan per product."""
-    root = Path(root).expanduser()
+    root = expand_user(root)
     if not root.exists():
         raise UserError(f"{root} does not exist")
     if not root.is_dir():

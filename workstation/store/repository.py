@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,7 +31,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from workstation.core.errors import UserError
+from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import (
     Explanation,
     ExplanationRevision,
@@ -46,8 +50,23 @@ from workstation.core.types import (
     check_literal,
     check_revision_source,
 )
-from workstation.store.blobs import BlobStore
-from workstation.store.db import connect, migrate, write_transaction
+from workstation.paths import expand_user
+from workstation.store.blobs import BlobStore, pid_alive, store_blobs_dir
+from workstation.store.db import connect, is_read_only_error, migrate, write_transaction
+from workstation.store.errors import describe_store_error
+from workstation.store.health import referenced_blobs
+from workstation.store.model_files import (
+    STAGING_PREFIX,
+    FilesProblem,
+    ModelFilesError,
+    files_state,
+    fix_for,
+    folder_sha256,
+    move_into_place,
+    resolve_model_path,
+    staging_folder,
+    store_models_dir,
+)
 from workstation.store.rows import (
     ImageOrder,
     ImageRow,
@@ -63,6 +82,11 @@ _UNSET: Any = object()
 _GC_STATE_KEY = "store.last_garbage_collection"
 _GC_MARGIN_S = 120.0
 """Blobs modified shortly before the last collection are checked again (clock skew, mtime)."""
+FIT_LOCK_STALE_S = 6 * 3600.0
+"""A fit lock older than this is taken over even if its process seems alive (pid reuse,
+another machine on a shared folder): no fit of a few hundred normals takes that long."""
+_FIT_LOCK_POLL_S = 0.25
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DECISIVE_VERDICTS = ("accepted", "normal", "anomalous")
 _IMAGE_COLUMNS = "id, product_id, path, sha256, width, height, split, source_label, imported_at"
 _ROW_COLUMNS = (
@@ -165,7 +189,10 @@ def _prediction(row: Mapping[str, Any]) -> Prediction:
     )
 
 
-def _model_version(row: Mapping[str, Any]) -> ModelVersion:
+def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
+    path = row["path"]
+    if path is not None:
+        path = str(resolve_model_path(path, models_dir))
     return ModelVersion(
         id=row["id"],
         product_id=row["product_id"],
@@ -174,10 +201,11 @@ def _model_version(row: Mapping[str, Any]) -> ModelVersion:
         state=row["state"],
         parent_id=row["parent_id"],
         round_id=row["round_id"],
-        path=row["path"],
+        path=path,
         metrics=json.loads(row["metrics"]),
         config=json.loads(row["config"]),
         created_at=row["created_at"],
+        files_sha256=row["files_sha256"],
     )
 
 
@@ -228,7 +256,7 @@ class Store:
         self._connections: weakref.WeakSet[sqlite_utils.Database] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
-        self.blobs = BlobStore(path.parent / f"{path.stem}.blobs", fsync=fsync_blobs)
+        self.blobs = BlobStore(store_blobs_dir(path), fsync=fsync_blobs)
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -240,7 +268,7 @@ class Store:
         survives), but a power cut could then leave a committed row whose array file is
         empty. It makes mask saves several times faster on slow disks.
         """
-        path = Path(path).expanduser().absolute()
+        path = expand_user(path).absolute()
         if path.is_dir():
             raise UserError(f"{path} is a folder; give the store's file name (e.g. store.sqlite)")
         try:
@@ -252,14 +280,24 @@ class Store:
             migrate(store._db(), path)
         except sqlite3.OperationalError as exc:
             store.close()
-            raise UserError(f"cannot open the store {path}: {exc}") from exc
+            raise UserError(describe_store_error(exc, path)) from exc
         except sqlite3.DatabaseError as exc:
             store.close()
             raise UserError(f"{path} is not a workstation store ({exc})") from exc
         except BaseException:
             store.close()
             raise
-        store.collect_garbage()
+        try:
+            store.collect_garbage()
+        except sqlite3.OperationalError as exc:
+            # A read-only store can still be read (export, review); nobody could have
+            # left garbage in it. The first write then fails with the boundary's message.
+            if not is_read_only_error(exc):
+                store.close()
+                raise
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @property
@@ -300,19 +338,19 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[_Writer]:
-        """One transaction; blobs written inside it are deleted again if it rolls back."""
+        """One transaction; files written inside it are undone again if it rolls back."""
         writer = _Writer(self.blobs)
         try:
             with write_transaction(self._db()) as conn:
                 writer.conn = conn
                 yield writer
         except BaseException:
-            writer.discard_new_blobs()
+            writer.undo_files()
             raise
 
     def collect_garbage(self) -> int:
         """Delete temp files of dead writers and blobs no row references; return the count."""
-        removed = self.blobs.remove_stale_temps()
+        removed = self.blobs.remove_stale_temps() + self._remove_stale_model_staging()
         with self._write() as w:
             row = w.conn.execute("SELECT value FROM app_state WHERE key = ?", (_GC_STATE_KEY,))
             found = row.fetchone()
@@ -333,6 +371,20 @@ class Store:
             )
         return removed
 
+    def _remove_stale_model_staging(self) -> int:
+        """Half-written version folders of fits or copies whose process died."""
+        removed = 0
+        if not self.models_dir.is_dir():
+            return 0
+        for entry in self.models_dir.iterdir():
+            pid_text = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            if entry.name.startswith(STAGING_PREFIX) and not (
+                pid_text.isdigit() and pid_alive(int(pid_text))
+            ):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+        return removed
+
     def check_integrity(self) -> list[str]:
         """Problems found in the file and the blobs (empty when the store is consistent)."""
         db = self._db()
@@ -345,13 +397,7 @@ class Store:
             f"row {row[1]} of {row[0]} points to a missing {row[2]} row"
             for row in db.execute("PRAGMA foreign_key_check").fetchall()
         ]
-        referenced = {
-            row[0]
-            for row in db.execute(
-                "SELECT blob FROM mask_revisions UNION SELECT map_blob FROM predictions "
-                "WHERE map_blob IS NOT NULL"
-            ).fetchall()
-        }
+        referenced = referenced_blobs(db.conn)
         stored = set(self.blobs.iter_blobs())
         problems += [f"blob {sha} is referenced but missing" for sha in referenced - stored]
         problems += [f"blob {sha} is not referenced by any row" for sha in stored - referenced]
@@ -908,25 +954,41 @@ class Store:
         self,
         product_id: int,
         *,
-        name: str,
         kind: ModelKind,
         state: ModelState,
+        name: str | None = None,
         parent_id: int | None = None,
         round_id: int | None = None,
-        path: str | Path | None = None,
+        files: Path | None = None,
         metrics: Mapping[str, float] | None = None,
         config: Mapping[str, object] | None = None,
     ) -> ModelVersion:
+        """Register a version; ``files`` (a folder) is moved into :attr:`models_dir`.
+
+        Any kind registers its files this way, so every version's folder belongs to this
+        store and carries the content hash that :meth:`model_files` checks on load.
+        ``name`` defaults to ``<kind>-N``, N counting the kind across the whole store,
+        chosen under the write lock so concurrent registrations never share a folder.
+        """
         check_literal(kind, ModelKind, "model kind")
         check_literal(state, ModelState, "model state")
-        if self._one("SELECT id FROM model_versions WHERE name = ?", (name,)) is not None:
-            raise UserError(f"a model version named {name!r} already exists")
+        if name is not None and not _SAFE_NAME.match(name):
+            raise UserError(f"a model version name may hold letters, digits, . _ - only: {name!r}")
+        digest = None if files is None else folder_sha256(files)  # outside the write lock
         with self._write() as w:
+            if name is None:
+                name = self._next_version_name(w.conn, kind)
+            taken = w.conn.execute("SELECT 1 FROM model_versions WHERE name = ?", (name,))
+            if taken.fetchone() is not None:
+                raise UserError(f"a model version named {name!r} already exists")
+            if files is not None:
+                w.move_folder(files, self.models_dir / name)
             if state == "active":
                 self._retire_active(w.conn, product_id, kind)
             cursor = w.conn.execute(
                 "INSERT INTO model_versions (product_id, name, kind, state, parent_id, round_id, "
-                "path, metrics, config, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "path, metrics, config, created_at, files_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     product_id,
                     name,
@@ -934,14 +996,94 @@ class Store:
                     state,
                     parent_id,
                     round_id,
-                    None if path is None else str(path),
+                    None if files is None else name,
                     json.dumps(dict(metrics or {})),
                     json.dumps(dict(config or {})),
                     _now(),
+                    digest,
                 ),
             )
             version_id = cursor.lastrowid
         return self.get_model_version(int(version_id))
+
+    @staticmethod
+    def _next_version_name(conn: sqlite3.Connection, kind: str) -> str:
+        highest = 0
+        for (name,) in conn.execute("SELECT name FROM model_versions WHERE kind = ?", (kind,)):
+            match = re.fullmatch(rf"{re.escape(kind)}-(\d+)", name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+        return f"{kind}-{highest + 1}"
+
+    @property
+    def models_dir(self) -> Path:
+        """``<name>.models/`` beside the store file: every version folder of this store."""
+        return store_models_dir(self._path)
+
+    def new_model_folder(self) -> Path:
+        """An empty folder to write a version into before :meth:`add_model_version`."""
+        return staging_folder(self.models_dir)
+
+    def model_files_problem(self, version: ModelVersion) -> FilesProblem | None:
+        """Why the version's folder cannot be used (None: it hashes as registered)."""
+        folder = None if version.path is None else Path(version.path)
+        state = files_state(folder, version.files_sha256)
+        if state == "ok":
+            return None
+        product = self.get_product(version.product_id).name
+        return FilesProblem(version.name, state, folder, fix_for(version.kind, product))
+
+    def model_files(self, version: ModelVersion) -> Path:
+        """The version's folder, after checking it still holds what was registered.
+
+        Raises :class:`ModelFilesError` (one line with the fix) when the folder is
+        missing, changed, or was never hashed; a model is never used unchecked.
+        """
+        problem = self.model_files_problem(version)
+        if problem is not None:
+            raise ModelFilesError(problem.message)
+        assert version.path is not None
+        return Path(version.path)
+
+    @contextmanager
+    def fit_lock(
+        self, product_id: int, kind: ModelKind, *, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
+        """Hold the right to fit ``kind`` for the product; other processes wait here.
+
+        A lock row, not a transaction: a fit takes minutes and must not block every other
+        writer. A row left by a process that died (same host, pid gone) or older than
+        :data:`FIT_LOCK_STALE_S` is taken over.
+        """
+        holder = uuid.uuid4().hex
+        host = socket.gethostname()
+        while not self._take_fit_lock(product_id, kind, holder, host):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled while waiting for another fit")
+            time.sleep(_FIT_LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            with self._write() as w:
+                w.conn.execute("DELETE FROM fit_locks WHERE holder = ?", (holder,))
+
+    def _take_fit_lock(self, product_id: int, kind: str, holder: str, host: str) -> bool:
+        with self._write() as w:
+            row = w.conn.execute(
+                "SELECT pid, host, started_at FROM fit_locks WHERE product_id = ? AND kind = ?",
+                (product_id, kind),
+            ).fetchone()
+            if row is not None:
+                pid, owner_host, started = row
+                dead = owner_host == host and not pid_alive(pid)
+                if not dead and time.time() - started < FIT_LOCK_STALE_S:
+                    return False
+            w.conn.execute(
+                "INSERT OR REPLACE INTO fit_locks (product_id, kind, holder, pid, host, "
+                "started_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (product_id, kind, holder, os.getpid(), host, time.time()),
+            )
+        return True
 
     @staticmethod
     def _retire_active(conn: sqlite3.Connection, product_id: int, kind: str) -> None:
@@ -956,7 +1098,7 @@ class Store:
         row = self._one(f"SELECT * FROM model_versions WHERE {column} = ?", (id_or_name,))
         if row is None:
             raise UserError(f"no model version {id_or_name!r} in {self._path}")
-        return _model_version(row)
+        return _model_version(row, self.models_dir)
 
     def list_model_versions(
         self, product_id: int, *, kind: ModelKind | None = None
@@ -966,7 +1108,8 @@ class Store:
         if kind is not None:
             sql += " AND kind = ?"
             params.append(kind)
-        return [_model_version(r) for r in self._query(sql + " ORDER BY id", params)]
+        rows = self._query(sql + " ORDER BY id", params)
+        return [_model_version(r, self.models_dir) for r in rows]
 
     def active_model_version(self, product_id: int, kind: ModelKind) -> ModelVersion | None:
         row = self._one(
@@ -974,7 +1117,7 @@ class Store:
             "ORDER BY id DESC LIMIT 1",
             (product_id, kind),
         )
-        return _model_version(row) if row else None
+        return _model_version(row, self.models_dir) if row else None
 
     def set_model_state(self, version_id: int, state: ModelState) -> ModelVersion:
         """Change a version's state; making one active retires the previous active one."""
@@ -1075,22 +1218,31 @@ class Store:
 
 
 class _Writer:
-    """The open transaction of one write call, and the blob files it created."""
+    """The open transaction of one write call, and the files it created or moved."""
 
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
         self.conn: sqlite3.Connection
         self._created: list[Path] = []
+        self._moved: list[tuple[Path, Path]] = []
 
     def put_blobs(self, arrays: Sequence[np.ndarray]) -> list[str]:
         results = self.blobs.put_arrays_tracked(arrays)
         self._created += [created for _, created in results if created is not None]
         return [sha for sha, _ in results]
 
-    def discard_new_blobs(self) -> None:
+    def move_folder(self, source: Path, target: Path) -> None:
+        move_into_place(source, target)
+        self._moved.append((source, target))
+
+    def undo_files(self) -> None:
+        """After a rollback: delete new blobs, give moved folders back to their caller."""
         # Safe: we held the write lock, so no other writer can have referenced these yet.
         for path in self._created:
             path.unlink(missing_ok=True)
+        for source, target in reversed(self._moved):
+            if target.exists() and not source.exists():
+                move_into_place(target, source)
 
     def add_masks(
         self, items: Sequence[tuple[ImageRecord, NewMaskRevision]], *, created_at: str

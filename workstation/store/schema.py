@@ -11,8 +11,11 @@ sort 100,000 images through an index instead of joining four tables per row.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import sqlite_utils
+
+from workstation.store.model_files import adopt_legacy_model_folders, store_models_dir
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -183,4 +186,39 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.table("app_state").create({"key": str, "value": str}, pk="key", not_null={"value"})
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+def _v2(db: sqlite_utils.Database) -> None:
+    """Model files move in with their store; fits take a lock row.
+
+    ``files_sha256`` is the content hash of a version's folder, checked on every load.
+    Rows written before this version are adopted as follows:
+
+    * trained versions (adapter, vlm, ...) lived in the store's own ``rounds/`` folder,
+      one folder per round, so their files are this store's: they are copied into
+      ``<store>.models/<version>/`` and hashed (the originals are left where they were);
+    * fitted ``experts`` lived in the shared ``<home>/models/<product>/experts-N``, which
+      another store with a product of the same name may have overwritten. Nothing can
+      tell whose model such a folder holds now, so they keep no hash: the inspector
+      treats an unhashed experts version as stale and refits it (seconds to minutes),
+      and ``doctor`` says so.
+    """
+    db.execute("ALTER TABLE model_versions ADD COLUMN files_sha256 TEXT")
+    db.table("fit_locks").create(
+        {
+            "product_id": int,
+            "kind": str,
+            "holder": str,
+            "pid": int,
+            "host": str,
+            "started_at": float,
+        },
+        pk=("product_id", "kind"),
+        foreign_keys=[("product_id", "products", "id")],
+        not_null={"holder", "pid", "host", "started_at"},
+    )
+    database_file = next(
+        (row[2] for row in db.execute("PRAGMA database_list").fetchall() if row[1] == "main"), ""
+    )
+    if database_file:
+        adopt_legacy_model_folders(db.conn, store_models_dir(Path(database_file)))
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
