@@ -231,7 +231,10 @@ def run_selftaught_round(
             last[0] = now
             elapsed = now - started
             eta = elapsed / progress * (1 - progress) if progress > 0 else None
-            emit(ProgressEvent("step", step=step, total=total, loss=loss, eta_s=eta))
+            # On a slow machine the time budget ends the round before ``total`` steps:
+            # report the steps it will actually reach, so a progress bar fills up.
+            expected = min(total, max(step, round(step / progress))) if progress > 0 else total
+            emit(ProgressEvent("step", step=step, total=expected, loss=loss, eta_s=eta))
 
     checkpoint = manifest.hyperparameters.get("checkpoint_dir")
     candidate, record = fit_selftaught(

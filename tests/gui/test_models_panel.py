@@ -119,3 +119,23 @@ def run_and_cancel(qtbot, window, panel, monkeypatch, screenshot) -> None:  # ty
     assert panel.status.text() == "Round cancelled."
     assert store.list_rounds(product.id)[-1].status == "cancelled"
     assert panel.start_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+
+def test_a_self_taught_round_needs_no_feedback(qtbot, window, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.models_panel import ModelsPanel
+    from workstation.services import rounds
+
+    product = window.controller.product
+    panel = ModelsPanel(window.ws, product)
+    qtbot.addWidget(panel)
+    monkeypatch.setattr(rounds, "child_command", lambda *_args: [sys.executable, "-c", CHILD])
+    try:
+        panel.start_round("selftaught")
+        assert panel.kind.currentText() == "selftaught" and panel.running
+        qtbot.waitUntil(lambda: len(panel.losses) >= 3, timeout=30000)
+        panel.cancel_round()
+        qtbot.waitUntil(lambda: not panel.running, timeout=15000)
+    finally:
+        panel.shutdown()
+    last = window.ws.store.list_rounds(product.id)[-1]
+    assert last.kind == "selftaught" and last.status == "cancelled"

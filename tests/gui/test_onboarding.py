@@ -56,6 +56,10 @@ def test_wizard_runs_end_to_end_on_generated_images(qtbot, window, tmp_path, scr
     assert product.threshold is not None and outcome.threshold == product.threshold
     assert len(outcome.previews) == 5 and page.grid.count() == 5
     assert outcome.readiness and page.readiness.isVisible()
+    assert page.teach.isVisible() and wizard.teach_expert  # offered, on by default
+    page.teach.setChecked(False)
+    assert not wizard.teach_expert
+    page.teach.setChecked(True)
     assert ws.store.active_model_version(product.id, "experts") is not None
     assert all(ws.store.latest_prediction(r.id) for r in ws.store.list_images(product.id))
     wizard.accept()

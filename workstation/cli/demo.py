@@ -42,6 +42,7 @@ def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
     from workstation.config import load_settings
     from workstation.core.errors import UserError
     from workstation.demo.generator import PRODUCT_NAME, DemoSpec, generate
+    from workstation.demo.shipped import install_demo_model
     from workstation.device import resolve_device
     from workstation.services.importing import import_directory
     from workstation.services.triage import triage_product
@@ -64,6 +65,9 @@ def prepare_demo(db: Path, *, size: int = 256, regenerate: bool = False) -> str:
         report = import_directory(store, root, progress=progress_bar(0, "importing demo"))
         for failure in report.failures:
             print(f"warning: {failure.reason}")
+        shipped = install_demo_model(store, store.get_product(PRODUCT_NAME), size=size)
+        if shipped is not None:
+            print(f"installed the demo's self-taught model as {shipped.name}")
         triage = triage_product(
             store,
             PRODUCT_NAME,
@@ -99,11 +103,13 @@ def print_summary(db: Path, product: str) -> None:
         print(f"  {split:<10} {label or '(unlabeled)':<18} {count:>4}")
     print(f"  total {sum(counts.values())} images, {masks} with ground-truth masks")
     if len(set(labels)) == 2:
-        quality = auroc(np.array(labels), np.array(scores))
-        flagged = sum(score >= 1.0 for score in scores)
+        truth, values = np.array(labels), np.array(scores)
+        flagged = values >= 1.0
         print(
-            f"  expert on the test split: image AUROC {quality:.3f} over {len(labels)} images, "
-            f"{flagged} above the threshold"
+            f"  experts on the test split: image AUROC {auroc(truth, values):.3f} over "
+            f"{truth.size} images; above the threshold: {int(flagged[truth].sum())} of "
+            f"{int(truth.sum())} defects, {int(flagged[~truth].sum())} of "
+            f"{int((~truth).sum())} normals"
         )
 
 

@@ -351,7 +351,7 @@ class MainWindow(QMainWindow):
         store = self.ws.store
         names = [
             v.name
-            for kind in ("experts", "adapter")
+            for kind in ("experts", "selftaught", "adapter")
             if (v := store.active_model_version(product.id, kind))
         ]
         self.version_label.setText("model: " + (" + ".join(names) if names else "none"))
@@ -448,6 +448,9 @@ class MainWindow(QMainWindow):
         wizard = OnboardingWizard(self.ws, self)
         if wizard.exec() and wizard.product is not None:
             self.open_product(wizard.product.name)
+            if wizard.teach_expert:
+                self.show_models()
+                self.models_panel.start_round("selftaught")
 
     def show_models(self) -> None:
         from workstation.gui.models_panel import ModelsPanel
@@ -463,6 +466,8 @@ class MainWindow(QMainWindow):
         if self.models_dock is None:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
+            # a round that promoted a model changes what the experts see: score again
+            panel.round_finished.connect(self._after_round)
             self.models_panel = panel
             self.models_dock = self._dock(
                 "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
@@ -473,6 +478,10 @@ class MainWindow(QMainWindow):
             )
         self.models_dock.show()
         self.models_dock.raise_()
+
+    def _after_round(self, message: str) -> None:
+        if message.startswith("promoted"):
+            self.inspect_new()
 
     def show_settings(self) -> None:
         from workstation.gui.settings_dialog import SettingsDialog

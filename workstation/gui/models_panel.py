@@ -33,7 +33,13 @@ from workstation.core.types import ModelVersion, Product
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
-TRAINABLE = ("adapter", "vlm")
+TRAINABLE = ("selftaught", "adapter", "vlm")
+KIND_HELP = {
+    "selftaught": "Teach the self-taught expert the product's normal look from its normal "
+    "images and synthetic defects (no reviews needed; up to about 8 min on a CPU).",
+    "adapter": "Train the segmentation adapter on the masks inspectors painted or accepted.",
+    "vlm": "Fine-tune the explainer (LoRA) on the explanations inspectors wrote or accepted.",
+}
 PLOT_BG = "#1e2024"
 CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")
 
@@ -172,12 +178,15 @@ class ModelsPanel(QWidget):
         version_buttons.addWidget(self.rollback_button)
 
         self.kind = QComboBox()
-        self.kind.addItems(TRAINABLE)
+        for index, kind in enumerate(TRAINABLE):
+            self.kind.addItem(kind)
+            self.kind.setItemData(index, KIND_HELP[kind], Qt.ItemDataRole.ToolTipRole)
+        self.kind.setCurrentText("adapter")
         self.start_button = QPushButton("Start round")
         self.start_button.setObjectName("primary")
         self.cancel_button = QPushButton("Cancel round")
         self.cancel_button.setEnabled(False)
-        self.start_button.clicked.connect(self.start_round)
+        self.start_button.clicked.connect(lambda: self.start_round())
         self.cancel_button.clicked.connect(self.cancel_round)
         self.progress = QProgressBar()
         self.status = QLabel("No round running.")
@@ -327,9 +336,12 @@ class ModelsPanel(QWidget):
     def running(self) -> bool:
         return self.driver.running
 
-    def start_round(self) -> None:
+    def start_round(self, kind: str | None = None) -> None:
+        """Start a round of ``kind`` (default: the one chosen in the box)."""
         if self.running:
             return
+        if kind is not None:
+            self.kind.setCurrentText(kind)
         self.events, self.losses = [], []
         self.loss_curve.setData([], [])
         self.progress.setRange(0, 0)

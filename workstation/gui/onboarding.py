@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -41,6 +42,7 @@ from workstation.gui.render import rgb_qimage
 from workstation.gui.workers import CancelToken, ProgressFn, exclusive_model_job
 
 THUMB = 150
+TEACH_TEXT = "Teach the self-taught expert now, in the background (up to 8 min on a CPU)"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
 
 
@@ -316,6 +318,15 @@ class RunPage(QWizardPage):
         self.readiness.setObjectName("readiness")
         self.readiness.setWordWrap(True)
         self.readiness.setVisible(False)
+        self.teach = QCheckBox(TEACH_TEXT)
+        self.teach.setChecked(True)
+        self.teach.setToolTip(
+            "A small network learns this product's normal look from its normal images and "
+            "synthetic defects, as a training round (Models dock: progress, cancel, roll back). "
+            "It is promoted only if it adds no false alarms on normals it never saw, and the "
+            "list is scored again when it is. A GPU takes a minute or two."
+        )
+        self.teach.setVisible(False)
         self.grid = QListWidget()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setIconSize(QSize(THUMB, THUMB))
@@ -332,6 +343,7 @@ class RunPage(QWizardPage):
         layout.addWidget(self.threshold)
         layout.addWidget(self.grid, 1)
         layout.addWidget(self.readiness)
+        layout.addWidget(self.teach)
         self.outcome: OnboardOutcome | None = None
         self.running = False
         self._job: Any = None
@@ -340,6 +352,7 @@ class RunPage(QWizardPage):
         self.outcome = None
         self.grid.clear()
         self.readiness.setVisible(False)
+        self.teach.setVisible(False)
         self.threshold.setText("")
         self.progress.setRange(0, 0)
         self.status.setText("Starting…")
@@ -393,6 +406,7 @@ class RunPage(QWizardPage):
             self.grid.addItem(entry)
         self.readiness.setText(outcome.readiness)
         self.readiness.setVisible(bool(outcome.readiness))
+        self.teach.setVisible(True)
         self.completeChanged.emit()
 
     def _failed(self, exc: BaseException) -> None:
@@ -444,6 +458,11 @@ class OnboardingWizard(QWizard):
             normal_paths=self.images_page.normals.paths(),
             defect_paths=self.images_page.defects.paths(),
         )
+
+    @property
+    def teach_expert(self) -> bool:
+        """Start a self-taught round once the wizard closes (the user's choice)."""
+        return self.run_page.outcome is not None and self.run_page.teach.isChecked()
 
     def reject(self) -> None:
         if self.run_page.running:
