@@ -1,8 +1,10 @@
 """``bench training``: how long rounds take, and whether corrected masks help (learning curve).
 
 Timing (default): an adapter round on 100 defect masks (+ normals) at 512 px with the
-filter-bank backbone, run exactly as the app runs it (``python -m training`` child
-process, manifest in, JSON lines out), and a tiny-VLM LoRA round on the CPU.
+filter-bank backbone, a self-taught round on 45 normals (generated plates, or the
+``train/good`` images of ``--normals-from DIR``) at the experts' default size, and a
+tiny-VLM LoRA round, each run exactly as the app runs it (``python -m training`` child
+process, manifest in, JSON lines out). ``--kinds`` picks which.
 
 Curve (``--curve DATASET_DIR``): from ``--shots`` normal shots, the defect images are split
 into a feedback part and an evaluation part (never trained on); adapter rounds are fed
@@ -89,6 +91,56 @@ def time_adapter_round(work: Path, *, masks: int, size: int, device: str) -> dic
         "size": size,
         "seconds": round(seconds, 1),
         "steps": events[-2].get("total") if len(events) > 1 else None,
+    }
+
+
+def time_selftaught_round(
+    work: Path,
+    *,
+    normals_from: Path | None,
+    normals: int,
+    image_size: int,
+    budget_minutes: float,
+    device: str,
+) -> dict[str, object]:
+    """One self-taught round as the app runs it: 45 normals to learn from, up to 20 held
+    out for the gate (a dataset's test/good, or more generated plates)."""
+    from training.contract import RoundManifest, Sample
+    from workstation.bench.mvtec import load_category
+    from workstation.demo.generator import DemoSpec, generate
+
+    if normals_from is None:
+        spec = DemoSpec(size=image_size, train_good=normals, test_good=20, per_defect=0)
+        root = generate(work / "data", spec).root
+    else:
+        root = Path(normals_from)
+    category = load_category(root)
+    train = [Sample(str(item.path), "normal") for item in category.train[:normals]]
+    held = [Sample(str(t.path), "normal") for t in category.test if not t.anomalous][:20]
+    manifest = RoundManifest(
+        product="bench",
+        kind="selftaught",
+        backbone="filterbank",
+        base_model="",
+        train=tuple(train),
+        held_out=tuple(held),
+        references=tuple(s.image_path for s in train),
+        image_size=image_size,
+        hyperparameters={"budget_minutes": budget_minutes},
+    )
+    path = manifest.save(work / "manifest.json")
+    seconds, _ = _child(path, work / "model", device)
+    metrics = json.loads((work / "model" / "metrics.json").read_text(encoding="utf-8"))
+    return {
+        "normals": len(train),
+        "held_out_normals": len(held),
+        "image_size": image_size,
+        "seconds": round(seconds, 1),
+        "training": metrics.get("training"),
+        "before": metrics.get("before"),
+        "after": metrics.get("after"),
+        "promote": metrics.get("promote"),
+        "data": str(root) if normals_from is not None else "generated plates",
     }
 
 
@@ -237,12 +289,24 @@ def _handler(args: argparse.Namespace) -> int:
 
         device = resolve_device(args.device)
         report = {"device": device}
+        kinds = set(args.kinds.split(","))
         with tempfile.TemporaryDirectory() as tmp:
-            report["adapter_round"] = time_adapter_round(
-                Path(tmp) / "adapter", masks=args.masks, size=args.size, device=device
-            )
-            print(json.dumps(report["adapter_round"]), file=sys.stderr, flush=True)
-            if not args.skip_vlm:
+            if "adapter" in kinds:
+                report["adapter_round"] = time_adapter_round(
+                    Path(tmp) / "adapter", masks=args.masks, size=args.size, device=device
+                )
+                print(json.dumps(report["adapter_round"]), file=sys.stderr, flush=True)
+            if "selftaught" in kinds:
+                report["selftaught_round"] = time_selftaught_round(
+                    Path(tmp) / "selftaught",
+                    normals_from=args.normals_from,
+                    normals=args.normals,
+                    image_size=args.image_size,
+                    budget_minutes=args.budget_minutes,
+                    device=device,
+                )
+                print(json.dumps(report["selftaught_round"]), file=sys.stderr, flush=True)
+            if "vlm" in kinds and not args.skip_vlm:
                 report["vlm_round"] = time_vlm_round(
                     Path(tmp) / "vlm", steps=args.vlm_steps, device=device
                 )
@@ -254,7 +318,8 @@ def _handler(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "training", help="time adapter / VLM rounds; --curve: AUROC vs corrected masks"
+        "training",
+        help="time adapter / self-taught / VLM rounds; --curve: AUROC vs corrected masks",
     )
     parser.add_argument(
         "--curve",
@@ -268,8 +333,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image-size",
         type=int,
         default=ExpertSettings().image_size,
-        help="curve: the few-shot expert's working size (default: the product default)",
+        help="the experts' working size for the curve and the self-taught round "
+        "(default: the product default)",
     )
+    parser.add_argument("--kinds", default="adapter,selftaught,vlm",
+                        help="timing: which rounds, comma-separated")
+    parser.add_argument("--normals", type=int, default=45, help="timing: self-taught normals")
+    parser.add_argument("--normals-from", type=Path, metavar="DIR",
+                        help="timing: take the self-taught normals from this MVTec category")
+    parser.add_argument("--budget-minutes", type=float, default=8.0,
+                        help="timing: the self-taught round's training budget")
     parser.add_argument("--masks", type=int, default=100, help="timing: defect masks")
     parser.add_argument("--size", type=int, default=512, help="timing: image size")
     parser.add_argument("--vlm-steps", type=int, default=30)
