@@ -10,6 +10,10 @@ from typing import Any
 from workstation.core.errors import UserError
 from workstation.paths import resources_dir, user_data_dir
 
+ALIGN_MODES = ("off", "rigid", "similarity")
+"""Pose alignment choices (``workstation.experts.registration.AlignMode``; the settings
+do not import the experts, so that reading them stays light)."""
+
 
 @dataclass(frozen=True)
 class DeviceSettings:
@@ -31,8 +35,8 @@ class ExpertSettings:
     """Register images to a reference pose before the experts: off, rigid, similarity."""
 
     def __post_init__(self) -> None:
-        if self.align not in ("off", "rigid", "similarity"):
-            raise UserError("experts.align must be off, rigid or similarity")
+        if self.align not in ALIGN_MODES:
+            raise UserError(f"experts.align must be one of {', '.join(ALIGN_MODES)}")
         if not 0 < self.target_false_positive_rate < 1:
             raise UserError("experts.target_false_positive_rate must be between 0 and 1")
         if any(not isinstance(w, int) or w < 1 for w in self.zeroshot_windows):

@@ -4,14 +4,21 @@ cannot be trusted, and puts maps back on the original pixels."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
 import pytest
 
+from workstation.config import ALIGN_MODES
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
-from workstation.experts.registration import MAX_TURN_DEGREES, Registrar, _correlation
+from workstation.experts.registration import (
+    MAX_TURN_DEGREES,
+    AlignMode,
+    Registrar,
+    _correlation,
+)
 
 
 def _part(size: int = 160) -> np.ndarray:
@@ -112,3 +119,7 @@ def test_an_aligned_pipeline_saves_its_reference(tmp_path: Path) -> None:
     again = loaded.predict([probe])[0]
     assert again.score == pytest.approx(expected.score, rel=1e-5)
     assert again.map.shape == probe.shape[:2]
+
+
+def test_the_settings_offer_exactly_the_registration_modes() -> None:
+    assert get_args(AlignMode) == ALIGN_MODES

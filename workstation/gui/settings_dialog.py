@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.app import Workstation
-from workstation.config import Settings, merge, user_config_path
+from workstation.config import ALIGN_MODES, Settings, merge, user_config_path
 from workstation.core.errors import UserError
 from workstation.experts.weights import bundles_dir
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
@@ -160,6 +160,14 @@ class SettingsDialog(QDialog):
         self.fpr.setSingleStep(0.01)
         self.fpr.setValue(e.target_false_positive_rate)
         form.addRow("Target false-positive rate", self.fpr)
+        self.align = QComboBox()
+        self.align.addItems(ALIGN_MODES)
+        self.align.setCurrentText(e.align)
+        self.align.setToolTip(
+            "Register every image to a reference normal before the experts: for parts that "
+            "shift or turn in the frame. 'off' for fixed parts and textures."
+        )
+        form.addRow("Pose alignment", self.align)
         return page
 
     def _explainer_tab(self) -> QWidget:
@@ -239,6 +247,7 @@ class SettingsDialog(QDialog):
                 "image_size": self.image_size.value(),
                 "memory_budget": self.memory_budget.value(),
                 "target_false_positive_rate": self.fpr.value(),
+                "align": self.align.currentText(),
             },
             "explainer": {
                 "kind": self.explainer.currentText(),
