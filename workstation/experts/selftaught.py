@@ -151,16 +151,15 @@ def peak_score(probability: np.ndarray, sigma: float) -> float:
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
-    small = cv2.resize(to_rgb_uint8(image), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
-    return small.astype(np.int16)
+    return cv2.resize(to_rgb_uint8(image), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 
 
 class NormalFingerprints:
     """Which normal images a model trained on, recognised again from tiny thumbnails."""
 
     def __init__(self, thumbnails: np.ndarray | None = None) -> None:
-        empty = np.zeros((0, THUMBNAIL, THUMBNAIL, 3), np.int16)
-        self.thumbnails = empty if thumbnails is None else thumbnails.astype(np.int16)
+        empty = np.zeros((0, THUMBNAIL, THUMBNAIL, 3), np.uint8)
+        self.thumbnails = empty if thumbnails is None else thumbnails.astype(np.uint8)
 
     @classmethod
     def of(cls, images: Sequence[np.ndarray]) -> NormalFingerprints:
@@ -171,7 +170,8 @@ class NormalFingerprints:
     def contains(self, image: np.ndarray) -> bool:
         if len(self.thumbnails) == 0:
             return False
-        difference = np.abs(self.thumbnails - thumbnail(image)[None]).mean(axis=(1, 2, 3))
+        probe = thumbnail(image).astype(np.int16)[None]
+        difference = np.abs(self.thumbnails.astype(np.int16) - probe).mean(axis=(1, 2, 3))
         return bool(difference.min() < SAME_IMAGE_LEVELS)
 
 
