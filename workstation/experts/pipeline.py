@@ -172,9 +172,11 @@ class InspectionPipeline:
                 "fitting needs at least one normal image of this product; add images "
                 "labelled good (train/good) or mark some as normal"
             )
+        # Which normals a trained expert learned from is told on the images as they came
+        # (its fingerprints are of unaligned images), before they are aligned.
+        chosen, optimistic = self._calibration_choice(normals)
         self.registrar.fit(normals)
         normals = self._aligned(normals)
-        chosen, optimistic = self._calibration_choice(normals)
         steps = len(self.experts) + 1
         per_shot: list[dict[str, AnomalyMap]] = [{} for _ in chosen]
         for step, (name, expert) in enumerate(self.experts.items()):
