@@ -27,7 +27,6 @@ from workstation.services.rounds import (
     CHECKPOINT_DIR,
     RoundOptions,
     build_manifest,
-    resume_round,
     rollback,
     run_round,
 )
@@ -211,13 +210,13 @@ def test_a_killed_round_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     manifest = json.loads(manifest_path.read_text())
     manifest["hyperparameters"]["steps"] = max(seen) + 4
     manifest_path.write_text(json.dumps(manifest))
-    resumed = resume_round(store, PRODUCT, quick)
+    resumed = run_round(store, PRODUCT, quick, resume=True)
     assert resumed.status == "succeeded", resumed.message
     assert resumed.round.id == killed.round.id
     metrics = json.loads((Path(resumed.version.path or "") / "metrics.json").read_text())
     assert metrics["training"]["resumed_from_step"] >= 1
     with pytest.raises(UserError, match="no interrupted selftaught round"):
-        resume_round(store, PRODUCT, quick)
+        run_round(store, PRODUCT, quick, resume=True)
     store.close()
 
 

@@ -50,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
         RoundHandle,
         RoundOptions,
         new_labels_since_last_round,
-        resume_round,
         run_round,
     )
     from workstation.store.repository import Store
@@ -90,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\n{event.message}", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
         try:
-            start = resume_round if args.resume else run_round
-            outcome = start(store, product.name, options, on_event=show, handle=handle)
+            outcome = run_round(
+                store, product.name, options, on_event=show, handle=handle, resume=args.resume
+            )
         except KeyboardInterrupt:
             handle.cancel()
             raise

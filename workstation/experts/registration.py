@@ -163,29 +163,20 @@ class Registrar:
 
     def align(self, image: np.ndarray, alignment: Alignment) -> np.ndarray:
         """The image in the reference pose (reflected at the borders it uncovers)."""
-        if not alignment.aligned:
-            return image
-        height, width = image.shape[:2]
-        return cv2.warpAffine(
-            image,
-            alignment.matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        return _warp(image, alignment, back=False)
 
     def unalign(self, heat: np.ndarray, alignment: Alignment) -> np.ndarray:
         """A map computed on the aligned image, back on the original image's pixels."""
-        if not alignment.aligned:
-            return heat
-        height, width = heat.shape[:2]
-        return cv2.warpAffine(
-            heat,
-            alignment.matrix,
-            (width, height),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
+        return _warp(heat, alignment, back=True)
+
+
+def _warp(array: np.ndarray, alignment: Alignment, *, back: bool) -> np.ndarray:
+    if not alignment.aligned:
+        return array
+    height, width = array.shape[:2]
+    flags = cv2.INTER_LINEAR | (cv2.WARP_INVERSE_MAP if back else 0)
+    border = cv2.BORDER_REPLICATE if back else cv2.BORDER_REFLECT
+    return cv2.warpAffine(array, alignment.matrix, (width, height), flags=flags, borderMode=border)
 
 
 def _rotation(linear: np.ndarray) -> np.ndarray:

@@ -313,13 +313,26 @@ def run_round(
     *,
     on_event: OnEvent | None = None,
     handle: RoundHandle | None = None,
+    resume: bool = False,
 ) -> RoundOutcome:
-    """Build the manifest, run the child, register the result; blocks until it ends."""
+    """Build the manifest, run the child, register the result; blocks until it ends.
+
+    ``resume`` continues the newest interrupted round of the kind from its checkpoint, with
+    its own manifest, instead of starting a new one.
+    """
     product = store.get_product(product_name)
-    round_dir = rounds_root(store, product) / f"{options.kind}-{_stamp()}"
-    manifest = build_manifest(store, product, options, round_dir)
-    manifest_path = manifest.save(round_dir / "manifest.json")
-    record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
+    if resume:
+        record = resumable_round(store, product, options.kind)
+        if record is None:
+            raise UserError(
+                f"{product.name!r} has no interrupted {options.kind} round with a checkpoint "
+                "to resume; start a new round instead"
+            )
+    else:
+        round_dir = rounds_root(store, product) / f"{options.kind}-{_stamp()}"
+        manifest = build_manifest(store, product, options, round_dir)
+        manifest_path = manifest.save(round_dir / "manifest.json")
+        record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
     return _run_child(store, product, record, options, on_event=on_event, handle=handle)
 
 
@@ -334,25 +347,6 @@ def resumable_round(store: Store, product: Product, kind: RoundKind) -> Round | 
         if (Path(record.manifest_path).parent / CHECKPOINT_DIR).is_dir():
             return record
     return None
-
-
-def resume_round(
-    store: Store,
-    product_name: str,
-    options: RoundOptions,
-    *,
-    on_event: OnEvent | None = None,
-    handle: RoundHandle | None = None,
-) -> RoundOutcome:
-    """Continue the newest interrupted round from its checkpoint, with its own manifest."""
-    product = store.get_product(product_name)
-    record = resumable_round(store, product, options.kind)
-    if record is None:
-        raise UserError(
-            f"{product.name!r} has no interrupted {options.kind} round with a checkpoint to "
-            "resume; start a new round instead"
-        )
-    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
 
 
 def _run_child(
