@@ -63,6 +63,7 @@ def train_demo_model(
         "image_size": DEMO_IMAGE_SIZE,
         "seed": SEED,
         "hyperparameters": asdict(hyper),
+        "synthetic_mix": dict(hyper.mix().weights),
         "trained_on": f"{len(normals)} demo train/good images "
         f"({int(expert.config.trained['normals'])} taught, the rest kept for calibration)",
         "steps": record.steps,

@@ -64,7 +64,8 @@ class SelfTaughtHyperparameters:
     """Global gain (+-) and offset (+-25x this, gray levels) applied to every crop: lighting
     that changes over a shift is normal, so the network must not learn it as a defect."""
     families: dict[str, float] = field(default_factory=dict)
-    """Relative frequency per synthetic family (empty: all families equally)."""
+    """Relative frequency per synthetic family (empty: the default mix, which leaves stains
+    out)."""
     min_visible: float = 8.0
     calibration_fraction: float = 0.25
     """Normals kept out of training so the fusion can measure the network's unit on

@@ -84,8 +84,12 @@ def test_the_mix_rejects_unknown_or_empty_families_and_can_drop_one() -> None:
         SynthesisMix(weights={"rust": 1.0})
     with pytest.raises(UserError, match="not all 0"):
         SynthesisMix(weights=dict.fromkeys(FAMILIES, 0.0))
-    names, probabilities = SynthesisMix.without("stain").probabilities()
-    assert "stain" not in names and probabilities.sum() == pytest.approx(1.0)
+    default_names, _ = SynthesisMix().probabilities()
+    assert "stain" not in default_names and len(default_names) == len(FAMILIES) - 1
+    names, probabilities = SynthesisMix.without("pit").probabilities()
+    assert set(names) == set(default_names) - {"pit"}
+    assert probabilities.sum() == pytest.approx(1.0)
+    assert "stain" in SynthesisMix(weights={"stain": 1.0, "pit": 1.0}).probabilities()[0]
     synthesizer = DefectSynthesizer(_normals(), SynthesisMix(weights={"scratch": 1.0}))
     rng = np.random.default_rng(0)
     assert {synthesizer.make(_normals(1)[0], rng).family for _ in range(5)} == {"scratch"}

@@ -29,6 +29,23 @@ def test_train_with_one_sided_feedback_is_a_clear_error(
     assert "no corrected defect masks" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--kind", "selftaught", "--families", "scratch,rust"], "unknown synthetic defect"),
+        (["--kind", "adapter", "--families", "scratch"], "--kind selftaught only"),
+    ],
+)
+def test_train_refuses_a_wrong_family_choice_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    feedback_store(tmp_path, normals=2, defects=1).close()
+    db = str(tmp_path / "store" / "ws.sqlite")
+    assert main(["train", "--product", PRODUCT, *arguments, "--db", db]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_promote_and_rollback_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = feedback_store(tmp_path, normals=0, defects=0)
     product = store.get_product(PRODUCT)

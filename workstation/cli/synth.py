@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workstation.cli.families import add_families_option, parse_families
 from workstation.cli.storeargs import add_db_option, store_path
 
 
@@ -25,12 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to write into")
     parser.add_argument("--product", required=True, help="product name")
     parser.add_argument("--count", type=int, default=24, help="defect images to write")
-    parser.add_argument(
-        "--families",
-        default="",
-        help="comma-separated families to draw (default: all): "
-        "patch_blend, foreign_texture, scratch, pit, stain, missing_material",
-    )
+    add_families_option(parser)
     parser.add_argument("--seed", type=int, default=0)
     add_db_option(parser)
     parser.set_defaults(handler=run)
@@ -48,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     db = store_path(args)
     if not db.is_file():
         raise UserError(f"no store at {db}; import the product's images first or pass --db")
-    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    families = parse_families(args.families)
     store = Store.open(db)
     try:
         summary = write_synthetic_examples(

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from workstation.cli.families import add_families_option, parse_families
 from workstation.cli.storeargs import add_db_option, store_path
 
 
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
+    add_families_option(parser)
     add_db_option(parser)
     parser.set_defaults(handler=run)
 
@@ -71,6 +73,14 @@ def run(args: argparse.Namespace) -> int:
             hyperparameters["steps"] = args.steps
         if args.budget_minutes is not None:
             hyperparameters["budget_minutes"] = args.budget_minutes
+        families = parse_families(args.families)
+        if families:
+            if args.kind != "selftaught":
+                raise UserError("--families applies to --kind selftaught only")
+            from workstation.experts.synthetic.synthesizer import SynthesisMix
+
+            # Refused here, in one line, rather than in the round's child process.
+            hyperparameters["families"] = dict(SynthesisMix(dict.fromkeys(families, 1.0)).weights)
         options = RoundOptions.from_settings(
             settings, args.kind, hyperparameters=hyperparameters, device=args.device
         )
