@@ -128,6 +128,19 @@ def test_the_gate_refuses_added_false_alarms_and_worse_detection() -> None:
         tolerance=0.01,
     )
     assert not ok and "regressed" in reason
+    recall = "held_out_synthetic_recall"
+    ok, reason = selftaught_gate(
+        before | {recall: 0.5},
+        {"held_out_false_alarm_rate": 0.05, "held_out_synthetic_image_auroc": 0.9, recall: 0.4},
+        tolerance=0.01,
+    )
+    assert ok, "fewer false alarms pay with recall at the threshold: " + reason
+    ok, reason = selftaught_gate(
+        before | {recall: 0.5},
+        {"held_out_false_alarm_rate": 0.1, "held_out_synthetic_image_auroc": 0.9, recall: 0.4},
+        tolerance=0.01,
+    )
+    assert not ok and recall in reason
 
 
 @pytest.mark.slow
@@ -203,9 +216,7 @@ def test_a_killed_round_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     round_dir = Path(killed.round.manifest_path).parent
     assert (round_dir / CHECKPOINT_DIR / CHECKPOINT_FILE).is_file()
     # Resume with a short budget this time: the round continues and finishes.
-    quick = RoundOptions(
-        kind="selftaught", image_size=96, hyperparameters=TINY, device="cpu"
-    )
+    quick = RoundOptions(kind="selftaught", image_size=96, hyperparameters=TINY, device="cpu")
     manifest_path = round_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["hyperparameters"]["steps"] = max(seen) + 4
