@@ -19,14 +19,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from workstation.config import ExpertSettings, ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
+from workstation.core.mask_tools import MaskEditor
 from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.core.undo import UndoHistory
 from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
-from workstation.gui.mask_tools import MaskEditor
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
-from workstation.gui.undo import UndoHistory
 from workstation.gui.workers import (
     CancelToken,
     Lane,
