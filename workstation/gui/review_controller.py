@@ -12,7 +12,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -36,9 +36,11 @@ from workstation.gui.workers import (
 )
 from workstation.model_cache import ModelCache
 from workstation.services import model_jobs
-from workstation.services.explain import StoredExplanation
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
-from workstation.services.triage import TriageReport
+
+if TYPE_CHECKING:
+    from workstation.services.explain import StoredExplanation
+    from workstation.services.triage import TriageReport
 
 PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
 PRODUCT_KEY = "gui.product"

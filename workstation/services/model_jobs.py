@@ -3,6 +3,11 @@
 The GUI only wraps these in lane jobs (progress, cancel, result delivery); what a job does
 lives here, so it is tested without a window, and the controller never imports a service
 inside a function with untyped arguments to reach it.
+
+The window imports this module at start-up, so the services behind each job (experts,
+explainer, queue: about 0.1 s of imports on an idle machine) are imported when the job
+runs on the model lane, which loads them anyway at warm-up, and not on the GUI thread
+before the first window shows.
 """
 
 from __future__ import annotations
@@ -12,17 +17,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workstation.config import ExpertSettings, ExplainerSettings
 from workstation.core.errors import CancelledError
 from workstation.core.imageio import image_size
 from workstation.core.types import NORMAL_LABEL, Product, Split
-from workstation.device import resolve_device
 from workstation.model_cache import ModelCache
-from workstation.services.explain import StoredExplanation, create_product_explainer, explain_image
-from workstation.services.onboard import OnboardResult, onboard_product
-from workstation.services.triage import Progress, TriageReport, triage_product
 from workstation.store.repository import Store
+
+if TYPE_CHECKING:
+    from workstation.services.explain import StoredExplanation
+    from workstation.services.onboard import OnboardResult
+    from workstation.services.triage import Progress, TriageReport
 
 
 def inspect_new(
@@ -35,6 +42,9 @@ def inspect_new(
     progress: Progress,
 ) -> TriageReport:
     """Score every image the active experts have not seen yet, draft and queue them."""
+    from workstation.device import resolve_device
+    from workstation.services.triage import triage_product
+
     return triage_product(
         store,
         product_name,
@@ -56,6 +66,8 @@ def redraft(
     should_stop: Callable[[], bool],
 ) -> StoredExplanation:
     """Have the product's explainer write a new draft for one image, token by token."""
+    from workstation.services.explain import create_product_explainer, explain_image
+
     # asked for per job and kept in no attribute, so unloading really frees it
     explainer = models.get(
         f"explainer:{product.id}:{settings!r}",
@@ -131,6 +143,10 @@ def onboard_from_files(
 ) -> OnboardFit:
     """Create the product, import the shots, fit (``onboard_product``) and score every shot
     (``triage_product``), so the review window opens with heatmaps, drafts and a queue."""
+    from workstation.device import resolve_device
+    from workstation.services.onboard import onboard_product
+    from workstation.services.triage import triage_product
+
     device = resolve_device(device_preference)
     product = store.find_product(request.name) or store.create_product(
         request.name,
