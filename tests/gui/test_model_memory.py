@@ -20,7 +20,6 @@ from workstation.gui.launch import application
 from workstation.gui.workers import Lane, exclusive_model_job
 from workstation.model_cache import ModelCache
 
-
 JOB_WAIT_MS = 30000
 """An exclusive job runs full collections: with transformers loaded by an earlier test in
 the same worker, each takes seconds on a busy machine (5 s timed out)."""
