@@ -99,7 +99,7 @@ def demo_db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def workstation(demo_db: Path) -> Iterator[object]:
-    from workstation.app import build_workstation
+    from workstation.gui.app import build_workstation
 
     ws = build_workstation(demo_db)
     yield ws

@@ -56,7 +56,7 @@ def test_unknown_product_falls_back_with_a_message(qtbot, workstation) -> None: 
 
 
 def test_empty_store_invites_onboarding(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from workstation.app import build_workstation
+    from workstation.gui.app import build_workstation
     from workstation.gui.main_window import MainWindow
 
     application()
@@ -74,7 +74,7 @@ def test_empty_store_invites_onboarding(qtbot, tmp_path) -> None:  # type: ignor
 def test_inspect_scores_new_images_on_the_model_lane(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A product with images but no predictions: I fits the experts and scores them all."""
     from tests.gui.conftest import build_store
-    from workstation.app import build_workstation
+    from workstation.gui.app import build_workstation
     from workstation.gui.main_window import MainWindow
 
     db = build_store(tmp_path / "s.sqlite", tmp_path / "img", count=5)

@@ -20,6 +20,10 @@ from workstation.gui.launch import application
 from workstation.gui.workers import Lane, exclusive_model_job
 from workstation.model_cache import ModelCache
 
+JOB_WAIT_MS = 30000
+"""An exclusive job runs full collections: with transformers loaded by an earlier test in
+the same worker, each takes seconds on a busy machine (5 s timed out)."""
+
 
 class Model:
     """Stands in for a loaded model: it references itself, as real ones do via hooks."""
@@ -61,7 +65,7 @@ def test_an_exclusive_job_unloads_the_cache_and_frees_its_own_model(  # type: ig
 
     results: list[str] = []
     lane.submit(exclusive_model_job(models, inspect), on_result=results.append)
-    qtbot.waitUntil(lambda: results == ["done"])
+    qtbot.waitUntil(lambda: results == ["done"], timeout=JOB_WAIT_MS)
     assert models.loaded() == ()
     assert refs[0]() is None
 
@@ -76,7 +80,7 @@ def test_a_failing_exclusive_job_frees_its_model_too(qtbot, lane, no_automatic_g
         raise UserError("the image folder vanished")
 
     lane.submit(exclusive_model_job(ModelCache(), inspect), on_error=errors.append)
-    qtbot.waitUntil(lambda: bool(errors))
+    qtbot.waitUntil(lambda: bool(errors), timeout=JOB_WAIT_MS)
     # the exception still travels to the GUI thread, but no longer carries the model
     assert isinstance(errors[0], UserError)
     assert refs[0]() is None

@@ -160,7 +160,7 @@ def test_disk_full_while_exporting_names_the_file_and_leaves_no_partial_copy(
         Path(target).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
-    monkeypatch.setattr("workstation.store.formats.shutil.copyfile", no_space)
+    monkeypatch.setattr("workstation.datasets.formats.shutil.copyfile", no_space)
     out = tmp_path / "out"
     assert main(["--db", str(db), "export", str(out), "--product", "bottle"]) == 2
     line = error_line(capsys)

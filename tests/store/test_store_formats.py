@@ -14,9 +14,9 @@ from store_helpers import make_mvtec, noise_image
 from workstation.core.errors import UserError
 from workstation.core.imageio import write_png
 from workstation.core.types import Explanation
+from workstation.datasets import coco_rle
+from workstation.datasets.formats import export_product
 from workstation.services.importing import import_directory
-from workstation.store import coco_rle
-from workstation.store.formats import export_product
 from workstation.store.repository import Store
 
 

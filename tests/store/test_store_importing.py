@@ -13,8 +13,8 @@ from store_helpers import make_mvtec, noise_image, square_mask
 
 from workstation.core.errors import UserError
 from workstation.core.imageio import write_png
+from workstation.datasets.layouts import plan_import
 from workstation.services.importing import import_directory
-from workstation.store.layouts import plan_import
 from workstation.store.repository import Store
 
 

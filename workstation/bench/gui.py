@@ -98,7 +98,7 @@ def build_bench_store(folder: Path, *, size: int, count: int) -> Path:
 
 def _large_image(size: int, folder: Path, wait_until: Any) -> dict[str, Any]:
     """Open one huge image (time to first paint) and pan across it at 1:1 and zoomed out."""
-    from workstation.app import build_workstation
+    from workstation.gui.app import build_workstation
     from workstation.gui.main_window import MainWindow
 
     sub = folder / "large"
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer
     from PySide6.QtTest import QTest
 
-    from workstation.app import build_workstation
+    from workstation.gui.app import build_workstation
     from workstation.gui.launch import application
     from workstation.gui.main_window import MainWindow
 

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from workstation.cli.progress import progress_bar
     from workstation.core.errors import UserError
-    from workstation.store.formats import export_product
+    from workstation.datasets.formats import export_product
     from workstation.store.repository import Store
 
     path = store_path(args)

@@ -17,11 +17,11 @@ from typing import Literal
 
 import numpy as np
 
-from workstation.bench.mvtec import MVTecCategory, load_category
 from workstation.core import metrics
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image, read_mask
 from workstation.core.types import Product
+from workstation.datasets.mvtec import MVTecCategory, load_category
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.experts.registration import AlignMode

@@ -5,20 +5,17 @@ A *backbone* turns RGB images into a grid of patch features; an *expert* turns i
 words). Keeping these two small protocols is what lets the filter bank, DINOv2 and CLIP
 backbones, the few-shot, zero-shot and learned-adapter experts, and the fusion mix freely.
 
-Backbones other than the built-in weight-free ``filterbank`` live in
-``workstation.experts.backbones`` (open_clip / transformers), imported only when one is
-asked for so that the weight-free path never pays for those libraries. That module
-provides::
-
-    create_backbone(name: str, *, device: str = "cpu", **opts) -> Backbone
-        # raises UserError for an unknown name, MissingModelError for missing weights
-    BACKBONE_NAMES: tuple[str, ...]   # the names it accepts, for help texts and errors
+Backbones are built through :data:`BACKBONE_PROVIDERS`, an explicit registry checked when
+each provider is registered: the weight-free ``filterbank`` and the learned backbones of
+``workstation.experts.backbones`` (open_clip / transformers). A provider's module is
+imported only when one of its backbones is asked for, so the weight-free path never pays
+for those libraries, and the imports are plain statements that the import contract sees.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -32,8 +29,6 @@ if TYPE_CHECKING:
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``; called from the worker that does the work."""
 
-BUILTIN_BACKBONES: tuple[str, ...] = ("filterbank",)
-EXTERNAL_BACKBONE_MODULE = "workstation.experts.backbones"
 
 
 @runtime_checkable
@@ -66,28 +61,82 @@ class Expert(Protocol):
         ...
 
 
+BackboneFactory = Callable[..., Backbone]
+"""``factory(name, *, device, **opts)``: raises UserError for a name it cannot build and
+MissingModelError when the weights are not here."""
+
+
+@dataclass(frozen=True)
+class BackboneProvider:
+    """One registered source of backbones: the names it offers and how it builds one."""
+
+    key: str
+    names: Callable[[], tuple[str, ...]]
+    """The names shown in settings and errors; called only when they are listed."""
+    create: BackboneFactory
+    open_names: bool = False
+    """Also builds names it does not list (installed bundles, model folders by path)."""
+
+    def __post_init__(self) -> None:
+        if not self.key or not callable(self.names) or not callable(self.create):
+            raise ValueError(f"backbone provider {self.key!r} needs a key, names and create")
+
+
+BACKBONE_PROVIDERS: dict[str, BackboneProvider] = {}
+
+
+def register_backbones(provider: BackboneProvider) -> None:
+    """Add ``provider``; a key registered twice or a second open-named provider is refused,
+    since either would make the backbone a name builds depend on the registration order."""
+    if provider.key in BACKBONE_PROVIDERS:
+        raise ValueError(f"backbone provider {provider.key!r} is already registered")
+    if provider.open_names and any(p.open_names for p in BACKBONE_PROVIDERS.values()):
+        raise ValueError("only one backbone provider may build names it does not list")
+    BACKBONE_PROVIDERS[provider.key] = provider
+
+
+def _filterbank(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
+    from workstation.experts.filterbank import FilterBankBackbone
+
+    return FilterBankBackbone(device=device, **opts)
+
+
+def _learned_names() -> tuple[str, ...]:
+    from workstation.experts.backbones import BACKBONE_NAMES
+
+    return BACKBONE_NAMES
+
+
+def _learned(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
+    from workstation.experts.backbones import create_backbone
+
+    return create_backbone(name, device=device, **opts)
+
+
+register_backbones(BackboneProvider("filterbank", lambda: ("filterbank",), _filterbank))
+register_backbones(BackboneProvider("learned", _learned_names, _learned, open_names=True))
+
+
 def available_backbones() -> tuple[str, ...]:
     """Every backbone name this installation knows (weights may still be missing)."""
-    try:
-        module = importlib.import_module(EXTERNAL_BACKBONE_MODULE)
-    except ModuleNotFoundError:
-        return BUILTIN_BACKBONES
-    return BUILTIN_BACKBONES + tuple(getattr(module, "BACKBONE_NAMES", ()))
+    return tuple(name for provider in BACKBONE_PROVIDERS.values() for name in provider.names())
+
+
+def _provider_for(name: str) -> BackboneProvider:
+    """The provider listing ``name``, else the open-named one. An open-named provider's
+    list is never read here, so building ``filterbank`` imports no learned backbone."""
+    open_named = None
+    for provider in BACKBONE_PROVIDERS.values():
+        if provider.open_names:
+            open_named = provider
+        elif name in provider.names():
+            return provider
+    if open_named is None:
+        offered = ", ".join(available_backbones())
+        raise UserError(f"unknown backbone {name!r}; this installation offers: {offered}")
+    return open_named
 
 
 def build_backbone(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
     """Create the backbone called ``name`` on ``device``; unknown names are a UserError."""
-    if name == "filterbank":
-        from workstation.experts.filterbank import FilterBankBackbone
-
-        return FilterBankBackbone(device=device, **opts)
-    try:
-        module = importlib.import_module(EXTERNAL_BACKBONE_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != EXTERNAL_BACKBONE_MODULE:
-            raise
-        raise UserError(
-            f"unknown backbone {name!r}; this installation offers: "
-            f"{', '.join(BUILTIN_BACKBONES)}"
-        ) from None
-    return module.create_backbone(name, device=device, **opts)
+    return _provider_for(name).create(name, device=device, **opts)

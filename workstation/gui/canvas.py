@@ -1,7 +1,7 @@
 """The image canvas: tiled image, heatmap, threshold contour and mask layers, plus mask tools.
 
 A QGraphicsView paints only the tiles in view, so an 8000 x 8000 image pans as smoothly as
-a small one. Mouse input becomes :class:`~workstation.gui.mask_tools.MaskEditor` calls; a
+a small one. Mouse input becomes :class:`~workstation.core.mask_tools.MaskEditor` calls; a
 finished edit is announced with ``mask_edited(diff)`` on mouse release so it can be
 committed at once. The normal reference image sits beside it in :class:`ReferenceView`,
 following the canvas's zoom and pan when the sizes match.
@@ -36,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.gui.mask_tools import MaskEditor, Tool
+from workstation.core.mask_tools import MaskEditor, Tool
+from workstation.core.undo import Box, MaskDiff
 from workstation.gui.render import (
     HeatmapDisplay,
     heatmap_qimage,
@@ -45,7 +46,6 @@ from workstation.gui.render import (
     mask_tile_images,
     threshold_contour,
 )
-from workstation.gui.undo import Box, MaskDiff
 
 MASK_TILE = 512
 MASK_RGBA = (255, 64, 96, 80)

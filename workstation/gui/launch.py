@@ -29,8 +29,8 @@ def application() -> QApplication:
 
 def launch_gui(db: str | Path | None = None, product: str | None = None) -> int:
     """Open the review window on ``db`` (default store) at ``product`` (default: last used)."""
-    from workstation.app import build_workstation
     from workstation.faults import start_log_file
+    from workstation.gui.app import build_workstation
     from workstation.gui.fault_dialog import install_fault_hook, show_fault
     from workstation.gui.main_window import MainWindow
     from workstation.paths import default_db_path

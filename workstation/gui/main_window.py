@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.app import Workstation
 from workstation.core.errors import UserError
 from workstation.core.types import Product
+from workstation.gui.app import Workstation
 from workstation.gui.canvas import Canvas, ReferenceView
 from workstation.gui.cheat_sheet import CheatSheet
 from workstation.gui.explanation_panel import ExplanationPanel

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.app import Workstation
 from workstation.core.types import ModelVersion, Product
+from workstation.gui.app import Workstation
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")

@@ -34,26 +34,17 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from workstation.app import Workstation
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.types import NORMAL_LABEL, Product
+from workstation.core.types import Product
 from workstation.faults import user_message
+from workstation.gui.app import Workstation
 from workstation.gui.render import rgb_qimage
 from workstation.gui.workers import CancelToken, ProgressFn, exclusive_model_job
+from workstation.services.model_jobs import OnboardRequest, onboard_from_files
 
 THUMB = 150
 TEACH_TEXT = "Teach the self-taught expert now, in the background (up to 8 min on a CPU)"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff)"
-
-
-@dataclass(frozen=True)
-class OnboardRequest:
-    name: str
-    description: str
-    normality_rules: tuple[str, ...]
-    defect_vocabulary: tuple[str, ...]
-    normal_paths: tuple[Path, ...]
-    defect_paths: tuple[Path, ...]
 
 
 @dataclass(frozen=True)
@@ -91,90 +82,33 @@ def thumbnail(path: str, side: int = THUMB) -> QImage:
     return rgb_qimage(small)
 
 
-def _import_shots(
-    ws: Workstation, product: Product, request: OnboardRequest, progress: ProgressFn
-) -> list[int]:
-    """Add the chosen files to the store: normals as train/good, defects as test/<defect>."""
-    import hashlib
-
-    from workstation.core.imageio import image_size
-
-    defect_label = request.defect_vocabulary[0] if request.defect_vocabulary else "defect"
-    shots = [(p, "train", NORMAL_LABEL) for p in request.normal_paths]
-    shots += [(p, "test", defect_label) for p in request.defect_paths]
-    ids = []
-    for i, (path, split, label) in enumerate(shots):
-        progress(i, len(shots), f"importing {Path(path).name}")
-        width, height = image_size(path)
-        record, _ = ws.store.add_image(
-            product.id,
-            path=str(Path(path).absolute()),
-            sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-            width=width,
-            height=height,
-            split=split,  # type: ignore[arg-type]
-            source_label=label,
-        )
-        ids.append(record.id)
-    return ids
-
-
 def run_onboarding(
     ws: Workstation, request: OnboardRequest, progress: ProgressFn, cancel: CancelToken
 ) -> OnboardOutcome:
-    """Model-lane job: create the product, import the shots, fit (services.onboard), score
-    every shot (services.triage) so the review window opens with heatmaps, drafts and a queue."""
-    from workstation.device import resolve_device
-    from workstation.services.onboard import onboard_product
-    from workstation.services.triage import triage_product
-
-    store = ws.store
-    device = resolve_device(ws.settings.device.preference)
-    product = store.find_product(request.name) or store.create_product(
-        request.name,
-        description=request.description,
-        normality_rules=request.normality_rules,
-        defect_vocabulary=request.defect_vocabulary,
-    )
-    ids = _import_shots(ws, product, request, progress)
-    result = onboard_product(
-        store,
-        request.name,
+    """Model-lane job: the onboarding use case (``services.model_jobs``), then a thumbnail
+    of every scored shot for the preview grid."""
+    fit = onboard_from_files(
+        ws.store,
+        request,
         ws.settings.experts,
-        description=request.description,
-        normality_rules=request.normality_rules,
-        defect_vocabulary=request.defect_vocabulary,
-        device=device,
-        progress=lambda done, total: progress(done, total, "fitting the experts"),
-    )
-    cancel.raise_if_cancelled()
-    triage_product(
-        store,
-        request.name,
-        ws.settings.experts,
-        device=device,
+        device_preference=ws.settings.device.preference,
         cancel=cancel.event,
-        progress=lambda done, total, stage: progress(done, total, f"{stage} the examples"),
+        progress=progress,
     )
     previews = []
-    for image_id in ids:
+    for shot in fit.shots:
         cancel.raise_if_cancelled()
-        record = store.get_image(image_id)
-        prediction = store.latest_prediction(image_id)
-        if prediction is None:
-            continue
         previews.append(
             PreviewItem(
-                path=record.path,
-                score=float(prediction.score),
-                anomalous=bool(prediction.anomalous),
-                thumbnail=thumbnail(record.path),
-                is_reference=record.split == "train",
+                path=shot.path,
+                score=shot.score,
+                anomalous=shot.anomalous,
+                thumbnail=thumbnail(shot.path),
+                is_reference=shot.is_reference,
             )
         )
-    statement = str(result.version.config.get("statement", ""))
-    note = "\n".join(text for text in (result.readiness.note, statement) if text)
-    return OnboardOutcome(result.product, result.product.threshold, note, tuple(previews))
+    product = fit.result.product
+    return OnboardOutcome(product, product.threshold, fit.note, tuple(previews))
 
 
 def _lines(text: str) -> tuple[str, ...]:

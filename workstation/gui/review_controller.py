@@ -12,23 +12,35 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from workstation.config import ExpertSettings, ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
+from workstation.core.mask_tools import MaskEditor
 from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.core.undo import UndoHistory
 from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
-from workstation.gui.mask_tools import MaskEditor
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
-from workstation.gui.undo import UndoHistory
-from workstation.gui.workers import Lane, exclusive_model_job, unload_models
+from workstation.gui.workers import (
+    CancelToken,
+    Lane,
+    ProgressFn,
+    exclusive_model_job,
+    unload_models,
+)
 from workstation.model_cache import ModelCache
+from workstation.services import model_jobs
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
+
+if TYPE_CHECKING:
+    from workstation.services.explain import StoredExplanation
+    from workstation.services.triage import TriageReport
 
 PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
 PRODUCT_KEY = "gui.product"
@@ -87,7 +99,7 @@ class ReviewController(QObject):
         io_lane: Lane,
         model_lane: Lane,
         models: ModelCache,
-        explainer_settings: Callable[[], Any],
+        explainer_settings: Callable[[], ExplainerSettings],
         canvas: Canvas,
         reference: ReferenceView,
         panel: ExplanationPanel,
@@ -340,7 +352,7 @@ class ReviewController(QObject):
         self.writes_pending += 1
         self._cache.pop(image_id, None)
 
-        def job(_progress: Any, _cancel: Any) -> tuple[int, int]:
+        def job(_progress: ProgressFn, _cancel: CancelToken) -> tuple[int, int]:
             fn(service)
             return service.progress()
 
@@ -429,7 +441,7 @@ class ReviewController(QObject):
 
     def inspect_new(
         self,
-        expert_settings: Any,
+        expert_settings: ExpertSettings,
         device_preference: str,
         *,
         on_progress: Callable[[int, int, str], None],
@@ -440,20 +452,17 @@ class ReviewController(QObject):
             return
         store, name = self.service.store, self.service.product.name
 
-        def job(progress: Any, cancel: Any) -> Any:
-            from workstation.device import resolve_device
-            from workstation.services.triage import triage_product
-
-            return triage_product(
+        def job(progress: ProgressFn, cancel: CancelToken) -> TriageReport:
+            return model_jobs.inspect_new(
                 store,
                 name,
                 expert_settings,
-                device=resolve_device(device_preference),
+                device_preference=device_preference,
                 cancel=cancel.event,
                 progress=progress,
             )
 
-        def done(report: Any) -> None:
+        def done(report: TriageReport) -> None:
             self._cache.clear()
             self.set_filter(self.model.filter)
             self._refresh_progress()
@@ -482,18 +491,13 @@ class ReviewController(QObject):
         settings = self._explainer_settings()
         models = self.models
 
-        def job(progress: Any, cancel: Any) -> Any:
-            from workstation.services.explain import create_product_explainer, explain_image
-
-            # asked for per job and kept in no attribute, so unloading really frees it
-            explainer = models.get(
-                f"explainer:{product.id}:{settings!r}",
-                lambda: create_product_explainer(store, product, settings),
-            )
-            return explain_image(
+        def job(progress: ProgressFn, cancel: CancelToken) -> StoredExplanation:
+            return model_jobs.redraft(
                 store,
+                product,
                 image_id,
-                explainer,
+                settings,
+                models=models,
                 on_token=lambda token: progress(0, 0, token),
                 should_stop=lambda: cancel.cancelled,
             )
@@ -502,7 +506,7 @@ class ReviewController(QObject):
             if self.current is not None and self.current.content.image_id == image_id:
                 self.panel.append_draft_text(token)
 
-        def done(stored: Any) -> None:
+        def done(stored: StoredExplanation) -> None:
             self._cache.pop(image_id, None)
             if self.current is not None and self.current.content.image_id == image_id:
                 self.panel.flush()

@@ -34,10 +34,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.app import Workstation
 from workstation.config import ALIGN_MODES, Settings, merge, user_config_path
 from workstation.core.errors import UserError
 from workstation.experts.weights import bundles_dir
+from workstation.gui.app import Workstation
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
 from workstation.gui.workers import unload_models
 from workstation.paths import user_data_dir

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QSpinBox, QToolBar, QWidget
 
-from workstation.gui.mask_tools import MAX_BRUSH, MIN_BRUSH
+from workstation.core.mask_tools import MAX_BRUSH, MIN_BRUSH
 from workstation.gui.render import COLORMAPS
 
 TOOL_LABELS = {

@@ -21,8 +21,8 @@ import numpy as np
 from workstation.core.errors import UserError
 from workstation.core.imageio import ImageReadError, probe_image, read_mask_checked
 from workstation.core.types import ImageRecord, Product
-from workstation.store.coco_rle import segmentation_to_mask
-from workstation.store.layouts import CocoMask, ImportItem, ProductPlan, plan_import
+from workstation.datasets.coco_rle import segmentation_to_mask
+from workstation.datasets.layouts import CocoMask, ImportItem, ProductPlan, plan_import
 from workstation.store.repository import Store
 from workstation.store.rows import NewImage
 

@@ -27,9 +27,9 @@ import numpy as np
 from workstation.core.errors import UserError
 from workstation.core.imageio import encode_png, write_bytes_atomic
 from workstation.core.types import NORMAL_LABEL, Explanation, ImageRecord, Product
+from workstation.datasets import coco_rle
+from workstation.datasets.layouts import COCO_FILE, UNLABELED_DIR
 from workstation.paths import expand_user
-from workstation.store import coco_rle
-from workstation.store.layouts import COCO_FILE, UNLABELED_DIR
 from workstation.store.repository import Store
 
 ExportFormat = Literal["mvtec", "coco", "jsonl"]

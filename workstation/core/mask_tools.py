@@ -14,7 +14,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from workstation.gui.undo import Box, MaskDiff, UndoStack, diff_masks
+from workstation.core.undo import Box, MaskDiff, UndoStack, diff_masks
 
 Tool = Literal["brush", "eraser", "polygon", "lasso", "fill", "pan"]
 TOOLS: tuple[Tool, ...] = ("brush", "eraser", "polygon", "lasso", "fill", "pan")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workstation.gui.mask_tools import MaskEditor
-from workstation.gui.undo import UndoHistory, UndoStack, diff_masks
+from workstation.core.mask_tools import MaskEditor
+from workstation.core.undo import UndoHistory, UndoStack, diff_masks
 
 
 def editor(shape=(96, 128), depth=250) -> MaskEditor:

@@ -190,7 +190,20 @@ def is_mvtec_category(folder: Path) -> bool:
     return any(_subdirs(folder / part) for part in ("train", "test"))
 
 
-def plan_mvtec(folder: Path, name: str | None = None) -> ProductPlan:
+@dataclass(frozen=True)
+class MVTecSplits:
+    """What a category folder's ``train/`` and ``test/`` hold, as the one MVTec reader
+    that import, ``eval`` and the benchmarks share."""
+
+    items: tuple[ImportItem, ...]
+    skipped: tuple[Skipped, ...]
+    warnings: tuple[str, ...]
+    """Defect folders with images that have no mask."""
+
+
+def read_mvtec_splits(folder: Path) -> MVTecSplits:
+    """Every image of ``train/<label>/`` and ``test/<label>/`` with its mask from
+    ``ground_truth/<label>/`` (normal images get none)."""
     items: list[ImportItem] = []
     skipped: list[Skipped] = []
     warnings: list[str] = []
@@ -206,7 +219,13 @@ def plan_mvtec(folder: Path, name: str | None = None) -> ProductPlan:
                 items.append(ImportItem(image, split, label, mask))
             if unmasked:
                 warnings.append(_no_mask_warning(label_dir, mask_dir, unmasked))
-    items += [
+    return MVTecSplits(tuple(items), tuple(skipped), tuple(warnings))
+
+
+def plan_mvtec(folder: Path, name: str | None = None) -> ProductPlan:
+    splits = read_mvtec_splits(folder)
+    skipped = list(splits.skipped)
+    unlabeled = [
         ImportItem(p, "unlabeled", None) for p in _images_in(folder / UNLABELED_DIR, skipped)
     ]
     meta = read_product_meta(folder)
@@ -214,10 +233,10 @@ def plan_mvtec(folder: Path, name: str | None = None) -> ProductPlan:
         _product_name(name, meta, folder),
         "mvtec",
         folder,
-        tuple(items),
+        splits.items + tuple(unlabeled),
         meta,
         tuple(skipped),
-        tuple(warnings),
+        splits.warnings,
     )
 
 

@@ -2,7 +2,8 @@
 
 Everything the windows need hangs off one :class:`Workstation`, so a test, a benchmark and
 the real application assemble the same parts the same way, and closing it stops every
-thread it started.
+thread it started. It lives in ``gui`` because its lanes are Qt threads: nothing below the
+GUI needs it, and the CLI builds only the services it uses.
 """
 
 from __future__ import annotations
