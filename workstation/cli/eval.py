@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fused = few-shot + a self-taught network trained on the same shots",
     )
     parser.add_argument("--backbone", default="filterbank",
-                        help="filterbank (weight-free), dinov2-small, dinov2-base, clip-b16-plus")
+                        help="filterbank (weight-free), efficientnet-lite0, vgg16-hed (pip), "
+                        "dinov2-small, dinov2-base, clip-b16-plus")
     parser.add_argument("--clip-model", default="clip-b16-plus",
                         help="CLIP model of the zero-shot expert")
     parser.add_argument("--shots", type=_shots, default=8,

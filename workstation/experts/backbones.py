@@ -21,7 +21,7 @@ imports this module just to read :data:`BACKBONE_NAMES`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -280,6 +280,28 @@ class TorchRunner:
         if self._autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
+
+    def pixel_batches(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        stride: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        channels_last: bool = False,
+    ) -> Iterator[torch.Tensor]:
+        """Normalised ``batch_size`` batches on the device (see :func:`images_to_tensor`),
+        each used inside inference mode and autocast."""
+        import torch
+
+        check_batch(images)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        with torch.inference_mode(), self.autocast():
+            for start in range(0, len(images), self.batch_size):
+                pixels = images_to_tensor(
+                    images[start : start + self.batch_size], stride=stride, mean=mean, std=std
+                )
+                yield pixels.to(self.device, memory_format=layout)
 
 
 # --------------------------------------------------------------------------- CLIP
@@ -591,19 +613,15 @@ class Dinov2Backbone:
     def features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         import torch
 
-        check_batch(images)
         outputs = []
-        with torch.inference_mode(), self._runner.autocast():
-            for start in range(0, len(images), self._runner.batch_size):
-                pixels = images_to_tensor(
-                    images[start : start + self._runner.batch_size],
-                    stride=self.patch_stride, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                ).to(self.device)
-                stride = self.patch_stride
-                grid = (pixels.shape[-2] // stride, pixels.shape[-1] // stride)
-                hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
-                normed = [
-                    self.model.layernorm(hidden[i][:, self.prefix_tokens :]) for i in self.layers
-                ]
-                outputs.append(combine_layers(normed, grid))
+        stride = self.patch_stride
+        for pixels in self._runner.pixel_batches(
+            images, stride=stride, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        ):
+            grid = (pixels.shape[-2] // stride, pixels.shape[-1] // stride)
+            hidden = self.model(pixel_values=pixels, output_hidden_states=True).hidden_states
+            normed = [
+                self.model.layernorm(hidden[i][:, self.prefix_tokens :]) for i in self.layers
+            ]
+            outputs.append(combine_layers(normed, grid))
         return torch.cat(outputs).float()

@@ -31,13 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workstation.core.errors import UserError
-from workstation.experts.backbones import (
-    DEFAULT_BATCH,
-    Precision,
-    TorchRunner,
-    check_batch,
-    images_to_tensor,
-)
+from workstation.experts.backbones import DEFAULT_BATCH, Precision, TorchRunner
 from workstation.experts.catalog import STAGE_SEPARATOR, catalog_names, get_entry
 
 IMAGENET_CNN_NAMES: tuple[str, ...] = catalog_names("imagenet")
@@ -215,6 +209,8 @@ class ImageNetCnnBackbone:
         self.aggregate = aggregate
         self.size_multiple = max(PATCH_STRIDE, *self.strides)
         """Working sizes divide into whole cells of every stage read."""
+        # Channels-last runs the depthwise and 3x3 convolutions about 1.3-2x faster on CPU.
+        trunk = trunk.to(memory_format=torch.channels_last)
         self._runner = TorchRunner(trunk, device=resolve_device(device), precision=precision,
                                    batch_size=batch_size)
 
@@ -223,17 +219,13 @@ class ImageNetCnnBackbone:
         return self._runner.device
 
     def features(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        check_batch(images)
         outputs = []
-        with torch.inference_mode(), self._runner.autocast():
-            for start in range(0, len(images), self._runner.batch_size):
-                pixels = images_to_tensor(
-                    images[start : start + self._runner.batch_size],
-                    stride=self.size_multiple, mean=self.mean, std=self.std,
-                ).to(self.device)
-                grid = (pixels.shape[-2] // PATCH_STRIDE, pixels.shape[-1] // PATCH_STRIDE)
-                stages = self._runner.module(pixels)
-                outputs.append(torch.cat([self._patch_grid(s.float(), grid) for s in stages], 1))
+        for pixels in self._runner.pixel_batches(
+            images, stride=self.size_multiple, mean=self.mean, std=self.std, channels_last=True
+        ):
+            grid = (pixels.shape[-2] // PATCH_STRIDE, pixels.shape[-1] // PATCH_STRIDE)
+            stages = self._runner.module(pixels)
+            outputs.append(torch.cat([self._patch_grid(s.float(), grid) for s in stages], 1))
         return torch.cat(outputs).contiguous()
 
     def _patch_grid(self, stage: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
