@@ -163,8 +163,10 @@ def imagenet_trunk(
     layout's ``pyramid``: EfficientNet-Lite0 strides 2, 4, 8, 16, 32 with 16, 24, 40,
     112, 320 channels; VGG16-HED strides 1, 2, 4, 8, 16 with 64, 128, 256, 512, 512
     channels. EfficientNet stage outputs are linear (BatchNorm, no activation); VGG16's
-    are after ReLU. ``pretrained=False`` builds the same network with random weights
-    (for a from-scratch baseline). Raises MissingModelError (one line with the pip
+    are after ReLU. EfficientNet's BatchNorm statistics come from ImageNet: with the small
+    batches of a training round, keep its BatchNorm layers in eval mode (frozen
+    statistics) while the weights fine-tune. ``pretrained=False`` builds the same network
+    with random weights (for a from-scratch baseline). Raises MissingModelError (one line with the pip
     command) when the package with the weights is not installed.
     """
     spec = layout(name)
