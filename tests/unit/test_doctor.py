@@ -55,8 +55,9 @@ def test_a_crashing_check_becomes_one_failed_line(tmp_path: Path) -> None:
 
 
 def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) -> None:
-    """The bar: no weights on the machine, yet exit 0, each missing model named with a fix."""
-    from workstation.experts.catalog import catalog_names
+    """The bar: no downloaded weights on the machine, yet exit 0, each missing model named
+    with a fix. ImageNet CNNs come with pip packages (the test extra installs them)."""
+    from workstation.experts.catalog import catalog_names, get_entry
 
     results = doctor.run_checks(
         context(tmp_path), [doctor.check_weight_free_pipeline, doctor.check_models]
@@ -65,6 +66,9 @@ def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) 
     assert pipeline.ok, pipeline.detail
     assert [m.name for m in models] == [f"model {n}" for n in catalog_names()]
     for model in models:
+        if get_entry(model.name.split()[1]).family == "imagenet":
+            assert model.ok or "pip install" in model.fix
+            continue
         assert not model.ok and model.severity == "optional"
         assert "models install" in model.fix and model.name.split()[1] in model.fix
     assert doctor.exit_code(results) == 0
