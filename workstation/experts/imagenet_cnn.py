@@ -166,8 +166,8 @@ def imagenet_trunk(
     are after ReLU. EfficientNet's BatchNorm statistics come from ImageNet: with the small
     batches of a training round, keep its BatchNorm layers in eval mode (frozen
     statistics) while the weights fine-tune. ``pretrained=False`` builds the same network
-    with random weights (for a from-scratch baseline). Raises MissingModelError (one line with the pip
-    command) when the package with the weights is not installed.
+    with random weights (for a from-scratch baseline). Raises MissingModelError (one line
+    with the pip command) when the package with the weights is not installed.
     """
     spec = layout(name)
     chosen = _check_stages(name, stages or spec.pyramid)
