@@ -10,6 +10,9 @@ The schedule runs on *progress*, the larger of steps done / steps and seconds sp
 budget, so a round ends on time on a slow CPU and after its steps on a GPU, always with
 the full warm-up and cosine decay. A checkpoint is written every few seconds: a killed
 round resumes where it stopped; a checkpoint of another layout is refused.
+
+With an ImageNet encoder (``encoder``), the encoder starts from its packaged weights and
+learns at a tenth of the rate of the decoder, which starts from random weights.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from training.losses import dice_loss, focal_loss
 from workstation.core.errors import UserError
 from workstation.core.imageio import write_bytes_atomic
 from workstation.experts.selftaught import (
+    ENCODERS,
+    Encoder,
     SelfTaughtConfig,
     SelfTaughtError,
     build_network,
@@ -55,6 +60,12 @@ class SelfTaughtHyperparameters:
     batch_size: int = 16
     crop: int = 96
     width: int = 12
+    encoder: Encoder = "scratch"
+    """``scratch`` or an ImageNet encoder whose weights a pip package ships."""
+    pretrained_lr_scale: float = 0.1
+    """Learning rate of ImageNet weights relative to the fresh layers: the usual
+    fine-tuning ratio, so the first steps, driven by a random decoder, do not wash out
+    what the encoder already knows."""
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     defect_probability: float = 0.5
@@ -82,6 +93,10 @@ class SelfTaughtHyperparameters:
             raise UserError("the self-taught time budget must be more than 0 minutes")
         if not 0 <= self.defect_probability <= 1 or not 0 <= self.calibration_fraction < 1:
             raise UserError("defect_probability in [0, 1] and calibration_fraction in [0, 1)")
+        if self.encoder not in ENCODERS:
+            raise UserError(f"self-taught encoder must be one of {', '.join(ENCODERS)}")
+        if self.pretrained_lr_scale < 0:
+            raise UserError("pretrained_lr_scale must be >= 0")
         self.mix()  # validates the family names now, not at the first step
 
     @classmethod
@@ -234,14 +249,16 @@ def _resume(
             f"the checkpoint {path} is damaged ({exc}); delete it to start the round afresh"
         ) from None
     saved = state.get("config", {}) if isinstance(state, dict) else {}
+    saved = {"encoder": "scratch", **saved}  # checkpoints from before encoders were a choice
     mine = asdict(config)
-    keys = ("architecture", "width", "shape", "format")
+    keys = ("architecture", "encoder", "width", "shape", "format")
     if any(_plain(saved.get(k)) != _plain(mine[k]) for k in keys):
         raise SelfTaughtError(
             f"the checkpoint {path} was written by another network layout "
-            f"({saved.get('architecture')!r}, width {saved.get('width')}, shape "
-            f"{saved.get('shape')}) than this round builds ({config.architecture!r}, width "
-            f"{config.width}, shape {list(config.shape)}); delete it to start afresh"
+            f"({saved.get('architecture')!r}, {saved['encoder']} encoder, width "
+            f"{saved.get('width')}, shape {saved.get('shape')}) than this round builds "
+            f"({config.architecture!r}, {config.encoder} encoder, width {config.width}, "
+            f"shape {list(config.shape)}); delete it to start afresh"
         )
     network.load_state_dict(state["network"])
     optimiser.load_state_dict(state["optimiser"])
@@ -265,19 +282,23 @@ def train_network(
     checkpoint_dir: Path | None = None,
     on_step: StepFn | None = None,
 ) -> tuple[torch.nn.Module, TrainingRecord]:
-    """Train from scratch (or from ``checkpoint_dir``'s checkpoint) on images already at
-    ``config.shape``; raises TrainingDivergedError on a NaN or infinite loss."""
+    """Train from the initial weights ``config.encoder`` names (or from
+    ``checkpoint_dir``'s checkpoint) on images already at ``config.shape``; raises
+    TrainingDivergedError on a NaN or infinite loss."""
     if not normals:
         raise UserError("the self-taught round needs at least one normal image")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    network = build_network(config).to(device)
-    optimiser = torch.optim.AdamW(
-        network.parameters(), lr=hyper.learning_rate, weight_decay=hyper.weight_decay
-    )
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
+    resuming = checkpoint is not None and checkpoint.is_file()
+    network = build_network(config, pretrained=not resuming).to(device)
+    optimiser = torch.optim.AdamW(
+        network.parameter_groups(hyper.pretrained_lr_scale),
+        lr=hyper.learning_rate,
+        weight_decay=hyper.weight_decay,
+    )
     step, spent = 0, 0.0
-    if checkpoint is not None and checkpoint.is_file():
+    if checkpoint is not None and resuming:
         step, spent = _resume(checkpoint, network, optimiser, config, rng)
     resumed_from = step
     sampler = CropSampler(normals, defects, hyper, rng)
@@ -289,7 +310,9 @@ def train_network(
     progress = max(step / hyper.steps, spent / budget)
     while progress < 1.0:
         for group in optimiser.param_groups:
-            group["lr"] = learning_rate(progress, hyper.learning_rate)
+            # A checkpoint from before encoders were a choice has groups without a scale.
+            scale = group.get("lr_scale", 1.0)
+            group["lr"] = learning_rate(progress, hyper.learning_rate) * scale
         crops, targets = sampler.batch()
         inputs = standardise(crops, config).to(device)
         targets = targets.to(device)

@@ -42,6 +42,7 @@ from workstation.experts.selftaught import (
     NormalFingerprints,
     SelfTaughtConfig,
     SelfTaughtExpert,
+    encoder_statistics,
 )
 from workstation.experts.synthetic import DefectSynthesizer, SynthesisMix
 
@@ -90,8 +91,10 @@ def fit_selftaught(
     resized_defects = [
         (resize_rgb(to_rgb_uint8(im), shape), resize_mask(m, shape)) for im, m in defects
     ]
-    mean, std = input_statistics(fit_normals)
-    config = SelfTaughtConfig(shape=shape, mean=mean, std=std, width=hyper.width)  # type: ignore[arg-type]
+    mean, std = encoder_statistics(hyper.encoder) or input_statistics(fit_normals)
+    config = SelfTaughtConfig(
+        shape=shape, mean=mean, std=std, width=hyper.width, encoder=hyper.encoder  # type: ignore[arg-type]
+    )
     network, record = train_network(
         fit_normals,
         config,

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="normal shots per category, or 'all' (every train/good image)")
     parser.add_argument("--budget-minutes", type=float, default=8.0,
                         help="training time of the self-taught network (selftaught, fused)")
+    parser.add_argument("--encoder", default="scratch",
+                        help="initial weights of the self-taught network's encoder: scratch "
+                        "(random) or efficientnet-lite0 (ImageNet, pip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=512,
                         help="working resolution (side of a square of equal area)")
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         budget_minutes=args.budget_minutes,
         align=args.align,
         drop_families=tuple(args.drop_family),
+        encoder=args.encoder,
     )
     report = evaluate(args.dataset, config, progress_factory=lambda total, label: progress_bar(
         total, label

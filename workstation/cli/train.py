@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, help="training steps (default: the kind's own)")
     parser.add_argument("--budget-minutes", type=float, metavar="M",
                         help="selftaught: stop training after M minutes (default 8)")
+    parser.add_argument("--encoder", metavar="E",
+                        help="selftaught: the encoder's initial weights, scratch (default) or "
+                        "efficientnet-lite0 (ImageNet, from the pip package)")
     parser.add_argument("--resume", action="store_true",
                         help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
@@ -81,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
 
             # Refused here, in one line, rather than in the round's child process.
             hyperparameters["families"] = dict(SynthesisMix(dict.fromkeys(families, 1.0)).weights)
+        if args.encoder is not None:
+            from workstation.experts.selftaught import ENCODERS
+
+            if args.kind != "selftaught" or args.encoder not in ENCODERS:
+                raise UserError(f"--encoder goes with --kind selftaught: {', '.join(ENCODERS)}")
+            hyperparameters["encoder"] = args.encoder
         options = RoundOptions.from_settings(
             settings, args.kind, hyperparameters=hyperparameters, device=args.device
         )

@@ -60,6 +60,8 @@ class EvalConfig:
     align: AlignMode = "off"
     drop_families: tuple[str, ...] = ()
     """Synthetic defect families left out of the self-taught training (ablations)."""
+    encoder: str = "scratch"
+    """Initial weights of the self-taught network's encoder (``selftaught.ENCODERS``)."""
 
     def __post_init__(self) -> None:
         if self.expert not in EXPERT_SETS:
@@ -68,6 +70,10 @@ class EvalConfig:
             raise UserError("--shots must be >= 0 (0: every train/good image)")
         if self.budget_minutes <= 0:
             raise UserError("--budget-minutes must be more than 0")
+        from workstation.experts.selftaught import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise UserError(f"--encoder must be one of {', '.join(ENCODERS)}")
 
     def pipeline_config(self, selftaught_path: str | None = None) -> PipelineConfig:
         return PipelineConfig(
@@ -97,6 +103,8 @@ class CategoryResult:
     images_per_second: float
     train_seconds: float = 0.0
     """Training the self-taught network on the shots (0 when none is trained)."""
+    train_steps: int = 0
+    """Steps the network reached in that time: a time budget buys fewer on a busy machine."""
 
 
 def find_categories(root: Path) -> list[Path]:
@@ -136,11 +144,12 @@ def evaluate_category(
     shots = [read_image(category.train[i].path) for i in chosen]
     product = Product(id=0, name=root.name.replace("_", " "))
     with tempfile.TemporaryDirectory(prefix="iad-eval-") as scratch:
-        train_seconds = 0.0
+        train_seconds, train_steps = 0.0, 0
         selftaught_path = None
         if config.expert in TRAINED:
             started = time.perf_counter()
-            selftaught_path = str(_train_selftaught(shots, config, Path(scratch)))
+            folder, train_steps = _train_selftaught(shots, config, Path(scratch))
+            selftaught_path = str(folder)
             train_seconds = time.perf_counter() - started
         pipeline = InspectionPipeline(
             config.pipeline_config(selftaught_path), product=product, device=config.device
@@ -154,12 +163,16 @@ def evaluate_category(
             n_shots=count,
             fit_seconds=fit_seconds,
             train_seconds=train_seconds,
+            train_steps=train_steps,
             progress=progress,
         )
 
 
-def _train_selftaught(shots: list[np.ndarray], config: EvalConfig, scratch: Path) -> Path:
-    """Train a self-taught network on the shots (never on test images); its folder."""
+def _train_selftaught(
+    shots: list[np.ndarray], config: EvalConfig, scratch: Path
+) -> tuple[Path, int]:
+    """Train a self-taught network on the shots (never on test images); its folder and
+    the steps it reached."""
     from training.selftaught import SelfTaughtHyperparameters
     from training.selftaught_round import fit_selftaught
 
@@ -167,11 +180,12 @@ def _train_selftaught(shots: list[np.ndarray], config: EvalConfig, scratch: Path
     hyper = SelfTaughtHyperparameters(
         budget_minutes=config.budget_minutes,
         families=families if config.drop_families else {},
+        encoder=config.encoder,  # type: ignore[arg-type]
     )
-    expert, _ = fit_selftaught(
+    expert, record = fit_selftaught(
         shots, image_size=config.image_size, hyper=hyper, seed=config.seed, device=config.device
     )
-    return expert.save(scratch / "selftaught")
+    return expert.save(scratch / "selftaught"), record.steps
 
 
 def _score_test_images(
@@ -181,6 +195,7 @@ def _score_test_images(
     n_shots: int,
     fit_seconds: float,
     train_seconds: float,
+    train_steps: int,
     progress: Callable[[int, int], None] | None,
 ) -> CategoryResult:
     labels: list[bool] = []
@@ -221,6 +236,7 @@ def _score_test_images(
         fit_seconds=round(fit_seconds, 3),
         images_per_second=round(total / max(predict_seconds, 1e-9), 2),
         train_seconds=round(train_seconds, 1),
+        train_steps=train_steps,
     )
 
 

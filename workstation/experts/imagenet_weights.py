@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workstation.core.errors import MissingModelError, UserError
+from workstation.experts.catalog import IMAGENET_EXTRA
 from workstation.experts.weights import resolve
 
 # --------------------------------------------------------------------------- EfficientNet
@@ -92,7 +93,13 @@ def efficientnet_lite0(*, pretrained: bool = True) -> nn.Module:
 
     ``pretrained=False`` gives the same architecture with random weights (tests, timing).
     """
-    import timm
+    try:
+        import timm
+    except ModuleNotFoundError:
+        raise MissingModelError(
+            f"EfficientNet-Lite0 is built with timm, which is not installed. Install it "
+            f"with: {IMAGENET_EXTRA}"
+        ) from None
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     if pretrained:
@@ -226,8 +233,7 @@ def _read_h5(path: Path) -> dict[str, Any]:
         import h5py
     except ModuleNotFoundError:
         raise MissingModelError(
-            "reading the vgg16-hed weights needs h5py. Install it with: "
-            'pip install "iad-workstation[imagenet]"'
+            f"reading the vgg16-hed weights needs h5py. Install it with: {IMAGENET_EXTRA}"
         ) from None
     arrays: dict[str, Any] = {}
 

@@ -11,9 +11,14 @@ It joins the fusion like the learned adapter: its probability is put in normal u
 the two vote together. To keep that unit honest it remembers small thumbnails of the
 normals it trained on (:class:`NormalFingerprints`); the pipeline calibrates on the others.
 
-A model folder holds ``selftaught.json`` (config: architecture, working shape, input
-statistics), ``selftaught.pt`` (weights) and ``normals.npy`` (fingerprints). A folder made
-by another architecture version is refused with a message that says to train a new round.
+The encoder starts from random weights (``encoder="scratch"``, the default) or from the
+ImageNet weights of a pip package (``"efficientnet-lite0"``, see
+:mod:`workstation.experts.imagenet_cnn`); the decoder always starts from random weights.
+
+A model folder holds ``selftaught.json`` (config: architecture, encoder, working shape,
+input statistics), ``selftaught.pt`` (weights) and ``normals.npy`` (fingerprints). A folder
+made by another architecture version is refused with a message that says to train a new
+round; a folder written before encoders were a choice has no ``encoder`` and is scratch.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
@@ -52,6 +58,13 @@ the two most alike different frames of its 45 train/good images by 1.37, demo pl
 one normal to calibrate on. Too alike only ever keeps an image out of calibration."""
 
 
+Encoder = Literal["scratch", "efficientnet-lite0"]
+ENCODERS: tuple[str, ...] = get_args(Encoder)
+"""``scratch``: random initial weights, no package needed. The others are ImageNet trunks
+whose weights ship in a pip package; only training needs that package (a saved model
+carries all its weights), building the architecture needs timm."""
+
+
 class SelfTaughtError(UserError):
     """A self-taught model folder that cannot be used (missing, damaged, other layout)."""
 
@@ -67,6 +80,8 @@ class SelfTaughtConfig:
     """Channels of the full-resolution stage; deeper stages have 2, 4, 8 and 10 times it."""
     score_sigma: float = 2.0
     """Gaussian smoothing (working pixels) of the probability map before its peak is taken."""
+    encoder: Encoder = "scratch"
+    """Which encoder the network has (:data:`ENCODERS`); the decoder is the same for all."""
     architecture: str = ARCHITECTURE
     format: str = SELFTAUGHT_FORMAT
     trained: dict[str, float] = field(default_factory=dict)
@@ -80,6 +95,11 @@ class SelfTaughtConfig:
             raise SelfTaughtError(f"working shape {self.shape} is not a multiple of 16")
         if self.width < 1 or min(self.std) <= 0:
             raise SelfTaughtError("self-taught width must be >= 1 and std > 0")
+        if self.encoder not in ENCODERS:
+            raise SelfTaughtError(
+                f"self-taught encoder {self.encoder!r} is not one this version knows "
+                f"({', '.join(ENCODERS)}); train a new self-taught round"
+            )
 
 
 def _conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
@@ -90,7 +110,41 @@ def _conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
     )
 
 
-class LiteUNet(nn.Module):
+def _decoder(skips: Sequence[int], outs: Sequence[int]) -> nn.ModuleList:
+    """The up path, deepest level first: level ``i`` joins what comes from below
+    (``outs[i + 1]`` channels, or the deepest skip's) with skip ``i`` into ``outs[i]``."""
+    below = [*outs[1:], skips[-1]]
+    return nn.ModuleList(
+        _conv(below[i] + skips[i], outs[i]) for i in reversed(range(len(outs)))
+    )
+
+
+class SkipNet(nn.Module):
+    """A U-Net's shared half: ``encode`` gives skips at strides 1, 2, .. 16 (finest
+    first); ``up`` merges them back to full resolution and ``head`` gives the logit."""
+
+    up: nn.ModuleList
+    head: nn.Conv2d
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        skips = self.encode(images)
+        x = skips.pop()
+        for stage in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = stage(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+    def parameter_groups(self, pretrained_lr_scale: float) -> list[dict[str, object]]:
+        """Optimiser groups; a group's ``lr_scale`` multiplies the scheduled rate."""
+        del pretrained_lr_scale
+        return [{"params": list(self.parameters()), "lr_scale": 1.0}]
+
+
+class LiteUNet(SkipNet):
     """Encoder-decoder with skip connections, thin at full resolution.
 
     Most of the compute of a plain U-Net sits in its full-resolution stages, which only
@@ -109,31 +163,79 @@ class LiteUNet(nn.Module):
             )
             for i in range(4)
         )
-        self.up = nn.ModuleList(
-            _conv(channels[i + 1] + channels[i], channels[i]) for i in reversed(range(4))
-        )
+        self.up = _decoder(channels, channels[:4])
         self.head = nn.Conv2d(channels[0], 1, 1)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         skips = [self.stem(images)]
         for stage in self.down:
             skips.append(stage(skips[-1]))
-        x = skips.pop()
-        for stage in self.up:
-            skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = stage(torch.cat([x, skip], dim=1))
-        return self.head(x)
+        return skips
 
 
-def build_network(config: SelfTaughtConfig) -> nn.Module:
+class ImageNetUNet(SkipNet):
+    """The same decoder on an ImageNet trunk's stages at strides 2, 4, 8 and 16.
+
+    The trunk replaces the scratch encoder's four down stages; one thin full-resolution
+    convolution (random weights) keeps edges precise, as in :class:`LiteUNet`. The
+    trunk's BatchNorm layers stay in eval mode in training: their statistics come from
+    ImageNet, and a round's batches of one product's crops would overwrite them.
+    """
+
+    def __init__(self, encoder: str, width: int = 12, *, pretrained: bool = False) -> None:
+        from workstation.experts.imagenet_cnn import imagenet_trunk, layout
+
+        super().__init__()
+        spec = layout(encoder)
+        stages = [s for s in spec.pyramid if spec.strides[s - 1] <= SIZE_MULTIPLE]
+        self.trunk, channels, _ = imagenet_trunk(encoder, stages=stages, pretrained=pretrained)
+        self.stem = _conv(3, width)
+        self.up = _decoder([width, *channels], [width, 2 * width, 4 * width, 8 * width])
+        self.head = nn.Conv2d(width, 1, 1)
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return [self.stem(images), *self.trunk(images)]
+
+    def train(self, mode: bool = True) -> ImageNetUNet:
+        super().train(mode)
+        for module in self.trunk.modules():
+            if isinstance(module, nn.BatchNorm2d):  # timm's BatchNormAct2d too
+                module.eval()
+        return self
+
+    def parameter_groups(self, pretrained_lr_scale: float) -> list[dict[str, object]]:
+        trunk = {id(p) for p in self.trunk.parameters()}
+        fresh = [p for p in self.parameters() if id(p) not in trunk]
+        return [
+            {"params": fresh, "lr_scale": 1.0},
+            {"params": list(self.trunk.parameters()), "lr_scale": pretrained_lr_scale},
+        ]
+
+
+def build_network(config: SelfTaughtConfig, *, pretrained: bool = False) -> SkipNet:
+    """The network ``config`` describes. ``pretrained``: start an ImageNet encoder from
+    its packaged weights (a new round); otherwise its weights are random until a saved
+    state is loaded, so loading a model never needs the weight package."""
     if config.architecture != ARCHITECTURE:
         raise SelfTaughtError(
             f"this self-taught model has architecture {config.architecture!r}, which this "
             f"version of the application cannot load (it knows {ARCHITECTURE!r}); train a "
             "new self-taught round for the product"
         )
-    return LiteUNet(config.width)
+    if config.encoder == "scratch":
+        return LiteUNet(config.width)
+    return ImageNetUNet(config.encoder, config.width, pretrained=pretrained)
+
+
+def encoder_statistics(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) on the 0-255 scale an ImageNet encoder's weights expect, or None for
+    ``scratch`` (which standardises with the product's own statistics)."""
+    if encoder == "scratch":
+        return None
+    from workstation.experts.imagenet_cnn import input_normalisation
+
+    mean, std = input_normalisation(encoder)
+    return tuple(255.0 * v for v in mean), tuple(255.0 * v for v in std)
 
 
 def standardise(images: Sequence[np.ndarray], config: SelfTaughtConfig) -> torch.Tensor:
