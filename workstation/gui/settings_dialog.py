@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from workstation.config import ALIGN_MODES, Settings, merge, user_config_path
 from workstation.core.errors import UserError
+from workstation.experts.catalog import find_entry
 from workstation.experts.weights import bundles_dir
 from workstation.gui.app import Workstation
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
@@ -84,6 +85,14 @@ def _form(widget: QWidget) -> QFormLayout:
     form.setVerticalSpacing(10)
     form.setHorizontalSpacing(14)
     return form
+
+
+def _backbone_source(name: str) -> str:
+    """Where a backbone's weights come from, so an installed pip package is named."""
+    if name == "filterbank":
+        return "Weight-free filter bank: nothing to install."
+    entry = find_entry(name)
+    return f"{entry.summary}. Source: {entry.source}." if entry is not None else ""
 
 
 def _read_only(text: str) -> QLineEdit:
@@ -141,8 +150,15 @@ class SettingsDialog(QDialog):
         form.addRow("Experts", row)
         self.backbone = QComboBox()
         self.backbone.addItems(available_backbones())
+        self.backbone_source = QLabel()
+        self.backbone_source.setWordWrap(True)
+        self.backbone.currentTextChanged.connect(
+            lambda name: self.backbone_source.setText(_backbone_source(name))
+        )
         self.backbone.setCurrentText(e.backbone)
+        self.backbone_source.setText(_backbone_source(self.backbone.currentText()))
         form.addRow("Backbone", self.backbone)
+        form.addRow("", self.backbone_source)
         self.clip_model = QLineEdit(e.clip_model)
         form.addRow("Zero-shot CLIP model", self.clip_model)
         self.image_size = QSpinBox()
