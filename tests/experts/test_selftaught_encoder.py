@@ -192,3 +192,18 @@ def test_eval_with_an_unusable_encoder_is_one_error_line(
     assert code == 2
     assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
     assert message in err
+
+
+def test_eval_trains_the_chosen_encoder_for_the_given_steps(tmp_path: Path) -> None:
+    from workstation.__main__ import main
+
+    dataset = write_category(tmp_path / "part", train=3, good=1, bad=1)
+    out = tmp_path / "report.json"
+    code = main([
+        "eval", str(dataset), "--expert", "selftaught", "--shots", "all", "--steps", "2",
+        "--encoder", ENCODER, "--json", str(out),
+    ])
+    report = json.loads(out.read_text())
+    assert code == 0
+    assert report["config"]["encoder"] == ENCODER and report["config"]["steps"] == 2
+    assert report["categories"]["part"]["train_steps"] == 2

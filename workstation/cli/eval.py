@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="normal shots per category, or 'all' (every train/good image)")
     parser.add_argument("--budget-minutes", type=float, default=8.0,
                         help="training time of the self-taught network (selftaught, fused)")
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="training steps of the self-taught network (default 4000; "
+                        "training ends at the steps or the budget, whichever comes first)")
     parser.add_argument("--encoder", default="scratch",
                         help="initial weights of the self-taught network's encoder: scratch "
                         "(random) or efficientnet-lite0 (ImageNet, pip)")
@@ -102,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         align=args.align,
         drop_families=tuple(args.drop_family),
         encoder=args.encoder,
+        steps=args.steps,
     )
     report = evaluate(args.dataset, config, progress_factory=lambda total, label: progress_bar(
         total, label

@@ -57,6 +57,10 @@ class EvalConfig:
     augment: bool = False
     budget_minutes: float = 8.0
     """Training time cap of the self-taught network (``selftaught`` and ``fused``)."""
+    steps: int | None = None
+    """Training steps of that network (None: the round's default). Whichever of steps
+    and budget comes first ends training; a generous budget with fixed steps compares
+    networks independently of how busy the machine is."""
     align: AlignMode = "off"
     drop_families: tuple[str, ...] = ()
     """Synthetic defect families left out of the self-taught training (ablations)."""
@@ -70,6 +74,8 @@ class EvalConfig:
             raise UserError("--shots must be >= 0 (0: every train/good image)")
         if self.budget_minutes <= 0:
             raise UserError("--budget-minutes must be more than 0")
+        if self.steps is not None and self.steps < 1:
+            raise UserError("--steps must be at least 1")
         from workstation.experts.selftaught import ENCODERS
 
         if self.encoder not in ENCODERS:
@@ -181,6 +187,7 @@ def _train_selftaught(
         budget_minutes=config.budget_minutes,
         families=families if config.drop_families else {},
         encoder=config.encoder,  # type: ignore[arg-type]
+        **({} if config.steps is None else {"steps": config.steps}),
     )
     expert, record = fit_selftaught(
         shots, image_size=config.image_size, hyper=hyper, seed=config.seed, device=config.device
