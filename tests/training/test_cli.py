@@ -61,3 +61,17 @@ def test_promote_and_rollback_commands(tmp_path: Path, capsys: pytest.CaptureFix
     assert json.loads(capsys.readouterr().out)["active"] == "adapter-x"
     assert main(["models", "promote", "nope", "--db", db]) == 2
     assert "no model version 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--kind", "adapter", "--encoder", "scratch"], ["--kind", "selftaught", "--encoder", "vgg"]],
+)
+def test_train_encoder_only_goes_with_a_selftaught_round_and_a_known_encoder(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feedback_store(tmp_path, normals=2, defects=0).close()
+    db = str(tmp_path / "store" / "ws.sqlite")
+    assert main(["train", "--product", PRODUCT, "--db", db, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--encoder goes with --kind selftaught: scratch, efficientnet" in err
