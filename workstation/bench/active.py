@@ -221,8 +221,6 @@ def run_benchmark(
                 strategy,
                 budget=budget,
                 rounds=rounds,
-                image_size=image_size,
-                backbone=backbone,
                 seed=seed + 1000 * r,
             )
             for r in range(repeats)
