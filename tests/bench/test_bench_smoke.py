@@ -112,12 +112,18 @@ SMOKES: tuple[Smoke, ...] = (
     ),
     Smoke(
         "active",
-        lambda data: ["--rounds", "1", "--budget", "2", "--shots", "2", "--image-size", "64",
-                      "--random-repeats", "1", str(data)],
+        lambda data: ["--rounds", "2", "--budget", "2", "--shots", "2", "--image-size", "64",
+                      "--seeds", "2", "--adapter-steps", "2", "--threads", "1",
+                      "--strategy", "random", "--strategy", "mixed", str(data)],
         {
-            "settings.candidates": positive,
-            "strategies.random.aulc": fraction,
-            "strategies.mixed.auroc_per_round": each(fraction),
+            "settings.pool": positive,
+            "settings.pool_defects": positive,
+            "strategies.random.recall.area.mean": fraction,
+            "strategies.random.recall.per_round": lambda v: len(v) == 3 and v[0] == 0.0,
+            "strategies.mixed.recall.gain_over_random.std": fraction,
+            "strategies.mixed.image_auroc.per_round": each(fraction),
+            "strategies.mixed.pixel_auroc.area_per_seed": lambda v: len(v) == 2,
+            "table": lambda text: "| mixed |" in text,
         },
     ),
     Smoke(

@@ -32,6 +32,19 @@ def _as_float(values: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=np.float64).ravel()
 
 
+def percentile_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Each value's rank among ``values`` scaled to [0, 1]; ties share their mean rank.
+
+    Ranks compare experts (and rounds) whose scores are in different units.
+    """
+    v = _as_float(values)
+    if v.size < 2:
+        return np.full(v.size, 0.5)
+    _, inverse, counts = np.unique(v, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - counts + (counts - 1) / 2.0
+    return mean_rank[inverse] / (v.size - 1)
+
+
 def uncertainty(scores: Sequence[float] | np.ndarray, threshold: float) -> np.ndarray:
     """exp(-|score - threshold| / spread): 1 at the threshold, falling off with the margin.
 

@@ -313,6 +313,16 @@ class FewShotExpert:
                 return feats.sub_(self.mean) @ self.scale
         return feats
 
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw ``(N, h, w, C)`` backbone features at ``self.shape`` in the bank's space.
+
+        For callers that extract features once and reuse them across many fits (the
+        active-learning simulation): returns a normalised copy, ``raw`` is left as it was.
+        """
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        return self._normalise(raw.clone())
+
     def _set_standardisation(self, raw: torch.Tensor) -> None:
         import torch
 
@@ -441,7 +451,7 @@ class FewShotExpert:
             else:
                 bank = self.bank[self.bank_owner != shot]
             grid = self._grid_scores(feats, bank).cpu().numpy()
-            maps.append(self._to_map(grid, shape))
+            maps.append(self.grid_map(grid, shape))
         self._held_out = []
         self._single_shot = None
         return maps
@@ -494,11 +504,12 @@ class FewShotExpert:
     def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
         prepared = self._prepare(images)
         return [
-            self._to_map(grid, image.shape[:2])
+            self.grid_map(grid, image.shape[:2])
             for grid, image in zip(self._grids(prepared), prepared, strict=True)
         ]
 
-    def _to_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
+    def grid_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
+        """The map (smoothed to ``shape``) and score of one raw patch-score grid."""
         assert self.shape is not None
         scale = math.sqrt(shape[0] * shape[1] / (self.shape[0] * self.shape[1]))
         sigma = self.config.smoothing * self.backbone.patch_stride * scale
