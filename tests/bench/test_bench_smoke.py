@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from workstation.__main__ import main
+from workstation.active.strategies import REASONS, STRATEGIES
 from workstation.bench import BENCH_MODULES
 from workstation.demo.generator import DemoSpec, generate
 
@@ -113,8 +114,7 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke(
         "active",
         lambda data: ["--rounds", "2", "--budget", "2", "--shots", "2", "--image-size", "64",
-                      "--seeds", "2", "--adapter-steps", "2", "--threads", "1",
-                      "--strategy", "random", "--strategy", "mixed", str(data)],
+                      "--seeds", "2", "--adapter-steps", "2", "--threads", "1", str(data)],
         {
             "settings.pool": positive,
             "settings.pool_defects": positive,
@@ -123,6 +123,8 @@ SMOKES: tuple[Smoke, ...] = (
             "strategies.mixed.recall.gain_over_random.std": fraction,
             "strategies.mixed.image_auroc.per_round": each(fraction),
             "strategies.mixed.pixel_auroc.area_per_seed": lambda v: len(v) == 2,
+            "strategies": lambda found: set(found) == set(STRATEGIES),
+            "strategies.mixed.picks_by_reason": lambda v: set(v) <= set(REASONS),
             "table": lambda text: "| mixed |" in text,
         },
     ),

@@ -228,8 +228,8 @@ class Scored:
     threshold: float
     expert_scores: dict[str, np.ndarray]
     """Per expert, the score of every image."""
-    expert_grids: dict[str, np.ndarray]
-    """Per expert, (N, h, w) maps at the few-shot grid (for disagreement and descriptors)."""
+    fewshot_grids: np.ndarray
+    """(N, h, w) few-shot patch distances (where each image looks most anomalous)."""
     eval_maps: list[np.ndarray]
     """Fused maps of the evaluation images at ``fewshot_shape``."""
 
@@ -270,7 +270,6 @@ def score_round(
     base_eval = _fewshot_maps(expert, grids[list(evaluation)], prepared.fewshot_shape)
     normals = bank.members
     expert_scores = {"fewshot": np.array([m.score for m in base])}
-    expert_grids = {"fewshot": grids}
     if adapter is None:
         fused, fused_eval = base, base_eval
     else:
@@ -291,14 +290,13 @@ def score_round(
             for b, a in zip(base, own, strict=True)
         ]
         expert_scores["adapter"] = np.array([m.score for m in own])
-        expert_grids["adapter"] = np.stack([_grid_sized(m, grid_shape).map for m in own])
     scores = np.array([m.score for m in fused])
     threshold = choose_threshold(scores[normals], TARGET_FPR).raw
     return Scored(
         scores=scores,
         threshold=threshold,
         expert_scores=expert_scores,
-        expert_grids=expert_grids,
+        fewshot_grids=grids,
         eval_maps=[m.map for m in fused_eval],
     )
 
@@ -311,12 +309,12 @@ class SeedState:
     expert: FewShotExpert
     bank: GrowingBank
     embeddings: np.ndarray
-    """Per image: mean and spread of its normalised patch features, standardised."""
+    """Per image, what the few-shot expert attaches to its map (``image_embedding``)."""
 
 
 def seed_state(prepared: PreparedSet, split: Split) -> SeedState:
     from workstation.core.imageio import read_image
-    from workstation.experts.fewshot import FewShotConfig, FewShotExpert
+    from workstation.experts.fewshot import FewShotConfig, FewShotExpert, image_embedding
 
     expert = FewShotExpert(prepared.backbone, FewShotConfig(image_size=prepared.image_size))
     expert.fit([read_image(prepared.paths[i]) for i in split.shots])
@@ -325,10 +323,8 @@ def seed_state(prepared: PreparedSet, split: Split) -> SeedState:
     patches = expert.normalise(prepared.fewshot_raw)
     bank = GrowingBank(patches)
     bank.add(split.shots)
-    flat = patches.reshape(patches.shape[0], -1, patches.shape[-1])
-    emb = np.concatenate([flat.mean(1).numpy(), flat.std(1).numpy()], axis=1)
-    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-6)
-    return SeedState(split=split, expert=expert, bank=bank, embeddings=emb)
+    embeddings = np.stack([image_embedding(p) for p in patches])
+    return SeedState(split=split, expert=expert, bank=bank, embeddings=embeddings)
 
 
 @dataclass
@@ -343,11 +339,34 @@ class Run:
     pixel_auroc: list[float] = field(default_factory=list)
     picked: list[list[int]] = field(default_factory=list)
     """Image ids reviewed in each round."""
+    reasons: list[list[str]] = field(default_factory=list)
+    """Why the strategy put each of them first (``strategies.REASONS`` keys)."""
+    found: list[list[bool]] = field(default_factory=list)
+    """Which of them were defects."""
 
     def area(self, name: str) -> float:
         """Mean height of a curve over rounds 0..R (trapezoid): 1.0 is perfect throughout."""
         values = np.asarray(getattr(self, name), dtype=np.float64)
         return float(np.trapezoid(values) / max(1, values.size - 1))
+
+
+REGION_CELLS = 4
+"""Cells averaged into an image's region descriptor: its most anomalous few."""
+
+
+def region_descriptors(
+    patches: torch.Tensor, weights: np.ndarray, image_ids: Sequence[int]
+) -> np.ndarray:
+    """Mean normalised patch feature over each image's region: its top ``REGION_CELLS``
+    cells by ``weights`` (a map at the patch grid; a painted mask counts its cells)."""
+    channels = patches.shape[-1]
+    out = np.zeros((len(image_ids), channels))
+    for row, (image, weight) in enumerate(zip(image_ids, weights, strict=True)):
+        flat = weight.reshape(-1).astype(np.float64)
+        take = max(REGION_CELLS, int((flat > 0).sum())) if weight.dtype == bool else REGION_CELLS
+        top = np.argsort(-flat, kind="stable")[:take]
+        out[row] = patches[image].reshape(-1, channels)[top].mean(0).numpy()
+    return out
 
 
 def train_adapter(
@@ -385,12 +404,7 @@ def simulate(
     hyper: AdapterHyperparameters,
     seed: int,
 ) -> Run:
-    from workstation.active.strategies import (
-        Candidates,
-        percentile_ranks,
-        reliability,
-        review_order,
-    )
+    from workstation.active.strategies import Candidates, review_order
     from workstation.core.metrics import auroc, pixel_auroc
 
     split = state.split
@@ -401,7 +415,6 @@ def simulate(
     unreviewed = list(split.pool)
     reviewed: list[int] = []
     defects: list[int] = []
-    rank_at_review: list[float] = []
     adapter = None
     run = Run(strategy, seed)
     for round_index in range(rounds + 1):
@@ -418,15 +431,21 @@ def simulate(
             threshold=scored.threshold,
             embeddings=state.embeddings[unreviewed],
             reviewed_embeddings=state.embeddings[split.shots + reviewed],
-            trust=reliability(rank_at_review, anomalous[reviewed]),
+            expert_scores={n: v[unreviewed] for n, v in scored.expert_scores.items()},
+            defect_descriptors=region_descriptors(
+                bank.patches, scored.fewshot_grids[unreviewed], unreviewed
+            ),
+            reviewed_defect_descriptors=region_descriptors(
+                bank.patches, prepared.defect_cells[defects], defects
+            ),
         )
-        order = review_order(strategy, candidates, budget=budget, seed=seed * 1000 + round_index)
-        chosen = order[:budget]
+        ordered = review_order(strategy, candidates, budget=budget, seed=seed * 1000 + round_index)
+        chosen = ordered.order[:budget]
         picked = [unreviewed[i] for i in chosen]
-        # Ranks, not scores: the adapter changes the fused units from round to round.
-        rank_at_review += [float(r) for r in percentile_ranks(scores)[chosen]]
+        run.reasons.append([ordered.reasons[i] for i in chosen])
         run.picked.append(picked)
         reviewed += picked
+        run.found.append([bool(anomalous[i]) for i in picked])
         found = [i for i in picked if anomalous[i]]
         defects += found
         bank.add([i for i in picked if not anomalous[i]])

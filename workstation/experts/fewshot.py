@@ -213,6 +213,20 @@ def nearest_distances(
     return out
 
 
+def image_embedding(features: torch.Tensor) -> np.ndarray:
+    """One image's (h, w, C) normalised patch features -> mean and spread of each channel.
+
+    Images alike in texture, colour and structure land close together, whatever their
+    anomaly scores: the review queue's coverage (``active.strategies``) uses it to find
+    what nothing reviewed resembles yet.
+    """
+    import torch
+
+    flat = features.reshape(-1, features.shape[-1]).float()
+    spread = flat.std(0) if flat.shape[0] > 1 else torch.zeros_like(flat[0])
+    return torch.cat([flat.mean(0), spread]).cpu().numpy().astype(np.float32)
+
+
 def _augmentations(image: np.ndarray, square: bool) -> list[np.ndarray]:
     variants = [image, image[:, ::-1], image[::-1, :], image[::-1, ::-1]]
     if square:
@@ -486,27 +500,35 @@ class FewShotExpert:
         nearest = torch.topk(dist, k, dim=0, largest=False).values
         return nearest.clamp_min(0).sqrt().mean(0)
 
-    def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Raw (h, w) patch-score grids at the working resolution, one per image."""
-        return self._grids(self._prepare(images))
-
-    def _grids(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _grids(
+        self, prepared: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Patch-score grids and image embeddings, from one feature pass per batch."""
         if not self.fitted:
             raise UserError("the few-shot expert has not been fitted on normal images yet")
         assert self.bank is not None
         grids: list[np.ndarray] = []
+        embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
             for one in self._normalise(self._features(prepared[start : start + size])):
                 grids.append(self._grid_scores(one, self.bank).cpu().numpy())
-        return grids
+                embeddings.append(image_embedding(one))
+        return grids, embeddings
+
+    def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Raw (h, w) patch-score grids at the working resolution, one per image."""
+        return self._grids(self._prepare(images))[0]
 
     def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
         prepared = self._prepare(images)
-        return [
-            self.grid_map(grid, image.shape[:2])
-            for grid, image in zip(self._grids(prepared), prepared, strict=True)
-        ]
+        grids, embeddings = self._grids(prepared)
+        maps = []
+        for grid, embedding, image in zip(grids, embeddings, prepared, strict=True):
+            amap = self.grid_map(grid, image.shape[:2])
+            amap.embedding = embedding
+            maps.append(amap)
+        return maps
 
     def grid_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
         """The map (smoothed to ``shape``) and score of one raw patch-score grid."""
