@@ -84,6 +84,7 @@ def prepare(dataset: Path, *, image_size: int, hyper: AdapterHyperparameters) ->
 
     from training.adapter_round import adapter_targets
     from workstation.bench.mvtec import load_category
+    from workstation.core.imageio import image_size as header_size
     from workstation.core.imageio import read_image, read_mask
     from workstation.experts.adapter import adapter_shape, extract_features
     from workstation.experts.base import build_backbone
@@ -92,7 +93,7 @@ def prepare(dataset: Path, *, image_size: int, hyper: AdapterHyperparameters) ->
     category = load_category(dataset)
     items = list(category.train) + list(category.test)
     backbone = build_backbone("filterbank")
-    shapes = [read_image(item.path).shape[:2] for item in items]
+    shapes = [header_size(item.path)[::-1] for item in items]
     multiple = int(getattr(backbone, "size_multiple", backbone.patch_stride))
     fewshot_shape = working_shape(shapes, image_size=image_size, multiple=multiple)
     head_shape = adapter_shape(backbone, shapes, round(image_size * hyper.detail))
