@@ -130,11 +130,17 @@ SMOKES: tuple[Smoke, ...] = (
     ),
     Smoke(
         "training",
-        lambda _: ["--masks", "2", "--size", "64", "--adapter-steps", "2", "--vlm-steps", "1"],
+        lambda data: ["--kinds", "adapter,selftaught,vlm", "--masks", "2", "--size", "64",
+                      "--adapter-steps", "2", "--normals-from", str(data), "--normals", "4",
+                      "--image-size", "64", "--budget-minutes", "0.01", "--vlm-steps", "1"],
         {
             "adapter_round.masks": equals(2),
             "adapter_round.steps": equals(2),
             "adapter_round.seconds": positive,
+            "selftaught_round.normals": equals(4),
+            "selftaught_round.held_out_normals": equals(4),
+            "selftaught_round.seconds": positive,
+            "selftaught_round.data": lambda text: text.endswith("demo-metal-plate"),
             "vlm_round.seconds": positive,
         },
         label="training-timing",
