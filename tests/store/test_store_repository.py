@@ -80,6 +80,41 @@ def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) 
     assert read_schema_version(path) == SCHEMA_VERSION
 
 
+def test_a_version_2_store_keeps_its_predictions_through_migration_3(tmp_path: Path) -> None:
+    """Migration 3 (what the queue needs to say why) only adds columns: predictions written
+    before it read back with no expert scores and no embedding, and the queue falls back."""
+    import sqlite_utils
+
+    from workstation.store.schema import MIGRATIONS
+
+    path = tmp_path / "v2.sqlite"
+    db = sqlite_utils.Database(path)
+    MIGRATIONS[0](db)
+    MIGRATIONS[1](db)
+    db.execute("PRAGMA user_version = 2")
+    db["products"].insert(
+        {"id": 1, "name": "p", "description": "", "normality_rules": "[]",
+         "defect_vocabulary": "[]", "created_at": "2026-01-01"}
+    )
+    db["images"].insert(
+        {"id": 7, "product_id": 1, "path": "/a.png", "name": "a.png", "sha256": "0" * 64,
+         "width": 8, "height": 8, "split": "test", "reviewed": 0, "priority": 0.5}
+    )
+    db["predictions"].insert(
+        {"id": 3, "image_id": 7, "model_version": "experts-1", "score": 1.25, "anomalous": 1,
+         "map_blob": None, "created_at": "2026-01-02"}
+    )
+    db.conn.commit()
+    db.conn.close()
+    with Store.open(path) as store:
+        prediction = store.latest_prediction(7)
+        assert prediction is not None
+        assert (prediction.score, prediction.anomalous) == (1.25, True)
+        assert prediction.expert_scores == {} and prediction.embedding is None
+        assert store.query_images(1)[0].priority_reason is None
+    assert read_schema_version(path) == SCHEMA_VERSION == 3
+
+
 def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite"
     Store.open(path).close()
