@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 
 from workstation.core.errors import SchemaTooNewError, UserError
 from workstation.core.types import Explanation
@@ -53,15 +54,15 @@ def test_open_sets_wal_foreign_keys_and_busy_timeout(store: Store) -> None:
     assert expected <= set(db.table_names())
 
 
-def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) -> None:
-    import sqlite_utils
-
+def old_store(path: Path, version: int) -> sqlite_utils.Database:
+    """A store as a program of schema ``version`` left it: one product with image 7 queued
+    at priority 0.5. The caller adds rows, commits and closes."""
     from workstation.store.schema import MIGRATIONS
 
-    path = tmp_path / "v1.sqlite"
     db = sqlite_utils.Database(path)
-    MIGRATIONS[0](db)
-    db.execute("PRAGMA user_version = 1")
+    for migration in MIGRATIONS[:version]:
+        migration(db)
+    db.execute(f"PRAGMA user_version = {version}")
     db["products"].insert(
         {"id": 1, "name": "p", "description": "", "normality_rules": "[]",
          "defect_vocabulary": "[]", "created_at": "2026-01-01"}
@@ -70,6 +71,12 @@ def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) 
         {"id": 7, "product_id": 1, "path": "/a.png", "name": "a.png", "sha256": "0" * 64,
          "width": 8, "height": 8, "split": "test", "reviewed": 0, "priority": 0.5}
     )
+    return db
+
+
+def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    db = old_store(path, 1)
     db.conn.commit()
     db.conn.close()
     with Store.open(path) as store:
@@ -83,23 +90,8 @@ def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) 
 def test_a_version_2_store_keeps_its_predictions_through_migration_3(tmp_path: Path) -> None:
     """Migration 3 (what the queue needs to say why) only adds columns: predictions written
     before it read back with no expert scores and no embedding, and the queue falls back."""
-    import sqlite_utils
-
-    from workstation.store.schema import MIGRATIONS
-
     path = tmp_path / "v2.sqlite"
-    db = sqlite_utils.Database(path)
-    MIGRATIONS[0](db)
-    MIGRATIONS[1](db)
-    db.execute("PRAGMA user_version = 2")
-    db["products"].insert(
-        {"id": 1, "name": "p", "description": "", "normality_rules": "[]",
-         "defect_vocabulary": "[]", "created_at": "2026-01-01"}
-    )
-    db["images"].insert(
-        {"id": 7, "product_id": 1, "path": "/a.png", "name": "a.png", "sha256": "0" * 64,
-         "width": 8, "height": 8, "split": "test", "reviewed": 0, "priority": 0.5}
-    )
+    db = old_store(path, 2)
     db["predictions"].insert(
         {"id": 3, "image_id": 7, "model_version": "experts-1", "score": 1.25, "anomalous": 1,
          "map_blob": None, "created_at": "2026-01-02"}
