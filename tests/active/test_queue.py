@@ -117,13 +117,15 @@ def test_shared_expert_scores_keep_only_experts_that_scored_every_image() -> Non
     }
 
 
-def test_vlm_disagreement_raises_priority_and_says_so() -> None:
+def test_expert_disagreement_raises_priority_and_says_so() -> None:
     candidates = Candidates(
         scores=np.array([1.0, 5.0, 5.0]),
         threshold=1.0,
         embeddings=np.zeros((3, 2)),
         reviewed_embeddings=np.zeros((0, 2)),
-        verdict_disagreement=np.array([0.0, 1.0, 0.0]),
+        # image 11: the self-taught expert ranks it top, the few-shot expert bottom
+        expert_scores={"fewshot": np.array([2.0, 0.5, 3.0]),
+                       "selftaught": np.array([0.1, 0.9, 0.5])},
     )
     queue = compute_queue([10, 11, 12], candidates, strategy="disagreement", budget=3)
     assert queue.priorities[11] > max(queue.priorities[10], queue.priorities[12])

@@ -12,7 +12,6 @@ from workstation.active.signals import (
     novelty,
     percentile_ranks,
     rank_disagreement,
-    verdict_disagreement,
 )
 
 
@@ -44,11 +43,6 @@ def test_rank_disagreement_over_any_number_of_experts() -> None:
     assert values[0] == 1.0 and values.argmax() == 0
     with pytest.raises(ValueError, match="at least two"):
         rank_disagreement({"fewshot": [1.0]})
-
-
-def test_verdict_disagreement_ignores_missing_verdicts() -> None:
-    values = verdict_disagreement([True, False, None, True], [False, False, True, None])
-    assert values.tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_novelty_is_distance_to_reviewed() -> None:

@@ -12,14 +12,13 @@ the image, not a bare number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from workstation.active.signals import verdict_disagreement
 from workstation.active.strategies import (
     DEFAULT_STRATEGY,
     REASONS,
@@ -120,7 +119,6 @@ def refresh_queue(
     strategy: str = DEFAULT_STRATEGY,
     budget: int = DEFAULT_BUDGET,
     embed: Embed | None = None,
-    vlm_verdicts: Mapping[int, bool] | None = None,
 ) -> Queue:
     """Recompute and store the priorities (and reasons) of ``product``'s unreviewed, scored
     images.
@@ -128,8 +126,7 @@ def refresh_queue(
     The threshold is the product's calibrated one (scores are calibrated so that 1.0 is
     the threshold when none is stored). Images not scored yet get no priority and sort
     last. Each expert's own score, kept with the newest prediction, lets experts that rank
-    an image differently raise it; ``vlm_verdicts`` (image id -> anomalous) adds the VLM's
-    verdict against the experts'. Trust in the scores comes from the reviewed images (their
+    an image differently raise it. Trust in the scores comes from the reviewed images (their
     newest scores against the inspectors' verdicts).
     """
     record = store.get_product(product)
@@ -142,18 +139,12 @@ def refresh_queue(
     together = embeddings_of(store, rows + reviewed, predictions, embed)
     embeddings, reviewed_embeddings = together[: len(rows)], together[len(rows) :]
     predictions = predictions[: len(rows)]
-    verdicts = None
-    if vlm_verdicts:
-        verdicts = verdict_disagreement(
-            [vlm_verdicts.get(r.image.id) for r in rows], [r.anomalous for r in rows]
-        )
     candidates = Candidates(
         scores=np.array([float(r.score or 0.0) for r in rows]),
         threshold=record.threshold if record.threshold is not None else CALIBRATED_THRESHOLD,
         embeddings=embeddings,
         reviewed_embeddings=reviewed_embeddings,
         expert_scores=shared_expert_scores(predictions),
-        verdict_disagreement=verdicts,
     )
     queue = compute_queue(
         [r.image.id for r in rows], candidates, strategy=strategy, budget=budget

@@ -6,9 +6,8 @@ Pure functions over numpy arrays; the strategies (``strategies.py``) combine the
   the defects, and every defect found is a mask the adapter learns from.
 - ``near_threshold``: the score is close to the threshold, so the verdict could go either
   way; the answer moves the boundary.
-- ``rank_disagreement`` / ``verdict_disagreement``: the experts (few-shot, adapter,
-  zero-shot, self-taught, the VLM: any set) do not agree on how anomalous an image is;
-  at least one of them is wrong.
+- ``rank_disagreement``: the experts (few-shot, adapter, zero-shot, self-taught: any
+  set) do not agree on how anomalous an image is; at least one of them is wrong.
 - ``novelty``: far, in image-embedding space, from everything already reviewed.
 - ``defect_novelty``: a likely defect whose anomalous region looks unlike every defect
   reviewed so far: perhaps a defect type nobody has painted yet.
@@ -67,20 +66,6 @@ def rank_disagreement(expert_scores: Mapping[str, Sequence[float] | np.ndarray])
         raise ValueError("disagreement needs the scores of at least two experts")
     ranks = np.stack([percentile_ranks(v) for v in expert_scores.values()])
     return ranks.max(0) - ranks.min(0)
-
-
-def verdict_disagreement(
-    verdicts_a: Sequence[bool | None], verdicts_b: Sequence[bool | None]
-) -> np.ndarray:
-    """1 where both verdicts exist and differ, else 0 (a missing verdict is no evidence)."""
-    if len(verdicts_a) != len(verdicts_b):
-        raise ValueError(f"{len(verdicts_a)} verdicts against {len(verdicts_b)}")
-    return np.array(
-        [
-            float(a is not None and b is not None and a != b)
-            for a, b in zip(verdicts_a, verdicts_b, strict=True)
-        ]
-    )
 
 
 def nearest_distances(points: np.ndarray, centres: np.ndarray) -> np.ndarray:

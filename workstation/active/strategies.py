@@ -46,8 +46,6 @@ class Candidates:
     reviewed_embeddings: np.ndarray
     expert_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     """Each expert's own score per image (any units); two or more allow disagreement."""
-    verdict_disagreement: np.ndarray | None = None
-    """Per image, 1 where a second opinion (the VLM) contradicts the experts' verdict."""
     defect_descriptors: np.ndarray | None = None
     """Per image, a vector describing its most anomalous region."""
     reviewed_defect_descriptors: np.ndarray | None = None
@@ -63,16 +61,6 @@ class ReviewOrder:
     """Every candidate index, first to review first."""
     reasons: list[str]
     """Per candidate index (not per position), a key of :data:`REASONS`."""
-
-
-def disagreement(candidates: Candidates) -> np.ndarray | None:
-    """The strongest disagreement evidence per image, or None with a single opinion."""
-    parts = []
-    if len(candidates.expert_scores) >= 2:
-        parts.append(rank_disagreement(candidates.expert_scores))
-    if candidates.verdict_disagreement is not None:
-        parts.append(np.asarray(candidates.verdict_disagreement, np.float64))
-    return np.max(parts, axis=0) if parts else None
 
 
 def _by_value(values: np.ndarray, reason: str) -> ReviewOrder:
@@ -122,10 +110,9 @@ def _near_threshold(c: Candidates, budget: int, seed: int) -> ReviewOrder:
 
 
 def _disagreement(c: Candidates, budget: int, seed: int) -> ReviewOrder:
-    values = disagreement(c)
-    if values is None:  # one opinion only: nothing to disagree about yet
+    if len(c.expert_scores) < 2:  # one opinion only: nothing to disagree about yet
         return _near_threshold(c, budget, seed)
-    return _by_value(values, "disagreement")
+    return _by_value(rank_disagreement(c.expert_scores), "disagreement")
 
 
 def _diversity(c: Candidates, budget: int, seed: int) -> ReviewOrder:
