@@ -83,7 +83,7 @@ def test_queue_spreads_over_kept_embeddings_else_over_pooled_maps(tmp_path: Path
     _predict(store, ids, [2.0, 1.9, 1.8, 1.7, 0.2, 0.1], experts=False)
     rows = store.query_images(store.get_product("plate").id, order_by="name")
     predictions = [store.latest_prediction(r.image.id) for r in rows]
-    pooled = embeddings_of(store, rows, predictions, None)
+    pooled = embeddings_of(store, rows, predictions)
     assert pooled.shape == (6, 8 * 8 + 1)
     # the few-shot expert kept an embedding with every prediction: those are used
     kept = np.eye(6, 3, dtype=np.float32) + 1
@@ -94,9 +94,9 @@ def test_queue_spreads_over_kept_embeddings_else_over_pooled_maps(tmp_path: Path
         ]
     )
     predictions = [store.latest_prediction(r.image.id) for r in rows]
-    assert np.allclose(embeddings_of(store, rows, predictions, None), kept)
+    assert np.allclose(embeddings_of(store, rows, predictions), kept)
     # one image without: all fall back together (distances across kinds mean nothing)
-    assert embeddings_of(store, rows, [None, *predictions[1:]], None).shape == (6, 65)
+    assert embeddings_of(store, rows, [None, *predictions[1:]]).shape == (6, 65)
     store.close()
 
 

@@ -3,7 +3,7 @@
 The strategies need an embedding per image. It is the one the few-shot expert kept with
 the image's newest prediction (mean and spread of its patch features: what the image looks
 like). Images predicted before embeddings were kept fall back, all together, to their
-anomaly map pooled to a small grid plus the score. A caller can pass its own ``embed``.
+anomaly map pooled to a small grid plus the score.
 
 Each priority is stored with its reason in words (``strategies.REASONS``), so the review
 list only reads it: the inspector sees "experts disagree" or "near the threshold" next to
@@ -12,7 +12,7 @@ the image, not a bare number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,7 @@ from workstation.active.strategies import (
     order_to_priorities,
     review_order,
 )
-from workstation.core.types import ImageRecord, Prediction
+from workstation.core.types import Prediction
 from workstation.experts.fusion import CALIBRATED_THRESHOLD
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 MAP_GRID = 8
 DEFAULT_BUDGET = 16
-Embed = Callable[[ImageRecord], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -94,12 +93,9 @@ def embeddings_of(
     store: Store,
     rows: Sequence[ImageRow],
     predictions: Sequence[Prediction | None],
-    embed: Embed | None,
 ) -> np.ndarray:
-    """One row per image: ``embed``, else the kept embeddings when every image has one of
-    one size, else pooled maps (mixing kinds would make distances meaningless)."""
-    if embed is not None:
-        return np.array([embed(r.image) for r in rows]).reshape(len(rows), -1)
+    """One row per image: the kept embeddings when every image has one of one size, else
+    pooled maps (mixing kinds would make distances meaningless)."""
     kept = [p.embedding if p is not None else None for p in predictions]
     sizes = {e.size for e in kept if e is not None}
     if kept and all(e is not None for e in kept) and len(sizes) == 1:
@@ -118,7 +114,6 @@ def refresh_queue(
     *,
     strategy: str = DEFAULT_STRATEGY,
     budget: int = DEFAULT_BUDGET,
-    embed: Embed | None = None,
 ) -> Queue:
     """Recompute and store the priorities (and reasons) of ``product``'s unreviewed, scored
     images.
@@ -136,7 +131,7 @@ def refresh_queue(
     reviewed = store.query_images(record.id, review_state="reviewed")
     predictions = [store.latest_prediction(r.image.id) for r in rows + reviewed]
     # one call for both, so candidates and reviewed images are embedded the same way
-    together = embeddings_of(store, rows + reviewed, predictions, embed)
+    together = embeddings_of(store, rows + reviewed, predictions)
     embeddings, reviewed_embeddings = together[: len(rows)], together[len(rows) :]
     predictions = predictions[: len(rows)]
     candidates = Candidates(
