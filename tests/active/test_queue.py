@@ -67,6 +67,21 @@ def test_refresh_writes_priorities_and_reasons_for_scored_unreviewed_images(
     store.close()
 
 
+def test_only_a_coverage_order_reads_the_anomaly_maps(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The default order needs the scores alone; reading 100,000 maps for nothing would
+    make every inspection's last step the slowest."""
+    store, ids = _store(tmp_path)
+    _predict(store, ids, [0.2, 0.9, 1.05, 3.0, 0.5, 0.1], experts=False)
+    loads: list[int] = []
+    real = store.load_map
+    monkeypatch.setattr(store, "load_map", lambda p: loads.append(p.image_id) or real(p))
+    refresh_queue(store, "plate", budget=2)
+    assert loads == []
+    refresh_queue(store, "plate", strategy="mixed", budget=2)
+    assert sorted(loads) == sorted(ids)  # no embeddings kept: pooled maps
+    store.close()
+
+
 def test_experts_that_disagree_give_their_reason(tmp_path: Path) -> None:
     store, ids = _store(tmp_path)
     _predict(store, ids, [0.2, 0.9, 1.05, 3.0, 0.5, 0.1], experts=True)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from workstation.__main__ import main
-from workstation.active.strategies import REASONS, STRATEGIES
+from workstation.active.strategies import DEFAULT_STRATEGY, REASONS, STRATEGIES
 from workstation.bench import BENCH_MODULES
 from workstation.demo.generator import DemoSpec, generate
 
@@ -120,12 +120,12 @@ SMOKES: tuple[Smoke, ...] = (
             "settings.pool_defects": positive,
             "strategies.random.recall.area.mean": fraction,
             "strategies.random.recall.per_round": lambda v: len(v) == 3 and v[0] == 0.0,
-            "strategies.mixed.recall.gain_over_random.std": fraction,
-            "strategies.mixed.image_auroc.per_round": each(fraction),
-            "strategies.mixed.pixel_auroc.area_per_seed": lambda v: len(v) == 2,
+            f"strategies.{DEFAULT_STRATEGY}.recall.gain_over_random.std": fraction,
+            f"strategies.{DEFAULT_STRATEGY}.image_auroc.per_round": each(fraction),
+            f"strategies.{DEFAULT_STRATEGY}.pixel_auroc.area_per_seed": lambda v: len(v) == 2,
             "strategies": lambda found: set(found) == set(STRATEGIES),
             "strategies.mixed.picks_by_reason": lambda v: set(v) <= set(REASONS),
-            "table": lambda text: "| mixed |" in text,
+            "table": lambda text: f"| {DEFAULT_STRATEGY} |" in text and "| mixed |" in text,
         },
     ),
     Smoke(

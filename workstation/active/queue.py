@@ -1,13 +1,15 @@
 """The review queue: priorities for a product's unreviewed images, and why, written to the store.
 
-The strategies need an embedding per image. It is the one the few-shot expert kept with
-the image's newest prediction (mean and spread of its patch features: what the image looks
-like). Images predicted before embeddings were kept fall back, all together, to their
-anomaly map pooled to a small grid plus the score.
+The default order (``strategies.DEFAULT_STRATEGY``) needs only the fused scores. The
+coverage orders (``strategies.NEEDS_EMBEDDINGS``) need an embedding per image: the one the
+few-shot expert kept with the image's newest prediction (mean and spread of its patch
+features: what the image looks like). Images predicted before embeddings were kept fall
+back, all together, to their anomaly map pooled to a small grid plus the score. The
+disagreement order reads each expert's own score, kept with the prediction too.
 
 Each priority is stored with its reason in words (``strategies.REASONS``), so the review
-list only reads it: the inspector sees "experts disagree" or "near the threshold" next to
-the image, not a bare number.
+list only reads it: the inspector sees "likely defect" or "unlike reviewed" next to the
+image, not a bare number.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from workstation.active.strategies import (
     DEFAULT_STRATEGY,
+    NEEDS_EMBEDDINGS,
     REASONS,
     Candidates,
     order_to_priorities,
@@ -120,20 +123,21 @@ def refresh_queue(
 
     The threshold is the product's calibrated one (scores are calibrated so that 1.0 is
     the threshold when none is stored). Images not scored yet get no priority and sort
-    last. Each expert's own score, kept with the newest prediction, lets experts that rank
-    an image differently raise it. Trust in the scores comes from the reviewed images (their
-    newest scores against the inspectors' verdicts).
+    last. Embeddings (and, without them, the anomaly maps) are read only for an order
+    that uses them: for a large product that is most of the work.
     """
     record = store.get_product(product)
     rows = [
         r for r in store.query_images(record.id, review_state="unreviewed") if r.score is not None
     ]
-    reviewed = store.query_images(record.id, review_state="reviewed")
-    predictions = [store.latest_prediction(r.image.id) for r in rows + reviewed]
-    # one call for both, so candidates and reviewed images are embedded the same way
-    together = embeddings_of(store, rows + reviewed, predictions)
-    embeddings, reviewed_embeddings = together[: len(rows)], together[len(rows) :]
-    predictions = predictions[: len(rows)]
+    predictions = [store.latest_prediction(r.image.id) for r in rows]
+    embeddings = reviewed_embeddings = None
+    if strategy in NEEDS_EMBEDDINGS:
+        reviewed = store.query_images(record.id, review_state="reviewed")
+        known = predictions + [store.latest_prediction(r.image.id) for r in reviewed]
+        # one call for both, so candidates and reviewed images are embedded the same way
+        together = embeddings_of(store, rows + reviewed, known)
+        embeddings, reviewed_embeddings = together[: len(rows)], together[len(rows) :]
     candidates = Candidates(
         scores=np.array([float(r.score or 0.0) for r in rows]),
         threshold=record.threshold if record.threshold is not None else CALIBRATED_THRESHOLD,
