@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 CURVES = ("recall", "image_auroc", "pixel_auroc")
 SIMULATED_ADAPTER_STEPS = 100
 """A third of a product round's steps: every strategy and seed trains an adapter each
-round (210 rounds for the default run), and training is most of the cost; at 100 steps
-the default run on bsdata takes about half an hour on 2 busy cores."""
+round (210 rounds for the default run), and training is most of the cost. On the busy
+2-core development machine the default run took 42 min on the demo; bsdata needed
+``--adapter-steps 30`` and the seeds split over three processes (docs/benchmarks.md)."""
 BASELINE = "random"
 
 
