@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 CURVES = ("recall", "image_auroc", "pixel_auroc")
 SIMULATED_ADAPTER_STEPS = 100
 """A third of a product round's steps: every strategy and seed trains an adapter each
-round (210 rounds for the default run), and training is most of the cost. On the busy
-2-core development machine the default run took 42 min on the demo; bsdata needed
-``--adapter-steps 30`` and the seeds split over three processes (docs/benchmarks.md)."""
+round (210 rounds for the default run), and training is most of the cost. The default
+run took 42 min on the demo on busy cores, and 8 min on bsdata on quiet ones with the
+seeds split over two processes (``--seed``/``--seeds``; docs/benchmarks.md)."""
 BASELINE = "random"
 
 
