@@ -41,8 +41,9 @@ STEP_EVENT_S = 0.5
 not a flood of lines."""
 
 
-def _targets(examples: Sequence[MaskExample], grid: tuple[int, int]) -> torch.Tensor:
-    return torch.cat([mask_targets(torch.from_numpy(e.mask)[None, None], grid) for e in examples])
+def adapter_targets(masks: Sequence[np.ndarray], grid: tuple[int, int]) -> torch.Tensor:
+    """Image-sized 0/1 masks -> ``(N, 1, h, w)`` defect fraction per cell of the head's grid."""
+    return torch.cat([mask_targets(torch.from_numpy(m)[None, None], grid) for m in masks])
 
 
 def fit_adapter(
@@ -67,7 +68,35 @@ def fit_adapter(
     feats = extract_features(
         backbone, [e.image for e in examples], shape=shape, dtype=torch.float16
     )
-    targets = _targets(examples, (feats.shape[2], feats.shape[3])).to(feats.device)
+    targets = adapter_targets([e.mask for e in examples], (feats.shape[2], feats.shape[3]))
+    return fit_adapter_features(
+        backbone,
+        feats,
+        targets.to(feats.device),
+        shape=shape,
+        hyper=hyper,
+        seed=seed,
+        base_model=base_model,
+        emit=emit,
+        parent=parent,
+    )
+
+
+def fit_adapter_features(
+    backbone: Backbone,
+    feats: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    shape: tuple[int, int],
+    hyper: AdapterHyperparameters,
+    seed: int,
+    base_model: str = "",
+    emit: Emit | None = None,
+    parent: AdapterExpert | None = None,
+) -> AdapterExpert:
+    """:func:`fit_adapter` on features already extracted at ``shape`` (``extract_features``)
+    and their :func:`adapter_targets`: a caller that trains many rounds on overlapping
+    images (the active-learning simulation) extracts each image's features once."""
     clock = EtaClock()
     last_emit = [-float("inf")]
 

@@ -164,6 +164,20 @@ def test_state_round_trip_gives_identical_maps() -> None:
     assert clone.predict([image])[0].score == pytest.approx(model.predict([image])[0].score)
 
 
+def test_each_map_carries_an_embedding_of_what_the_image_looks_like() -> None:
+    model = expert()
+    model.fit(normals(3))
+    rng = np.random.default_rng(0)
+    flat = np.full((SIZE, SIZE, 3), 128, np.uint8) + rng.integers(0, 3, (SIZE, SIZE, 3), np.uint8)
+    maps = model.predict([textured(60), textured(61), flat])
+    channels = model.backbone.features([textured(0)]).shape[1]
+    assert all(m.embedding is not None and m.embedding.shape == (2 * channels,) for m in maps)
+    a, b, c = (m.embedding for m in maps)
+    assert np.isfinite(a).all()
+    # two parts of the same texture sit closer together than a part and a blank plate
+    assert np.linalg.norm(a - b) < np.linalg.norm(a - c)
+
+
 def test_nearest_distances_match_cdist() -> None:
     generator = torch.Generator().manual_seed(0)
     queries = torch.randn(50, 7, generator=generator)

@@ -66,6 +66,9 @@ def test_inspect_writes_predictions_and_resumes(store: Store) -> None:
     prediction = store.latest_prediction(defect.id, model_version="experts-1")
     assert prediction is not None and prediction.anomalous
     assert store.load_map(prediction).shape == (96, 96)
+    # each expert's own score is kept for the review queue (experts that disagree)
+    assert set(prediction.expert_scores) == {"fewshot"}
+    assert prediction.expert_scores["fewshot"] > 0
     again = inspect_product(store, "bracket", SETTINGS)
     assert (again.predicted, again.skipped, again.model_version) == (0, 9, "experts-1")
 

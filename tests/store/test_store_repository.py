@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlite_utils
 
 from workstation.core.errors import SchemaTooNewError, UserError
 from workstation.core.types import Explanation
@@ -51,6 +52,59 @@ def test_open_sets_wal_foreign_keys_and_busy_timeout(store: Store) -> None:
         "app_state",
     }
     assert expected <= set(db.table_names())
+
+
+def old_store(path: Path, version: int) -> sqlite_utils.Database:
+    """A store as a program of schema ``version`` left it: one product with image 7 queued
+    at priority 0.5. The caller adds rows, commits and closes."""
+    from workstation.store.schema import MIGRATIONS
+
+    db = sqlite_utils.Database(path)
+    for migration in MIGRATIONS[:version]:
+        migration(db)
+    db.execute(f"PRAGMA user_version = {version}")
+    db["products"].insert(
+        {"id": 1, "name": "p", "description": "", "normality_rules": "[]",
+         "defect_vocabulary": "[]", "created_at": "2026-01-01"}
+    )
+    db["images"].insert(
+        {"id": 7, "product_id": 1, "path": "/a.png", "name": "a.png", "sha256": "0" * 64,
+         "width": 8, "height": 8, "split": "test", "reviewed": 0, "priority": 0.5}
+    )
+    return db
+
+
+def test_a_version_1_store_is_migrated_without_losing_its_queue(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    db = old_store(path, 1)
+    db.conn.commit()
+    db.conn.close()
+    with Store.open(path) as store:
+        (row,) = store.query_images(1)
+        assert (row.image.id, row.priority, row.priority_reason) == (7, 0.5, None)
+        store.set_priorities(1, {7: 0.9}, {7: "near the threshold"})
+        assert store.query_images(1)[0].priority_reason == "near the threshold"
+    assert read_schema_version(path) == SCHEMA_VERSION
+
+
+def test_a_version_2_store_keeps_its_predictions_through_migration_3(tmp_path: Path) -> None:
+    """Migration 3 (what the queue needs to say why) only adds columns: predictions written
+    before it read back with no expert scores and no embedding, and the queue falls back."""
+    path = tmp_path / "v2.sqlite"
+    db = old_store(path, 2)
+    db["predictions"].insert(
+        {"id": 3, "image_id": 7, "model_version": "experts-1", "score": 1.25, "anomalous": 1,
+         "map_blob": None, "created_at": "2026-01-02"}
+    )
+    db.conn.commit()
+    db.conn.close()
+    with Store.open(path) as store:
+        prediction = store.latest_prediction(7)
+        assert prediction is not None
+        assert (prediction.score, prediction.anomalous) == (1.25, True)
+        assert prediction.expert_scores == {} and prediction.embedding is None
+        assert store.query_images(1)[0].priority_reason is None
+    assert read_schema_version(path) == SCHEMA_VERSION == 3
 
 
 def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:
@@ -249,6 +303,36 @@ def test_predictions_scores_filters_and_orders(store: Store) -> None:
     assert again.id == newest.id and again.score == 0.2
     batch = store.add_predictions([NewPrediction(i, "e3", 0.4, False) for i in ids])
     assert [p.image_id for p in batch] == ids
+    assert batch[0].expert_scores == {}
+
+
+def test_predictions_keep_each_experts_score(store: Store) -> None:
+    product = store.create_product("p")
+    (image,) = add(store, product.id, 1)
+    scores = {"fewshot": 0.7, "adapter": 0.02}
+    (saved,) = store.add_predictions([NewPrediction(image, "e1", 1.3, True, None, scores)])
+    assert saved.expert_scores == scores
+    assert store.latest_prediction(image).expert_scores == scores  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="finite"):
+        store.add_predictions([NewPrediction(image, "e2", 1.0, True, None, {"a": float("nan")})])
+    assert store.latest_prediction(image).model_version == "e1"  # type: ignore[union-attr]
+
+
+def test_predictions_keep_the_image_embedding_compactly(store: Store) -> None:
+    product = store.create_product("p")
+    first, second = add(store, product.id, 2)
+    embedding = np.linspace(-2, 2, 92).astype(np.float32)
+    (saved,) = store.add_predictions([NewPrediction(first, "e1", 1.0, True, embedding=embedding)])
+    assert saved.embedding is not None and saved.embedding.dtype == np.float32
+    assert np.allclose(saved.embedding, embedding, atol=2e-3)  # kept as float16
+    bad = [
+        NewPrediction(second, "e1", 1.0, True),
+        NewPrediction(first, "e2", 1.0, True, embedding=np.zeros((2, 2))),
+    ]
+    with pytest.raises(ValueError, match="1-D"):
+        store.add_predictions(bad)
+    assert store.latest_prediction(second) is None  # the whole batch was refused
+    assert store.latest_prediction(first).embedding is not None  # type: ignore[union-attr]
 
 
 def test_priorities_order_the_queue(store: Store) -> None:
@@ -257,9 +341,12 @@ def test_priorities_order_the_queue(store: Store) -> None:
     store.set_priorities(product.id, {ids[2]: 5.0, ids[0]: 1.0})
     order = [r.image.id for r in store.query_images(product.id)]
     assert order[:2] == [ids[2], ids[0]]
-    store.set_priorities(product.id, {ids[3]: 2.0})  # replaces the whole queue
+    assert [r.priority_reason for r in store.query_images(product.id)[:2]] == [None, None]
+    store.set_priorities(product.id, {ids[3]: 2.0}, {ids[3]: "experts disagree"})  # replaces
     rows = store.query_images(product.id)
     assert rows[0].image.id == ids[3] and rows[1].priority is None
+    assert rows[0].priority_reason == "experts disagree"
+    assert all(r.priority_reason is None for r in rows[1:])
     assert store.get_priorities(product.id) == {ids[3]: 2.0}
     other = store.create_product("q")
     (foreign,) = add(store, other.id, 1)

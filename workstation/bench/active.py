@@ -1,11 +1,18 @@
-"""``bench active DATASET_DIR``: does the review order make the expert better faster?
+"""``bench active DATASET_DIR``: does the review order find defects sooner and make the
+experts better faster?
 
-Simulation on an MVTec-layout folder: the few-shot expert starts from ``k`` normal shots;
-each round a simulated inspector (the ground truth) reviews ``B`` images picked by the
-strategy; reviewed normals join the memory bank (and the calibration of the threshold),
-reviewed defects leave the pool. After each round we report image AUROC on the images not
-yet reviewed, and the area under that learning curve (AULC, mean AUROC over rounds 0..R).
-Random order is averaged over several seeds so one lucky draw does not decide.
+Every strategy runs the simulated review loop of :mod:`workstation.bench.review_loop` on
+``--seeds`` seeds (each seed: other shots, another evaluation half, another random order),
+``--rounds`` rounds of ``--budget`` reviews, with adapter rounds trained in the loop.
+Reported per strategy: the mean (and standard deviation over seeds) of
+
+- the area under the recall curve: defects found among the reviewed images, as a share of
+  all defects in the review pool, averaged over rounds 0..R (what the inspector sees);
+- the areas under the image and pixel AUROC curves of the fused experts on the
+  evaluation half (what the models learnt);
+
+and, for each, the paired difference to random order on the same seeds (mean and standard
+deviation), which removes most of the seed-to-seed variation the strategies share.
 """
 
 from __future__ import annotations
@@ -14,186 +21,89 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workstation.active.strategies import STRATEGIES, Candidates, review_order
+from workstation.active.strategies import STRATEGIES
+from workstation.bench.threads import add_threads_argument, apply_threads
 
-CALIBRATION_QUANTILE = 0.95
-"""Threshold = this quantile of the scores known normals had before joining the bank."""
+if TYPE_CHECKING:
+    from workstation.bench.review_loop import Run
 
-
-@dataclass(frozen=True)
-class Curve:
-    strategy: str
-    aurocs: tuple[float, ...]
-    reviewed_defects: tuple[int, ...]
-    """Defects among the reviewed images after each round (how fast defects surface)."""
-
-    @property
-    def aulc(self) -> float:
-        values = np.asarray(self.aurocs)
-        return float(np.trapezoid(values) / max(1, values.size - 1))
+CURVES = ("recall", "image_auroc", "pixel_auroc")
+SIMULATED_ADAPTER_STEPS = 100
+"""A third of a product round's steps: every strategy and seed trains an adapter each
+round (210 rounds for the default run), and training is most of the cost. The default
+run took 42 min on the demo on busy cores, and 8 min on bsdata on quiet ones with the
+seeds split over two processes (``--seed``/``--seeds``; docs/benchmarks.md)."""
+BASELINE = "random"
 
 
-@dataclass
-class Pool:
-    """Patch features (standardised on the shots), labels and embeddings, computed once."""
-
-    patches: list[np.ndarray]
-    """Per image (h*w, C) float32 patch features."""
-    anomalous: np.ndarray
-    embeddings: np.ndarray
-    shots: list[int]
-    candidates: list[int]
+def _stats(values: Sequence[float]) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": round(float(array.mean()), 4), "std": round(float(array.std()), 4)}
 
 
-def prepare_pool(
-    dataset: Path, *, shots: int, image_size: int, seed: int, backbone: object
-) -> Pool:
-    from workstation.bench.mvtec import load_category
-    from workstation.core.errors import UserError
-    from workstation.core.imageio import read_image
-    from workstation.experts.features import resize_rgb, working_shape
-
-    category = load_category(dataset)
-    if len(category.train) < shots + 1:
-        raise UserError(
-            f"{dataset} has {len(category.train)} normal training images; need > {shots}"
-        )
-    items = list(category.train) + list(category.test)
-    shapes = []
-    for item in items:
-        shapes.append(read_image(item.path).shape[:2])
-    multiple = int(getattr(backbone, "size_multiple", backbone.patch_stride))  # type: ignore[attr-defined]
-    shape = working_shape(shapes, image_size=image_size, multiple=multiple)
-    feats = np.concatenate(
-        [
-            backbone.features(  # type: ignore[attr-defined]
-                [resize_rgb(read_image(item.path), shape) for item in items[start : start + 8]]
-            )
-            .float()
-            .cpu()
-            .numpy()
-            for start in range(0, len(items), 8)
-        ]
-    )
-    rng = np.random.default_rng(seed)
-    shot_ids = sorted(int(i) for i in rng.choice(len(category.train), size=shots, replace=False))
-    # Standardise channels on the shots, as the few-shot expert does for the filter bank.
-    flat_shots = feats[shot_ids].transpose(0, 2, 3, 1).reshape(-1, feats.shape[1])
-    mean = flat_shots.mean(0)
-    std = flat_shots.std(0)
-    scale = np.maximum(std, np.median(std) * 1e-2 + 1e-6)
-    patches = [
-        ((f.transpose(1, 2, 0).reshape(-1, f.shape[0]) - mean) / scale).astype(np.float32)
-        for f in feats
-    ]
-    # Image embedding: mean and spread of each channel over the patch grid, standardised.
-    emb = np.stack([np.concatenate([p.mean(0), p.std(0)]) for p in patches])
-    emb = (emb - emb.mean(0)) / (emb.std(0) + 1e-6)
-    candidates = [i for i in range(len(items)) if i not in set(shot_ids)]
-    return Pool(
-        patches=patches,
-        anomalous=np.array([item.anomalous for item in items]),
-        embeddings=emb,
-        shots=shot_ids,
-        candidates=candidates,
-    )
+def recall_area_bound(budget: int, rounds: int, pool_defects: int) -> float:
+    """The largest recall area ``rounds`` rounds of ``budget`` reviews can reach: the scale
+    against which a strategy's recall area (and its gain over random) should be read."""
+    recall = np.minimum(1.0, np.arange(rounds + 1) * budget / max(1, pool_defects))
+    return float(np.trapezoid(recall) / rounds)
 
 
-class GrowingBank:
-    """Patch-kNN (k = 1) scores of every pool image, updated as normals join the bank.
-
-    Adding images to a nearest-neighbour bank can only lower each patch's distance, so
-    the new distance is the minimum of the old one and the distance to the new patches:
-    exactly what refitting the few-shot expert would give, at a fraction of the cost.
-    """
-
-    def __init__(self, pool: Pool) -> None:
-        import torch
-
-        self.pool = pool
-        self._queries = torch.from_numpy(np.concatenate(pool.patches))
-        self._sizes = [p.shape[0] for p in pool.patches]
-        self._distances = torch.full((self._queries.shape[0],), float("inf"))
-
-    def add(self, image_ids: Sequence[int]) -> None:
-        import torch
-
-        from workstation.experts.fewshot import nearest_distances
-
-        if not image_ids:
-            return
-        bank = torch.from_numpy(np.concatenate([self.pool.patches[i] for i in image_ids]))
-        for start in range(0, self._queries.shape[0], 65536):
-            part = self._queries[start : start + 65536]
-            fresh = nearest_distances(part, bank, knn=1)
-            view = self._distances[start : start + 65536]
-            torch.minimum(view, fresh, out=view)
-
-    def scores(self, image_ids: Sequence[int], top_percent: float = 1.0) -> np.ndarray:
-        from workstation.experts.fewshot import top_percent_mean
-
-        per_image = np.split(self._distances.numpy(), np.cumsum(self._sizes)[:-1])
-        return np.array([top_percent_mean(per_image[i], top_percent) for i in image_ids])
-
-
-def leave_one_out(pool: Pool) -> list[float]:
-    """Each shot scored against the other shots: the first threshold calibration."""
-    import torch
-
-    from workstation.experts.fewshot import nearest_distances, top_percent_mean
-
-    out = []
-    for i in pool.shots:
-        others = np.concatenate([pool.patches[j] for j in pool.shots if j != i])
-        dist = nearest_distances(torch.from_numpy(pool.patches[i]), torch.from_numpy(others), knn=1)
-        out.append(top_percent_mean(dist.numpy(), 1.0))
+def picks_by_reason(runs: Sequence[Run]) -> dict[str, dict[str, int]]:
+    """How many reviews each reason brought, over all seeds, and how many were defects."""
+    out: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for reasons, found in zip(run.reasons, run.found, strict=True):
+            for reason, defect in zip(reasons, found, strict=True):
+                entry = out.setdefault(reason, {"reviews": 0, "defects": 0})
+                entry["reviews"] += 1
+                entry["defects"] += int(defect)
     return out
 
 
-def simulate(pool: Pool, strategy: str, *, budget: int, rounds: int, seed: int) -> Curve:
-    from workstation.active.strategies import reliability
-    from workstation.core.metrics import auroc
+def summarise(runs: dict[str, list[Run]]) -> dict[str, Any]:
+    """Per strategy: mean curves, areas (mean, std over seeds) and paired gains on random."""
+    baseline = runs.get(BASELINE)
+    out: dict[str, Any] = {}
+    for strategy, per_seed in runs.items():
+        entry: dict[str, Any] = {"seeds": [r.seed for r in per_seed]}
+        for curve in CURVES:
+            rounds = min(len(getattr(r, curve)) for r in per_seed)
+            mean_curve = np.mean([getattr(r, curve)[:rounds] for r in per_seed], axis=0)
+            areas = [r.area(curve) for r in per_seed]
+            entry[curve] = {
+                "per_round": [round(float(v), 4) for v in mean_curve],
+                "area": _stats(areas),
+                "area_per_seed": [round(a, 4) for a in areas],
+            }
+            if baseline is not None and strategy != BASELINE:
+                gains = [a - b.area(curve) for a, b in zip(areas, baseline, strict=True)]
+                entry[curve]["gain_over_random"] = _stats(gains)
+        entry["reviews_per_round"] = per_seed[0].reviews
+        entry["picks_by_reason"] = picks_by_reason(per_seed)
+        out[strategy] = entry
+    return out
 
-    bank = GrowingBank(pool)
-    bank.add(pool.shots)
-    calibration = leave_one_out(pool)
-    reviewed: list[int] = []
-    seen = list(pool.shots)
-    unreviewed = list(pool.candidates)
-    aurocs: list[float] = []
-    defects: list[int] = []
-    at_review: list[float] = []
-    for round_index in range(rounds + 1):
-        scores = bank.scores(unreviewed)
-        aurocs.append(auroc(pool.anomalous[unreviewed], scores))
-        defects.append(int(pool.anomalous[reviewed].sum()) if reviewed else 0)
-        if round_index == rounds:
-            break
-        candidates = Candidates(
-            scores=scores,
-            threshold=float(np.quantile(calibration, CALIBRATION_QUANTILE)),
-            embeddings=pool.embeddings[unreviewed],
-            reviewed_embeddings=pool.embeddings[seen],
-            trust=reliability(at_review, pool.anomalous[reviewed]),
-        )
-        order = review_order(strategy, candidates, budget=budget, seed=seed + round_index)
-        picked = [unreviewed[i] for i in order[:budget]]
-        at_review += [float(scores[i]) for i in order[:budget]]
-        normals = []
-        for position, index in zip(order[:budget], picked, strict=True):
-            if not pool.anomalous[index]:
-                normals.append(index)
-                calibration.append(float(scores[position]))
-        bank.add(normals)
-        reviewed += picked
-        seen += picked
-        unreviewed = [i for i in unreviewed if i not in set(picked)]
-    return Curve(strategy, tuple(aurocs), tuple(defects))
+
+def table(summary: dict[str, Any]) -> str:
+    """Markdown table: area under each curve, mean ± std, and the paired gain over random."""
+    lines = [
+        "| strategy | recall area | gain | image AUROC area | gain | pixel AUROC area | gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for strategy, entry in summary.items():
+        cells = [strategy]
+        for curve in CURVES:
+            area = entry[curve]["area"]
+            cells.append(f"{area['mean']:.3f} ± {area['std']:.3f}")
+            gain = entry[curve].get("gain_over_random")
+            cells.append("" if gain is None else f"{gain['mean']:+.3f} ± {gain['std']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run_benchmark(
@@ -204,41 +114,41 @@ def run_benchmark(
     rounds: int,
     shots: int,
     image_size: int,
-    seed: int,
-    random_repeats: int,
-) -> dict[str, object]:
-    from workstation.experts.base import build_backbone
+    seeds: Sequence[int],
+    adapter_steps: int,
+) -> dict[str, Any]:
+    from training.adapter import AdapterHyperparameters
+    from workstation.bench.review_loop import prepare, seed_state, simulate, split_for_seed
+    from workstation.core.errors import UserError
 
-    started = time.perf_counter()
-    backbone = build_backbone("filterbank")
-    pool = prepare_pool(dataset, shots=shots, image_size=image_size, seed=seed, backbone=backbone)
-    results: dict[str, object] = {}
-    for strategy in strategies:
-        repeats = random_repeats if strategy == "random" else 1
-        curves = [
-            simulate(
-                pool,
-                strategy,
-                budget=budget,
-                rounds=rounds,
-                image_size=image_size,
-                backbone=backbone,
-                seed=seed + 1000 * r,
-            )
-            for r in range(repeats)
-        ]
-        mean_aurocs = np.mean([c.aurocs for c in curves], 0)
-        results[strategy] = {
-            "auroc_per_round": [round(float(a), 4) for a in mean_aurocs],
-            "aulc": round(float(np.mean([c.aulc for c in curves])), 4),
-            "aulc_runs": [round(c.aulc, 4) for c in curves],
-            "defects_reviewed_per_round": list(curves[0].reviewed_defects),
-        }
-        print(
-            f"{strategy:12s} AULC {results[strategy]['aulc']:.4f}  AUROC by round "  # type: ignore[index]
-            + " ".join(f"{a:.3f}" for a in mean_aurocs),
-            flush=True,
+    if budget < 1 or rounds < 1 or shots < 2 or not seeds or adapter_steps < 1:
+        raise UserError(
+            "--budget, --rounds and --adapter-steps must be >= 1, --shots >= 2, --seeds >= 1"
         )
+    hyper = AdapterHyperparameters(steps=adapter_steps)
+    started = time.perf_counter()
+    prepared = prepare(dataset, image_size=image_size, hyper=hyper)
+    print(f"features of {len(prepared)} images in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    runs: dict[str, list[Run]] = {s: [] for s in strategies}
+    split = None
+    for seed in seeds:
+        split = split_for_seed(prepared, shots=shots, seed=seed)
+        state = seed_state(prepared, split)
+        for strategy in strategies:
+            run = simulate(
+                prepared, state, strategy, budget=budget, rounds=rounds, hyper=hyper, seed=seed
+            )
+            runs[strategy].append(run)
+            print(
+                f"seed {seed} {strategy:14s} recall {run.area('recall'):.3f}  image AUROC "
+                f"{run.area('image_auroc'):.3f}  pixel AUROC {run.area('pixel_auroc'):.3f}  "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    assert split is not None
+    anomalous = prepared.anomalous
+    summary = summarise(runs)
     return {
         "dataset": str(dataset),
         "settings": {
@@ -246,18 +156,26 @@ def run_benchmark(
             "rounds": rounds,
             "shots": shots,
             "image_size": image_size,
-            "seed": seed,
-            "random_repeats": random_repeats,
-            "backbone": "filterbank",
-            "candidates": len(pool.candidates),
-            "defects": int(pool.anomalous[pool.candidates].sum()),
+            "adapter_shape": list(prepared.adapter_shape),
+            "adapter_steps": hyper.steps,
+            "seeds": list(seeds),
+            "backbone": prepared.backbone.name,
+            "pool": len(split.pool),
+            "pool_defects": int(anomalous[split.pool].sum()),
+            "recall_area_if_every_review_found_a_defect": round(
+                recall_area_bound(budget, rounds, int(anomalous[split.pool].sum())), 4
+            ),
+            "evaluation": len(split.evaluation),
+            "evaluation_defects": int(anomalous[split.evaluation].sum()),
         },
-        "strategies": results,
+        "strategies": summary,
+        "table": table(summary),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
 def _handler(args: argparse.Namespace) -> int:
+    threads = apply_threads(args.threads)
     report = run_benchmark(
         args.dataset,
         strategies=args.strategy or list(STRATEGIES),
@@ -265,18 +183,21 @@ def _handler(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         shots=args.shots,
         image_size=args.image_size,
-        seed=args.seed,
-        random_repeats=args.random_repeats,
+        seeds=[args.seed + i for i in range(args.seeds)],
+        adapter_steps=args.adapter_steps,
     )
+    report["settings"]["threads"] = threads
+    print(report["table"])
+    print(json.dumps({k: v for k, v in report.items() if k not in ("strategies", "table")}))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(json.dumps({k: v for k, v in report.items() if k != "strategies"}))
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "active", help="simulate review strategies on an MVTec folder; AUROC learning curves"
+        "active",
+        help="simulate review strategies on an MVTec folder: recall and AUROC per round",
     )
     parser.add_argument("dataset", type=Path, help="MVTec-layout category folder")
     parser.add_argument(
@@ -285,11 +206,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=STRATEGIES,
         help="strategy to simulate (repeatable; default: all)",
     )
-    parser.add_argument("--budget", type=int, default=8, help="images reviewed per round")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--shots", type=int, default=8, help="normal shots to start from")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--random-repeats", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=5, help="images reviewed per round (5)")
+    parser.add_argument("--rounds", type=int, default=6, help="review rounds (6)")
+    parser.add_argument("--shots", type=int, default=8, help="normal shots to start from (8)")
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="few-shot working size (256)"
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy (5)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (0)")
+    parser.add_argument(
+        "--adapter-steps",
+        type=int,
+        default=SIMULATED_ADAPTER_STEPS,
+        help=f"optimiser steps of each simulated adapter round ({SIMULATED_ADAPTER_STEPS}; "
+        "a product round takes 300)",
+    )
+    add_threads_argument(parser)
     parser.add_argument("--json", help="also write the full report to this file")
     parser.set_defaults(handler=_handler)

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from workstation.bench.threads import add_threads_argument, apply_threads
+
 TARGETS = {"predict_images_per_s": 20.0, "fit_seconds": 2.0, "bank_peak_rss_mb": 1024.0}
 
 
@@ -33,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bank-normals", type=int, default=200,
                         help="normals for the memory measurement (200; 0 skips it)")
     parser.add_argument("--memory-budget", type=int, default=20000)
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch/OpenCV threads (0 = library default)")
+    add_threads_argument(parser)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--random-init", action="store_true",
                         help="DINOv2/CLIP with random weights (timing only, no download)")
@@ -66,14 +67,11 @@ def _expert(args: argparse.Namespace, device: str) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
     import torch
 
     from workstation.device import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-        cv2.setNumThreads(args.threads)
+    threads = apply_threads(args.threads)
     device = resolve_device(args.device)
     cuda = device.startswith("cuda")
     shots = _images(args.shots, args.size, seed=1)
@@ -92,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         "size": args.size,
         "shots": args.shots,
         "device": device,
-        "threads": torch.get_num_threads(),
+        "threads": threads,
         "cpu": platform.processor() or platform.machine(),
         "fit_seconds": round(fit_seconds, 3),
         "predict_images_per_s": round(len(queries) / predict_seconds, 2),

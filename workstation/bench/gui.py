@@ -191,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         window.set_tool("brush")
         viewport = canvas.viewport()
         for i in range(args.strokes):
-            y = 200 + 30 * i
-            points = [canvas.mapFromScene(args.size * 0.2 + 40 * k, y) for k in range(8)]
+            # in image proportions, so a small --size still strokes inside the image
+            y = args.size * (0.1 + 0.2 * i / args.strokes)
+            points = [canvas.mapFromScene(args.size * (0.2 + 0.02 * k), y) for k in range(8)]
             QTest.mousePress(
                 viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0]
             )

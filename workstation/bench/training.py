@@ -23,10 +23,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from workstation.config import ExpertSettings
+
+if TYPE_CHECKING:
+    from training.adapter import AdapterHyperparameters
 
 
 def _child(manifest_path: Path, out: Path, device: str) -> tuple[float, list[dict[str, object]]]:
@@ -49,7 +53,9 @@ def _child(manifest_path: Path, out: Path, device: str) -> tuple[float, list[dic
     return time.perf_counter() - started, [e.__dict__ for e in events]
 
 
-def time_adapter_round(work: Path, *, masks: int, size: int, device: str) -> dict[str, object]:
+def time_adapter_round(
+    work: Path, *, masks: int, size: int, steps: int | None, device: str
+) -> dict[str, object]:
     from training.contract import RoundManifest, Sample
     from workstation.demo.generator import DEFECT_TYPES, DemoSpec, generate
 
@@ -82,6 +88,7 @@ def time_adapter_round(work: Path, *, masks: int, size: int, device: str) -> dic
         held_out=tuple(held),
         references=tuple(str(p) for p in normals[:8]),
         image_size=size,
+        hyperparameters={} if steps is None else {"steps": steps},
     )
     path = manifest.save(work / "manifest.json")
     seconds, events = _child(path, work / "model", device)
@@ -184,9 +191,14 @@ def time_vlm_round(work: Path, *, steps: int, device: str) -> dict[str, object]:
 
 
 def learning_curve(
-    dataset: Path, *, shots: int, feedback: tuple[int, ...], image_size: int, seed: int
+    dataset: Path,
+    *,
+    shots: int,
+    feedback: tuple[int, ...],
+    image_size: int,
+    seed: int,
+    hyper: AdapterHyperparameters,
 ) -> dict[str, object]:
-    from training.adapter import AdapterHyperparameters
     from training.adapter_round import fit_adapter
     from training.contract import Sample
     from training.data import MaskExample
@@ -245,7 +257,11 @@ def learning_curve(
         ]
         round_started = time.perf_counter()
         adapter = fit_adapter(
-            backbone, examples, image_size=image_size, hyper=AdapterHyperparameters(), seed=seed
+            backbone,
+            examples,
+            image_size=image_size,
+            hyper=hyper,
+            seed=seed,
         )
         own = adapter.predict(eval_images)
         # The adapter trained on these normals, so its unit is usually the floor.
@@ -275,6 +291,12 @@ def learning_curve(
     }
 
 
+def _adapter_hyperparameters(steps: int | None) -> AdapterHyperparameters:
+    from training.adapter import AdapterHyperparameters
+
+    return AdapterHyperparameters() if steps is None else AdapterHyperparameters(steps=steps)
+
+
 def _handler(args: argparse.Namespace) -> int:
     if args.curve:
         report = learning_curve(
@@ -283,6 +305,7 @@ def _handler(args: argparse.Namespace) -> int:
             feedback=tuple(args.feedback),
             image_size=args.image_size,
             seed=args.seed,
+            hyper=_adapter_hyperparameters(args.adapter_steps),
         )
     else:
         from workstation.device import resolve_device
@@ -293,7 +316,11 @@ def _handler(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             if "adapter" in kinds:
                 report["adapter_round"] = time_adapter_round(
-                    Path(tmp) / "adapter", masks=args.masks, size=args.size, device=device
+                    Path(tmp) / "adapter",
+                    masks=args.masks,
+                    size=args.size,
+                    steps=args.adapter_steps,
+                    device=device,
                 )
                 print(json.dumps(report["adapter_round"]), file=sys.stderr, flush=True)
             if "selftaught" in kinds:
@@ -345,6 +372,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="timing: the self-taught round's training budget")
     parser.add_argument("--masks", type=int, default=100, help="timing: defect masks")
     parser.add_argument("--size", type=int, default=512, help="timing: image size")
+    parser.add_argument(
+        "--adapter-steps",
+        type=int,
+        help="optimiser steps of each adapter round (default: the product's)",
+    )
     parser.add_argument("--vlm-steps", type=int, default=30)
     parser.add_argument("--skip-vlm", action="store_true")
     parser.add_argument("--device", default="auto")

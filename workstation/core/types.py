@@ -149,6 +149,10 @@ class Prediction:
     anomalous: bool
     map_blob: str | None
     created_at: str
+    expert_scores: dict[str, float] = field(default_factory=dict)
+    """Each expert's own image score (its units) behind the fused one; empty when unknown."""
+    embedding: np.ndarray | None = field(default=None, compare=False)
+    """The image in the experts' feature space (see ``AnomalyMap.embedding``), if known."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,9 @@ class AnomalyMap:
     score: float
     threshold: float | None = None
     expert: str = ""
+    embedding: np.ndarray | None = None
+    """The whole image in the expert's feature space (experts that have one): what the
+    review queue spreads its exploration over, so it is kept with the prediction."""
 
     def __post_init__(self) -> None:
         if self.map.ndim != 2:

@@ -213,6 +213,20 @@ def nearest_distances(
     return out
 
 
+def image_embedding(features: torch.Tensor) -> np.ndarray:
+    """One image's (h, w, C) normalised patch features -> mean and spread of each channel.
+
+    Images alike in texture, colour and structure land close together, whatever their
+    anomaly scores: the review queue's coverage (``active.strategies``) uses it to find
+    what nothing reviewed resembles yet.
+    """
+    import torch
+
+    flat = features.reshape(-1, features.shape[-1]).float()
+    spread = flat.std(0) if flat.shape[0] > 1 else torch.zeros_like(flat[0])
+    return torch.cat([flat.mean(0), spread]).cpu().numpy().astype(np.float32)
+
+
 def _augmentations(image: np.ndarray, square: bool) -> list[np.ndarray]:
     variants = [image, image[:, ::-1], image[::-1, :], image[::-1, ::-1]]
     if square:
@@ -312,6 +326,16 @@ class FewShotExpert:
                 assert self.mean is not None and self.scale is not None
                 return feats.sub_(self.mean) @ self.scale
         return feats
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw ``(N, h, w, C)`` backbone features at ``self.shape`` in the bank's space.
+
+        For callers that extract features once and reuse them across many fits (the
+        active-learning simulation): returns a normalised copy, ``raw`` is left as it was.
+        """
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        return self._normalise(raw.clone())
 
     def _set_standardisation(self, raw: torch.Tensor) -> None:
         import torch
@@ -441,7 +465,7 @@ class FewShotExpert:
             else:
                 bank = self.bank[self.bank_owner != shot]
             grid = self._grid_scores(feats, bank).cpu().numpy()
-            maps.append(self._to_map(grid, shape))
+            maps.append(self.grid_map(grid, shape))
         self._held_out = []
         self._single_shot = None
         return maps
@@ -476,29 +500,38 @@ class FewShotExpert:
         nearest = torch.topk(dist, k, dim=0, largest=False).values
         return nearest.clamp_min(0).sqrt().mean(0)
 
-    def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Raw (h, w) patch-score grids at the working resolution, one per image."""
-        return self._grids(self._prepare(images))
-
-    def _grids(self, prepared: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def _grids(
+        self, prepared: Sequence[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Patch-score grids and image embeddings, from one feature pass per batch."""
         if not self.fitted:
             raise UserError("the few-shot expert has not been fitted on normal images yet")
         assert self.bank is not None
         grids: list[np.ndarray] = []
+        embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
             for one in self._normalise(self._features(prepared[start : start + size])):
                 grids.append(self._grid_scores(one, self.bank).cpu().numpy())
-        return grids
+                embeddings.append(image_embedding(one))
+        return grids, embeddings
+
+    def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Raw (h, w) patch-score grids at the working resolution, one per image."""
+        return self._grids(self._prepare(images))[0]
 
     def predict(self, images: Sequence[np.ndarray]) -> list[AnomalyMap]:
         prepared = self._prepare(images)
-        return [
-            self._to_map(grid, image.shape[:2])
-            for grid, image in zip(self._grids(prepared), prepared, strict=True)
-        ]
+        grids, embeddings = self._grids(prepared)
+        maps = []
+        for grid, embedding, image in zip(grids, embeddings, prepared, strict=True):
+            amap = self.grid_map(grid, image.shape[:2])
+            amap.embedding = embedding
+            maps.append(amap)
+        return maps
 
-    def _to_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
+    def grid_map(self, grid: np.ndarray, shape: tuple[int, int]) -> AnomalyMap:
+        """The map (smoothed to ``shape``) and score of one raw patch-score grid."""
         assert self.shape is not None
         scale = math.sqrt(shape[0] * shape[1] / (self.shape[0] * self.shape[1]))
         sigma = self.config.smoothing * self.backbone.patch_stride * scale

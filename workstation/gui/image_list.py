@@ -149,6 +149,8 @@ class ImageListModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
             return row.image.path
+        if role == Qt.ItemDataRole.ToolTipRole and column == 3 and _queued(row):
+            return f"Unreviewed; queued where it is because: {row.priority_reason}"
         if role == Qt.ItemDataRole.UserRole:
             return row.image.id
         return None
@@ -163,8 +165,15 @@ class ImageListModel(QAbstractTableModel):
         if column == 2:
             return "" if row.anomalous is None else ("anomalous" if row.anomalous else "normal")
         if column == 3:
+            # an unreviewed image says why the queue put it here, so the order can be trusted
+            if _queued(row):
+                return row.priority_reason
             return row.review_verdict or "unreviewed"
         return row.defect_type or ""
+
+
+def _queued(row: ImageRow) -> bool:
+    return not row.review_verdict and bool(row.priority_reason)
 
 
 class _OptionalSpin(QDoubleSpinBox):

@@ -198,6 +198,18 @@ class ReviewController(QObject):
         self.current_row = -1
         self.select_row(row if row is not None else 0)
 
+    def scores_changed(self) -> None:
+        """New scores and a new queue are in the store: show them, in the queue's order.
+
+        The list sorts by score until a product has its first queue, and an inspection is
+        what writes that queue, so the order is asked again each time."""
+        if self.service is None:
+            return
+        self._cache.clear()
+        self.service.refresh_order()
+        self.set_filter(self.model.filter)
+        self._refresh_progress()
+
     def _reload_rows(self) -> None:
         """Re-read the list from the store, keeping the shown image's row current."""
         image_id = self.current.detail.record.id if self.current else None
@@ -463,9 +475,7 @@ class ReviewController(QObject):
             )
 
         def done(report: TriageReport) -> None:
-            self._cache.clear()
-            self.set_filter(self.model.filter)
-            self._refresh_progress()
+            self.scores_changed()
             on_done(report.summary())
 
         def failed(exc: BaseException) -> None:

@@ -129,7 +129,7 @@ def inspect_product(
             except UserError as exc:
                 failed.append((record.id, str(exc)))
         if images:
-            results = pipeline.predict(images)
+            results = pipeline.predict_detailed(images)
             entries = [
                 NewPrediction(
                     image_id=record.id,
@@ -137,8 +137,12 @@ def inspect_product(
                     score=result.score,
                     anomalous=bool(result.anomalous),
                     anomaly_map=result.map.astype(np.float16),
+                    expert_scores={name: m.score for name, m in experts.items()},
+                    embedding=next(
+                        (m.embedding for m in experts.values() if m.embedding is not None), None
+                    ),
                 )
-                for record, result in zip(kept, results, strict=True)
+                for record, (result, experts) in zip(kept, results, strict=True)
             ]
             store.add_predictions(entries)
             predicted += len(entries)

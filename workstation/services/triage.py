@@ -77,5 +77,7 @@ def triage_product(
         explain_image(store, image_id, explainer)
         if drafting:
             drafting(done, len(undrafted))
-    queued = refresh_queue(store, product.id)
-    return TriageReport(inspection=inspection, drafted=len(undrafted), queued=len(queued))
+    queue = refresh_queue(store, product.id)
+    return TriageReport(
+        inspection=inspection, drafted=len(undrafted), queued=len(queue.priorities)
+    )

@@ -91,7 +91,7 @@ _DECISIVE_VERDICTS = ("accepted", "normal", "anomalous")
 _IMAGE_COLUMNS = "id, product_id, path, sha256, width, height, split, source_label, imported_at"
 _ROW_COLUMNS = (
     f"{_IMAGE_COLUMNS}, latest_score, latest_anomalous, latest_review_verdict, "
-    "latest_defect_type, priority"
+    "latest_defect_type, priority, priority_reason"
 )
 _ORDERS: dict[str, str] = {
     # Directions chosen so the (product, reviewed, column) indexes serve the sort; a NULL
@@ -186,7 +186,31 @@ def _prediction(row: Mapping[str, Any]) -> Prediction:
         anomalous=bool(row["anomalous"]),
         map_blob=row["map_blob"],
         created_at=row["created_at"],
+        expert_scores=json.loads(row["expert_scores"]) if row["expert_scores"] else {},
+        embedding=(
+            None
+            if row["embedding"] is None
+            else np.frombuffer(row["embedding"], dtype=np.float16).astype(np.float32)
+        ),
     )
+
+
+def _expert_scores_json(scores: Mapping[str, float] | None) -> str | None:
+    if not scores:
+        return None
+    values = {str(k): float(v) for k, v in scores.items()}
+    if not all(np.isfinite(v) for v in values.values()):
+        raise ValueError(f"expert scores must be finite numbers, got {values}")
+    return json.dumps(values, sort_keys=True)
+
+
+def _embedding_bytes(embedding: np.ndarray | None) -> bytes | None:
+    if embedding is None:
+        return None
+    values = np.asarray(embedding, dtype=np.float32)
+    if values.ndim != 1 or values.size == 0 or not np.isfinite(values).all():
+        raise ValueError(f"an embedding must be a non-empty finite 1-D array, got {values.shape}")
+    return values.astype(np.float16).tobytes()
 
 
 def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
@@ -682,6 +706,7 @@ class Store:
                 review_verdict=r[11],
                 defect_type=r[12],
                 priority=r[13],
+                priority_reason=r[14],
             )
             for r in rows
         ]
@@ -880,18 +905,24 @@ class Store:
                 if array.dtype not in (np.float16, np.float32):
                     array = array.astype(np.float32)
                 maps.append(array)
+        # checked before the transaction, so a bad entry writes nothing at all
+        extras = [
+            (_expert_scores_json(e.expert_scores), _embedding_bytes(e.embedding)) for e in entries
+        ]
         ids: list[int] = []
         with self._write() as w:
             shas = iter(w.put_blobs(maps))
-            for entry in entries:
+            for entry, (expert_scores, embedding) in zip(entries, extras, strict=True):
                 blob = None if entry.anomaly_map is None else next(shas)
                 now = _now()
                 w.conn.execute(
                     "INSERT INTO predictions (image_id, model_version, score, anomalous, "
-                    "map_blob, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "map_blob, created_at, expert_scores, embedding) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (image_id, model_version) DO UPDATE SET score = excluded.score, "
                     "anomalous = excluded.anomalous, map_blob = excluded.map_blob, "
-                    "created_at = excluded.created_at",
+                    "created_at = excluded.created_at, expert_scores = excluded.expert_scores, "
+                    "embedding = excluded.embedding",
                     (
                         entry.image_id,
                         entry.model_version,
@@ -899,6 +930,8 @@ class Store:
                         int(bool(entry.anomalous)),
                         blob,
                         now,
+                        expert_scores,
+                        embedding,
                     ),
                 )
                 found = w.conn.execute(
@@ -1173,25 +1206,35 @@ class Store:
         return [_round(r) for r in rows]
 
     # ------------------------------------------------------------ active queue
-    def set_priorities(self, product_id: int, priorities: Mapping[int, float]) -> None:
-        """Replace the product's whole queue order (higher priority is reviewed first)."""
-        items = [(int(k), float(v)) for k, v in priorities.items()]
+    def set_priorities(
+        self,
+        product_id: int,
+        priorities: Mapping[int, float],
+        reasons: Mapping[int, str] | None = None,
+    ) -> None:
+        """Replace the product's whole queue order (higher priority is reviewed first) and
+        the reason each image is where it is (shown in the review list)."""
+        reasons = reasons or {}
+        items = [(int(k), float(v), reasons.get(k)) for k, v in priorities.items()]
         with self._write() as w:
             w.conn.execute("DELETE FROM queue_priorities WHERE product_id = ?", (product_id,))
             w.conn.execute(
-                "UPDATE images SET priority = NULL WHERE product_id = ? AND priority IS NOT NULL",
+                "UPDATE images SET priority = NULL, priority_reason = NULL "
+                "WHERE product_id = ? AND priority IS NOT NULL",
                 (product_id,),
             )
             before = w.conn.total_changes
             w.conn.executemany(
-                "UPDATE images SET priority = ? WHERE id = ? AND product_id = ?",
-                [(p, i, product_id) for i, p in items],
+                "UPDATE images SET priority = ?, priority_reason = ? "
+                "WHERE id = ? AND product_id = ?",
+                [(p, r, i, product_id) for i, p, r in items],
             )
             if w.conn.total_changes - before != len(items):
                 raise ValueError("set_priorities got image ids that are not in this product")
             w.conn.executemany(
-                "INSERT INTO queue_priorities (image_id, product_id, priority) VALUES (?, ?, ?)",
-                [(i, product_id, p) for i, p in items],
+                "INSERT INTO queue_priorities (image_id, product_id, priority, reason) "
+                "VALUES (?, ?, ?, ?)",
+                [(i, product_id, p, r) for i, p, r in items],
             )
 
     def get_priorities(self, product_id: int) -> dict[int, float]:

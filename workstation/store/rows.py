@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +25,8 @@ class ImageRow:
     defect_type: str | None
     """Defect type of the newest explanation (None when there is none or it says normal)."""
     priority: float | None
+    priority_reason: str | None = None
+    """Why the review queue put the image where it is (e.g. "experts disagree")."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class NewPrediction:
     score: float
     anomalous: bool
     anomaly_map: np.ndarray | None = None
+    expert_scores: Mapping[str, float] | None = None
+    """Each expert's own image score behind the fused one (for the review queue)."""
+    embedding: np.ndarray | None = None
+    """1-D image embedding (``AnomalyMap.embedding``), kept as float16."""
 
 
 @dataclass(frozen=True)

@@ -221,4 +221,16 @@ def _v2(db: sqlite_utils.Database) -> None:
     if database_file:
         adopt_legacy_model_folders(db.conn, store_models_dir(Path(database_file)))
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+
+def _v3(db: sqlite_utils.Database) -> None:
+    """What the review queue needs to say why: each expert's own score with every prediction
+    (JSON; experts that rank an image differently disagree), the image's embedding (float16
+    bytes; coverage finds what nothing reviewed resembles), and the reason written with
+    each priority, which the review list shows ("experts disagree", "near the threshold")."""
+    db.table("predictions").add_column("expert_scores", str)
+    db.table("predictions").add_column("embedding", bytes)
+    db.table("images").add_column("priority_reason", str)
+    db.table("queue_priorities").add_column("reason", str)
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
