@@ -149,6 +149,8 @@ class ImageListModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
             return row.image.path
+        if role == Qt.ItemDataRole.ToolTipRole and column == 3 and row.conflict:
+            return "stations disagree on this image; your review decides"
         if role == Qt.ItemDataRole.UserRole:
             return row.image.id
         return None
@@ -163,7 +165,8 @@ class ImageListModel(QAbstractTableModel):
         if column == 2:
             return "" if row.anomalous is None else ("anomalous" if row.anomalous else "normal")
         if column == 3:
-            return row.review_verdict or "unreviewed"
+            verdict = row.review_verdict or "unreviewed"
+            return f"{verdict} (conflict)" if row.conflict else verdict
         return row.defect_type or ""
 
 

@@ -24,6 +24,9 @@ class ImageRow:
     defect_type: str | None
     """Defect type of the newest explanation (None when there is none or it says normal)."""
     priority: float | None
+    conflict: bool = False
+    """Stations' verdicts on this image disagree and no inspector has decided since
+    (``store.current``); the newest verdict is shown meanwhile."""
 
 
 @dataclass(frozen=True)
