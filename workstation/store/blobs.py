@@ -82,6 +82,16 @@ def _read_mask_blob(data: bytes) -> np.ndarray:
     return np.unpackbits(bits, count=height * width).reshape(height, width)
 
 
+def decode_blob(data: bytes, suffix: str) -> np.ndarray:
+    """The array in a blob file's bytes (``suffix`` ``.mask`` or ``.npy``); raises
+    ValueError, zlib.error or struct.error when the bytes are not such a file."""
+    if suffix == ".mask":
+        return _read_mask_blob(data)
+    if suffix != ".npy":
+        raise ValueError(f"not a blob file suffix: {suffix!r}")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
 class BlobStore:
     """Arrays by content hash. Safe to share across threads and processes."""
 
@@ -163,9 +173,7 @@ class BlobStore:
         if path is None:
             raise UserError(f"array {sha[:12]} is missing from {self.root}; the store is damaged")
         try:
-            if path.suffix == ".mask":
-                return _read_mask_blob(path.read_bytes())
-            return np.load(path, allow_pickle=False)
+            return decode_blob(path.read_bytes(), path.suffix)
         except (OSError, ValueError, zlib.error, struct.error) as exc:
             raise UserError(f"array file {path} is damaged ({exc})") from exc
 

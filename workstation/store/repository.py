@@ -1260,6 +1260,10 @@ class _Writer:
         self._created += [created for _, created in results if created is not None]
         return [sha for sha, _ in results]
 
+    def track_created(self, path: Path) -> None:
+        """A file this write made outside the blob store, deleted again on rollback."""
+        self._created.append(path)
+
     def move_folder(self, source: Path, target: Path) -> None:
         move_into_place(source, target)
         self._moved.append((source, target))
