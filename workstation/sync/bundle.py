@@ -43,6 +43,9 @@ from workstation.store.exchange import REVISION_FIELDS, TABLES, PortableImage, R
 FORMAT = "iad-workstation feedback bundle"
 SCHEMA = 1
 """Raise when the layout changes; a station refuses bundles with a higher number."""
+MODEL_FORMAT = "iad-workstation model version"
+MODEL_SCHEMA = 1
+"""The same for a published model version (``workstation.sync.models``)."""
 MANIFEST = "manifest.json"
 PRODUCT = "product.json"
 IMAGES = "images.jsonl"
@@ -63,11 +66,13 @@ class BundleContents:
 class BundleWriter:
     """Write members to ``OUT.zip.partial``; :meth:`finish` adds the manifest and renames."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, format: str = FORMAT, schema: int = SCHEMA) -> None:
         if out.suffix.lower() != ".zip":
-            raise UserError(f"a feedback bundle must end in .zip, got {out}")
+            raise UserError(f"a bundle file must end in .zip, got {out}")
         out.parent.mkdir(parents=True, exist_ok=True)
         self.out = out
+        self._format = format
+        self._schema = schema
         self._partial = out.with_name(out.name + ".partial")
         self._zip = zipfile.ZipFile(self._partial, "w", allowZip64=True)
         self._members: list[dict[str, Any]] = []
@@ -80,7 +85,12 @@ class BundleWriter:
         return digest
 
     def finish(self, manifest: dict[str, Any]) -> Path:
-        body = {"format": FORMAT, "schema": SCHEMA, **manifest, "members": self._members}
+        body = {
+            "format": self._format,
+            "schema": self._schema,
+            **manifest,
+            "members": self._members,
+        }
         self._zip.writestr(MANIFEST, json.dumps(body, indent=1), compress_type=zipfile.ZIP_DEFLATED)
         self._zip.close()
         os.replace(self._partial, self.out)
@@ -103,6 +113,12 @@ class VerifiedBundle:
         self._where = where
         self._members = members
 
+    def has(self, path: str) -> bool:
+        return path in self._members
+
+    def members(self) -> set[str]:
+        return set(self._members)
+
     def read(self, path: str) -> bytes:
         """A member's bytes, refused if they no longer match the manifest."""
         item = self._members.get(path)
@@ -117,49 +133,92 @@ class VerifiedBundle:
         return data
 
 
+@dataclass(frozen=True)
+class BundleKind:
+    """What a reader expects: the manifest's format, the newest schema it reads, and
+    what to call the file and the other kind in its messages."""
+
+    format: str
+    schema: int
+    noun: str
+    elsewhere: str
+    """Where a bundle of another format goes instead."""
+
+
+FEEDBACK = BundleKind(FORMAT, SCHEMA, "feedback bundle", "`iad-workstation models install`")
+MODEL_VERSION = BundleKind(
+    MODEL_FORMAT, MODEL_SCHEMA, "model version bundle", "`iad-workstation sync import`"
+)
+
+
 @contextmanager
-def open_bundle(path: Path) -> Iterator[tuple[VerifiedBundle, BundleContents]]:
-    """Open and verify a bundle whole; raise :class:`UserError` (one line) if any of it is off."""
-    where = f"feedback bundle {path}"
+def open_verified(
+    path: Path, kind: BundleKind
+) -> Iterator[tuple[VerifiedBundle, dict[str, Any]]]:
+    """Open a bundle and check every member's sha256 and size against its manifest;
+    raise :class:`UserError` (one line) when any of it is off, before anyone writes."""
+    where = f"{kind.noun} {path}"
     if not path.is_file():
         raise UserError(f"{where} does not exist")
     try:
         with zipfile.ZipFile(path) as archive:
-            manifest = _manifest(archive, where)
+            manifest = _manifest(archive, where, kind)
             members = {item["path"]: item for item in manifest["members"]}
             for item in manifest["members"]:
                 _verify_member(archive, item, where)
-            bundle = VerifiedBundle(archive, where, members)
-            yield bundle, _contents(bundle, manifest, set(members), where)
+            yield VerifiedBundle(archive, where, members), manifest
     except zipfile.BadZipFile as exc:
         raise UserError(
             f"{where} is not a whole zip file (truncated or damaged: {exc}); nothing was "
-            "imported; copy it again or export a new one"
+            "imported; copy it again or make a new one"
         ) from None
 
 
-def _manifest(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
+@contextmanager
+def open_bundle(path: Path) -> Iterator[tuple[VerifiedBundle, BundleContents]]:
+    """A verified feedback bundle and its parsed, checked tables."""
+    with open_verified(path, FEEDBACK) as (bundle, manifest):
+        for required in (PRODUCT, IMAGES, REVISIONS):
+            if not bundle.has(required):
+                raise UserError(f"feedback bundle {path} lacks {required}; it is damaged")
+        where = f"feedback bundle {path}"
+        yield bundle, _contents(bundle, manifest, bundle.members(), where)
+
+
+def bundle_format(path: Path) -> str | None:
+    """The manifest's format of a zip, or None when it cannot be read (the installer of
+    whatever kind it is then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = json.loads(archive.read(MANIFEST).decode("utf-8"))
+    except (OSError, KeyError, ValueError, UnicodeDecodeError, zipfile.BadZipFile):
+        return None
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _manifest(archive: zipfile.ZipFile, where: str, kind: BundleKind) -> dict[str, Any]:
     names = [n for n in archive.namelist() if not n.endswith("/")]
     if MANIFEST not in names:
-        raise UserError(f"{where} has no {MANIFEST}: it is not a feedback bundle")
+        raise UserError(f"{where} has no {MANIFEST}: it is not a {kind.noun}")
     try:
         manifest = json.loads(archive.read(MANIFEST).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{where}: {MANIFEST} is not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != kind.format:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UserError(
-            f"{where} is not a feedback bundle (its manifest's format is "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r}); a model "
-            "bundle goes to `iad-workstation models install`"
+            f"{where} is not a {kind.noun} (its manifest's format is {found!r}); "
+            f"a bundle of another kind goes to {kind.elsewhere}"
         )
     schema = manifest.get("schema")
     if not isinstance(schema, int) or schema < 1:
         raise UserError(f"{where}: its manifest has no valid schema number ({schema!r})")
-    if schema > SCHEMA:
+    if schema > kind.schema:
         raise UserError(
             f"{where} has bundle schema {schema}, but this program reads up to schema "
-            f"{SCHEMA}; update iad-workstation on this station, then import it (nothing "
-            "was imported)"
+            f"{kind.schema}; update iad-workstation on this station first (nothing was "
+            "imported)"
         )
     listed = manifest.get("members")
     if not isinstance(listed, list) or not all(
@@ -183,9 +242,6 @@ def _manifest(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
             f"{where} does not match its manifest (missing: {missing or 'none'}; not "
             f"listed: {extra or 'none'}); the bundle is damaged"
         )
-    for required in (PRODUCT, IMAGES, REVISIONS):
-        if required not in content:
-            raise UserError(f"{where} lacks {required}; the bundle is damaged")
     return manifest
 
 
