@@ -10,8 +10,9 @@ from workstation.__main__ import main
 
 def test_bench_sync_smoke(tmp_path: Path) -> None:
     out = tmp_path / "sync.json"
-    code = main(["bench", "sync", "--images", "6", "--revisions", "30", "--size", "16",
-                 "--json", str(out)])
+    code = main(
+        ["bench", "sync", "--images", "6", "--revisions", "30", "--size", "16", "--json", str(out)]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["images"] == 6 and report["revisions"] == 30 and report["masks"] == 12

@@ -88,7 +88,7 @@ def test_kill_9_half_way_then_rerun_equals_one_clean_import(tmp_path: Path) -> N
     with Store.open(target) as killed:
         assert killed.list_products() == []  # the transaction never committed
     rerun = _cli(target, bundle)
-    out, err = rerun.communicate(timeout=120)
+    _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     with Store.open(target) as store, _clean(tmp_path, [bundle]) as clean:
         assert current_state(store) == current_state(clean)
@@ -103,7 +103,7 @@ def test_two_imports_at_once_into_one_store(tmp_path: Path) -> None:
     Store.open(target).close()  # created and migrated: both children start equal
     children = [_cli(target, a), _cli(target, b), _cli(target, a)]
     for child in children:
-        out, err = child.communicate(timeout=180)
+        _, err = child.communicate(timeout=180)
         assert child.returncode == 0, err
     with Store.open(target) as store, _clean(tmp_path, [a, b]) as clean:
         assert current_state(store) == current_state(clean)

@@ -90,8 +90,12 @@ def build_station(work: Path, images: int, revisions: int, size: int) -> Path:
             if kind == "mask":
                 masks.append(
                     NewMaskRevision(
-                        image_id, _mask(number, size), "inspector", f"inspector-{number % 7}",
-                        last_mask.get(image_id), "adapter-1",
+                        image_id,
+                        _mask(number, size),
+                        "inspector",
+                        f"inspector-{number % 7}",
+                        last_mask.get(image_id),
+                        "adapter-1",
                     )
                 )
                 if len(masks) == _BATCH or number % images == images - 1:

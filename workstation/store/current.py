@@ -24,9 +24,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-NEWEST_FIRST = (
-    "created_at DESC, COALESCE(origin_station, ?) DESC, COALESCE(origin_id, id) DESC"
-)
+NEWEST_FIRST = "created_at DESC, COALESCE(origin_station, ?) DESC, COALESCE(origin_id, id) DESC"
 """ORDER BY clause of the rule; its one parameter is this store's station id."""
 DECISIVE_VERDICTS = ("accepted", "normal", "anomalous")
 _DECISIVE_SQL = "verdict IN ('accepted', 'normal', 'anomalous')"

@@ -297,8 +297,7 @@ def _product_for(conn: Any, profile: dict[str, Any], now: str, report: MergeRepo
     vocabulary = json.dumps(list(profile.get("defect_vocabulary", [])))
     description = str(profile.get("description", ""))
     row = conn.execute(
-        "SELECT id, description, normality_rules, defect_vocabulary FROM products "
-        "WHERE name = ?",
+        "SELECT id, description, normality_rules, defect_vocabulary FROM products WHERE name = ?",
         (profile["name"],),
     ).fetchone()
     if row is not None:

@@ -152,9 +152,7 @@ MODEL_VERSION = BundleKind(
 
 
 @contextmanager
-def open_verified(
-    path: Path, kind: BundleKind
-) -> Iterator[tuple[VerifiedBundle, dict[str, Any]]]:
+def open_verified(path: Path, kind: BundleKind) -> Iterator[tuple[VerifiedBundle, dict[str, Any]]]:
     """Open a bundle and check every member's sha256 and size against its manifest;
     raise :class:`UserError` (one line) when any of it is off, before anyone writes."""
     where = f"{kind.noun} {path}"

@@ -36,10 +36,10 @@ from workstation.sync.bundle import (
     PRODUCT,
     REVISIONS,
     BundleWriter,
-    jsonl,
-    open_bundle,
     image_member,
+    jsonl,
     mask_member,
+    open_bundle,
 )
 
 Progress = Callable[[int, int], None]

@@ -44,7 +44,9 @@ def publish_version(store: Store, version_name: str, out: Path) -> Path:
     writer = BundleWriter(out, format=MODEL_FORMAT, schema=MODEL_SCHEMA)
     try:
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            writer.add(FILES + path.relative_to(folder).as_posix(), path.read_bytes(), compress=True)
+            writer.add(
+                FILES + path.relative_to(folder).as_posix(), path.read_bytes(), compress=True
+            )
         return writer.finish(
             {
                 "product": product.name,
@@ -84,8 +86,7 @@ def install_version(store: Store, bundle_path: Path, *, product: str | None = No
             raise UserError(f"{where} names no product; it is damaged")
         if product is not None and product != made_for:
             raise UserError(
-                f"{where} was made for product {made_for!r}, not {product!r}; nothing was "
-                "installed"
+                f"{where} was made for product {made_for!r}, not {product!r}; nothing was installed"
             )
         local = store.find_product(made_for)
         if local is None:
