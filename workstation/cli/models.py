@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workstation.cli import model_versions
-from workstation.cli.storeargs import add_db_option, store_path
+from workstation.cli.storeargs import add_db_option, open_existing_store, store_path
 
 SubParsers = argparse._SubParsersAction
 
@@ -137,15 +137,9 @@ def _register_publish(inner: SubParsers) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from workstation.store.repository import Store
     from workstation.sync.models import publish_version
 
-    path = store_path(args)
-    if not path.is_file():
-        from workstation.core.errors import UserError
-
-        raise UserError(f"no store at {path}; pass --db")
-    with Store.open(path) as store:
+    with open_existing_store(args) as store:
         out = publish_version(store, args.version, args.out)
     print(f"wrote {out}; on each station run: iad-workstation models install {out.name}")
     return 0

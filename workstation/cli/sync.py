@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from workstation.cli.storeargs import add_db_option, store_path
+from workstation.cli.storeargs import add_db_option, open_existing_store, store_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,14 +43,9 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from workstation.cli.progress import progress_bar
-    from workstation.core.errors import UserError
-    from workstation.store.repository import Store
     from workstation.sync.feedback import export_feedback
 
-    path = store_path(args)
-    if not path.is_file():
-        raise UserError(f"no store at {path}; pass --db")
-    with Store.open(path) as store:
+    with open_existing_store(args) as store:
         report = export_feedback(
             store,
             args.product,
