@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import Product
+from workstation.store.blobs import AtomicFiles
 from workstation.store.current import refresh_current
 from workstation.store.repository import Store, as_binary_mask
 
@@ -59,7 +59,6 @@ REVISION_FIELDS: dict[RevisionKind, tuple[str, ...]] = {
     "review": (*_COMMON, "verdict", "reason", "reviewer", "seen"),
 }
 """Keys of each kind; ``parent`` is ``[station, id]`` or None, ``seen`` a list of keys."""
-_MASK_BATCH = 256
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -232,36 +231,17 @@ def merge_feedback(
     with store._write() as w:
         conn = w.conn
         product_id = _product_for(conn, profile, received, report)
-        image_ids: dict[str, tuple[int, int, int]] = {}
-        for done, image in enumerate(images):
-            found = conn.execute(
-                "SELECT id, width, height FROM images WHERE product_id = ? AND sha256 = ?",
-                (product_id, image.sha256),
-            ).fetchone()
-            if found is None:
-                path = _place_image(images_dir, image, image_bytes, w)
-                cursor = conn.execute(
-                    "INSERT INTO images (product_id, path, name, sha256, width, height, split, "
-                    "source_label, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        product_id,
-                        str(path),
-                        path.name,
-                        image.sha256,
-                        image.width,
-                        image.height,
-                        image.split,
-                        image.source_label,
-                        received,
-                    ),
-                )
-                found = (int(cursor.lastrowid or 0), image.width, image.height)
-                report.images_added += 1
-            else:
-                report.images_known += 1
-            image_ids[image.sha256] = (found[0], found[1], found[2])
-            if progress is not None and done % 500 == 0:
-                progress(done, total)
+        image_ids = _merge_images(
+            w,
+            product_id,
+            images,
+            image_bytes=image_bytes,
+            folder=images_dir,
+            now=received,
+            report=report,
+        )
+        if progress is not None:
+            progress(len(images), total)
         new = [r for r in revisions if not _known(conn, r, me)]
         report.known = len(revisions) - len(new)
         for revision in new:
@@ -292,6 +272,50 @@ def merge_feedback(
     return report
 
 
+def _merge_images(
+    w: Any,
+    product_id: int,
+    images: Sequence[PortableImage],
+    *,
+    image_bytes: Callable[[PortableImage], bytes],
+    folder: Path,
+    now: str,
+    report: MergeReport,
+) -> dict[str, tuple[int, int, int]]:
+    """Add the images this store lacks; per content hash: (local id, width, height)."""
+    image_ids: dict[str, tuple[int, int, int]] = {}
+    # Image files are flushed together and renamed before the rows naming them commit.
+    with AtomicFiles(fsync=w.blobs.fsync) as files:
+        for image in images:
+            found = w.conn.execute(
+                "SELECT id, width, height FROM images WHERE product_id = ? AND sha256 = ?",
+                (product_id, image.sha256),
+            ).fetchone()
+            if found is None:
+                path = _place_image(folder, image, image_bytes, files, w)
+                cursor = w.conn.execute(
+                    "INSERT INTO images (product_id, path, name, sha256, width, height, split, "
+                    "source_label, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        product_id,
+                        str(path),
+                        path.name,
+                        image.sha256,
+                        image.width,
+                        image.height,
+                        image.split,
+                        image.source_label,
+                        now,
+                    ),
+                )
+                found = (int(cursor.lastrowid or 0), image.width, image.height)
+                report.images_added += 1
+            else:
+                report.images_known += 1
+            image_ids[image.sha256] = (found[0], found[1], found[2])
+    return image_ids
+
+
 def _product_for(conn: Any, profile: dict[str, Any], now: str, report: MergeReport) -> int:
     rules = json.dumps(list(profile.get("normality_rules", [])))
     vocabulary = json.dumps(list(profile.get("defect_vocabulary", [])))
@@ -313,18 +337,18 @@ def _product_for(conn: Any, profile: dict[str, Any], now: str, report: MergeRepo
 
 
 def _place_image(
-    images_dir: Path, image: PortableImage, image_bytes: Callable[[PortableImage], bytes], w: Any
+    images_dir: Path,
+    image: PortableImage,
+    image_bytes: Callable[[PortableImage], bytes],
+    files: AtomicFiles,
+    w: Any,
 ) -> Path:
     """Write the image file under its hash (reused when a killed import left it whole)."""
     name = _SAFE_FILE.sub("_", image.name).strip("._") or "image"
     target = images_dir / image.sha256[:16] / name
     if target.is_file() and _file_sha256(target) == image.sha256:
         return target
-    data = image_bytes(image)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    temp.write_bytes(data)
-    os.replace(temp, target)
+    files.add(target, image_bytes(image))
     w.track_created(target)
     return target
 
@@ -354,10 +378,9 @@ def _put_masks(
             _, width, height = image_ids[revision["image"]]
             shapes.setdefault(revision["blob"], (height, width))
     pending = [sha for sha in shapes if not w.blobs.exists(sha)]
-    for start in range(0, len(pending), _MASK_BATCH):
-        batch = pending[start : start + _MASK_BATCH]
-        arrays = []
-        for sha in batch:
+
+    def arrays() -> Iterator[np.ndarray]:  # one at a time: masks of big images are big
+        for sha in pending:
             array = as_binary_mask(mask_array(sha))
             if array.shape != shapes[sha]:
                 height, width = shapes[sha]
@@ -365,13 +388,14 @@ def _put_masks(
                     f"the bundle's mask {sha[:12]} is {array.shape[1]}x{array.shape[0]} but "
                     f"its image is {width}x{height}; the bundle is damaged"
                 )
-            arrays.append(array)
-        for expected, stored in zip(batch, w.put_blobs(arrays), strict=True):
-            if stored != expected:
-                raise UserError(
-                    f"the bundle's mask {expected[:12]} does not hash to its name; "
-                    "the bundle is damaged"
-                )
+            yield array
+
+    for expected, stored in zip(pending, w.put_blobs(arrays()), strict=True):
+        if stored != expected:
+            raise UserError(
+                f"the bundle's mask {expected[:12]} does not hash to its name; "
+                "the bundle is damaged"
+            )
 
 
 def _local_id(conn: Any, table: str, station: str, origin_id: int, me: str) -> int | None:

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1255,7 +1255,7 @@ class _Writer:
         self._created: list[Path] = []
         self._moved: list[tuple[Path, Path]] = []
 
-    def put_blobs(self, arrays: Sequence[np.ndarray]) -> list[str]:
+    def put_blobs(self, arrays: Iterable[np.ndarray]) -> list[str]:
         results = self.blobs.put_arrays_tracked(arrays)
         self._created += [created for _, created in results if created is not None]
         return [sha for sha, _ in results]
