@@ -196,6 +196,8 @@ class ImageListPanel(QWidget):
         super().__init__(parent)
         self.model = model
         self.unreviewed = QCheckBox("Unreviewed only")
+        self.conflicts = QCheckBox("Conflicts")
+        self.conflicts.setToolTip("only images on which stations' verdicts disagree")
         self.prediction = QComboBox()
         self.prediction.addItems(["All predictions", "Predicted anomalous", "Predicted normal"])
         self.defect = QComboBox()
@@ -226,6 +228,7 @@ class ImageListPanel(QWidget):
         self.defect.setMinimumWidth(140)
         row1 = QHBoxLayout()
         row1.addWidget(self.unreviewed)
+        row1.addWidget(self.conflicts)
         row1.addWidget(self.prediction, 1)
         row2 = QHBoxLayout()
         row2.addWidget(QLabel("Score"))
@@ -241,6 +244,7 @@ class ImageListPanel(QWidget):
         layout.addWidget(self.table, 1)
         self.set_defect_types(())
         self.unreviewed.toggled.connect(self._changed)
+        self.conflicts.toggled.connect(self._changed)
         self.prediction.currentIndexChanged.connect(self._changed)
         self.defect.currentIndexChanged.connect(self._changed)
         self.score_min.valueChanged.connect(self._changed)
@@ -262,14 +266,23 @@ class ImageListPanel(QWidget):
             score_min=self.score_min.bound(),
             score_max=self.score_max.bound(),
             defect_type=self.defect.currentData(),
+            conflicts=self.conflicts.isChecked(),
         )
 
     def set_filter(self, flt: QueueFilter) -> None:
         """Show ``flt`` in the controls without emitting a change per control."""
-        widgets = (self.unreviewed, self.prediction, self.defect, self.score_min, self.score_max)
+        widgets = (
+            self.unreviewed,
+            self.conflicts,
+            self.prediction,
+            self.defect,
+            self.score_min,
+            self.score_max,
+        )
         for widget in widgets:
             widget.blockSignals(True)
         self.unreviewed.setChecked(flt.unreviewed)
+        self.conflicts.setChecked(flt.conflicts)
         self.prediction.setCurrentIndex({None: 0, True: 1, False: 2}[flt.predicted_anomalous])
         index = self.defect.findData(flt.defect_type) if flt.defect_type else 0
         self.defect.setCurrentIndex(max(0, index))

@@ -257,6 +257,7 @@ class Store:
         self._connections: weakref.WeakSet[sqlite_utils.Database] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
+        self._station: str | None = None
         self.blobs = BlobStore(store_blobs_dir(path), fsync=fsync_blobs)
 
     # ----------------------------------------------------------------- lifecycle
@@ -309,7 +310,7 @@ class Store:
     def station_id(self) -> str:
         """This store's station id (a uuid made by the migration that added sync): the
         ``station`` of every revision made here, when revisions travel between stations."""
-        station = getattr(self, "_station", None)
+        station = self._station
         if station is None:
             station = self.get_state(STATION_KEY)
             if station is None:
