@@ -251,7 +251,7 @@ def check_qt(_: DoctorContext) -> CheckResult:
 def check_store(context: DoctorContext) -> CheckResult:
     """Where the store is and which schema it has; never creates or migrates it."""
     from workstation.store.db import SCHEMA_VERSION, read_schema_version
-    from workstation.store.health import repair_fix
+    from workstation.store.health import read_station_id, repair_fix
 
     path = context.db_path
     if not path.exists():
@@ -277,7 +277,9 @@ def check_store(context: DoctorContext) -> CheckResult:
             fix="update iad-workstation to the version that wrote this store",
         )
     pending = "" if version == SCHEMA_VERSION else f" (upgrades to v{SCHEMA_VERSION} on open)"
-    return CheckResult("store", True, f"{path} schema v{version}{pending}")
+    station = read_station_id(path)
+    named = f", station {station}" if station else ", station id made on next open"
+    return CheckResult("store", True, f"{path} schema v{version}{pending}{named}")
 
 
 def check_store_damage(context: DoctorContext) -> list[CheckResult]:

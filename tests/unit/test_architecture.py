@@ -47,6 +47,7 @@ QT_FREE = [
     ("workstation", "active"),
     ("workstation", "datasets"),
     ("workstation", "services"),
+    ("workstation", "sync"),
     ("training",),
 ]
 

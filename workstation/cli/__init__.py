@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "synth",
     "models",
+    "sync",
     "doctor",
     "repair",
 )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workstation.cli import model_versions
+from workstation.cli.storeargs import add_db_option, open_existing_store, store_path
 
 SubParsers = argparse._SubParsersAction
 
@@ -87,16 +88,60 @@ def _register_install(inner: SubParsers) -> None:
     parser = inner.add_parser(
         "install", help="install a bundle zip (checks every sha256, installs atomically)"
     )
-    parser.add_argument("zip", type=Path, help="bundle made by `models bundle`")
+    parser.add_argument(
+        "zip", type=Path, help="bundle made by `models bundle` (weights) or `models publish` "
+        "(a trained version, installed into the store as the product's active version)"
+    )
+    parser.add_argument(
+        "--product", help="a version bundle must be for this product (refused otherwise)"
+    )
+    add_db_option(parser)
     parser.set_defaults(handler=_install)
 
 
 def _install(args: argparse.Namespace) -> int:
     from workstation.experts.weights import install_bundle
+    from workstation.sync.bundle import MODEL_FORMAT, bundle_format
 
+    if bundle_format(args.zip) == MODEL_FORMAT:
+        return _install_version(args)
     installed = install_bundle(args.zip, progress=_say)
     print(f"installed {installed.name} ({installed.family}, {_size(installed.size_bytes)}) "
           f"in {installed.path}")
+    return 0
+
+
+def _install_version(args: argparse.Namespace) -> int:
+    from workstation.store.repository import Store
+    from workstation.sync.models import install_version
+
+    with Store.open(store_path(args)) as store:
+        version = install_version(store, args.zip, product=args.product)
+        product = store.get_product(version.product_id).name
+    print(json.dumps({"active": version.name, "kind": version.kind, "product": product}))
+    return 0
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def _register_publish(inner: SubParsers) -> None:
+    parser = inner.add_parser(
+        "publish",
+        help="write a trained model version to a zip for the stations (`models install` there)",
+    )
+    parser.add_argument("version", help="model version name (see `models versions`)")
+    parser.add_argument("out", type=Path, help="zip file to write")
+    add_db_option(parser)
+    parser.set_defaults(handler=_publish)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from workstation.sync.models import publish_version
+
+    with open_existing_store(args) as store:
+        out = publish_version(store, args.version, args.out)
+    print(f"wrote {out}; on each station run: iad-workstation models install {out.name}")
     return 0
 
 
@@ -148,6 +193,7 @@ def _download(args: argparse.Namespace) -> int:
 SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     _register_list,
     _register_install,
+    _register_publish,
     _register_bundle,
     _register_download,
     model_versions.register_versions,

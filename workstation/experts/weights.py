@@ -531,6 +531,12 @@ def _manifest_from_zip(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
         manifest = json.loads(archive.read(MANIFEST_NAME).decode("utf-8"))
     except ValueError as exc:
         raise UserError(f"{where}: manifest.json is not valid JSON ({_first_line(exc)})") from None
+    made_with = manifest.get("format", MANIFEST_FORMAT) if isinstance(manifest, dict) else None
+    if isinstance(made_with, int) and made_with > MANIFEST_FORMAT:
+        raise UserError(
+            f"{where} has bundle format {made_with}, but this program reads up to format "
+            f"{MANIFEST_FORMAT}; update iad-workstation first (nothing was installed)"
+        )
     manifest = _validate_manifest(manifest, where)
     listed = {item["path"] for item in manifest["files"]}
     content = {n for n in names if not n.endswith("/")} - {MANIFEST_NAME}

@@ -151,6 +151,8 @@ class ImageListModel(QAbstractTableModel):
             return row.image.path
         if role == Qt.ItemDataRole.ToolTipRole and column == 3 and _queued(row):
             return f"Unreviewed; queued where it is because: {row.priority_reason}"
+        if role == Qt.ItemDataRole.ToolTipRole and column == 3 and row.conflict:
+            return "stations disagree on this image; your review decides"
         if role == Qt.ItemDataRole.UserRole:
             return row.image.id
         return None
@@ -165,10 +167,13 @@ class ImageListModel(QAbstractTableModel):
         if column == 2:
             return "" if row.anomalous is None else ("anomalous" if row.anomalous else "normal")
         if column == 3:
+            verdict = row.review_verdict or "unreviewed"
+            if row.conflict:
+                return f"{verdict} (conflict)"
             # an unreviewed image says why the queue put it here, so the order can be trusted
             if _queued(row):
                 return row.priority_reason
-            return row.review_verdict or "unreviewed"
+            return verdict
         return row.defect_type or ""
 
 
@@ -202,6 +207,8 @@ class ImageListPanel(QWidget):
         super().__init__(parent)
         self.model = model
         self.unreviewed = QCheckBox("Unreviewed only")
+        self.conflicts = QCheckBox("Conflicts")
+        self.conflicts.setToolTip("only images on which stations' verdicts disagree")
         self.prediction = QComboBox()
         self.prediction.addItems(["All predictions", "Predicted anomalous", "Predicted normal"])
         self.defect = QComboBox()
@@ -232,6 +239,7 @@ class ImageListPanel(QWidget):
         self.defect.setMinimumWidth(140)
         row1 = QHBoxLayout()
         row1.addWidget(self.unreviewed)
+        row1.addWidget(self.conflicts)
         row1.addWidget(self.prediction, 1)
         row2 = QHBoxLayout()
         row2.addWidget(QLabel("Score"))
@@ -247,6 +255,7 @@ class ImageListPanel(QWidget):
         layout.addWidget(self.table, 1)
         self.set_defect_types(())
         self.unreviewed.toggled.connect(self._changed)
+        self.conflicts.toggled.connect(self._changed)
         self.prediction.currentIndexChanged.connect(self._changed)
         self.defect.currentIndexChanged.connect(self._changed)
         self.score_min.valueChanged.connect(self._changed)
@@ -268,14 +277,23 @@ class ImageListPanel(QWidget):
             score_min=self.score_min.bound(),
             score_max=self.score_max.bound(),
             defect_type=self.defect.currentData(),
+            conflicts=self.conflicts.isChecked(),
         )
 
     def set_filter(self, flt: QueueFilter) -> None:
         """Show ``flt`` in the controls without emitting a change per control."""
-        widgets = (self.unreviewed, self.prediction, self.defect, self.score_min, self.score_max)
+        widgets = (
+            self.unreviewed,
+            self.conflicts,
+            self.prediction,
+            self.defect,
+            self.score_min,
+            self.score_max,
+        )
         for widget in widgets:
             widget.blockSignals(True)
         self.unreviewed.setChecked(flt.unreviewed)
+        self.conflicts.setChecked(flt.conflicts)
         self.prediction.setCurrentIndex({None: 0, True: 1, False: 2}[flt.predicted_anomalous])
         index = self.defect.findData(flt.defect_type) if flt.defect_type else 0
         self.defect.setCurrentIndex(max(0, index))

@@ -40,6 +40,8 @@ class QueueFilter:
     score_min: float | None = None
     score_max: float | None = None
     defect_type: str | None = None
+    conflicts: bool = False
+    """Only images whose stations' verdicts disagree (``iad-workstation sync``)."""
 
     def __post_init__(self) -> None:
         if (
@@ -58,6 +60,7 @@ class QueueFilter:
             "score_min": self.score_min,
             "score_max": self.score_max,
             "defect_type": self.defect_type or None,
+            "conflict": True if self.conflicts else None,
         }
 
 

@@ -51,6 +51,16 @@ def read_only_connection(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def read_station_id(path: Path) -> str | None:
+    """The store's station id (``sync``), read-only; None before the migration made one."""
+    try:
+        with read_only_connection(path) as conn:
+            row = conn.execute("SELECT value FROM app_state WHERE key = 'station.id'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return None if row is None else str(row[0])
+
+
 def referenced_blobs(conn: sqlite3.Connection) -> set[str]:
     """Hashes of every array a row refers to (masks and anomaly maps)."""
     rows = conn.execute(

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,7 @@ from workstation.core.types import (
 )
 from workstation.paths import expand_user
 from workstation.store.blobs import BlobStore, pid_alive, store_blobs_dir
+from workstation.store.current import NEWEST_FIRST, refresh_current, seen_keys
 from workstation.store.db import connect, is_read_only_error, migrate, write_transaction
 from workstation.store.errors import describe_store_error
 from workstation.store.health import referenced_blobs
@@ -87,11 +88,11 @@ FIT_LOCK_STALE_S = 6 * 3600.0
 another machine on a shared folder): no fit of a few hundred normals takes that long."""
 _FIT_LOCK_POLL_S = 0.25
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DECISIVE_VERDICTS = ("accepted", "normal", "anomalous")
+STATION_KEY = "station.id"
 _IMAGE_COLUMNS = "id, product_id, path, sha256, width, height, split, source_label, imported_at"
 _ROW_COLUMNS = (
     f"{_IMAGE_COLUMNS}, latest_score, latest_anomalous, latest_review_verdict, "
-    "latest_defect_type, priority, priority_reason"
+    "latest_defect_type, priority, priority_reason, sync_conflict"
 )
 _ORDERS: dict[str, str] = {
     # Directions chosen so the (product, reviewed, column) indexes serve the sort; a NULL
@@ -280,6 +281,7 @@ class Store:
         self._connections: weakref.WeakSet[sqlite_utils.Database] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._closed = False
+        self._station: str | None = None
         self.blobs = BlobStore(store_blobs_dir(path), fsync=fsync_blobs)
 
     # ----------------------------------------------------------------- lifecycle
@@ -327,6 +329,18 @@ class Store:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def station_id(self) -> str:
+        """This store's station id (a uuid made by the migration that added sync): the
+        ``station`` of every revision made here, when revisions travel between stations."""
+        station = self._station
+        if station is None:
+            station = self.get_state(STATION_KEY)
+            if station is None:
+                raise UserError(f"the store {self._path} has no station id; it is damaged")
+            self._station = station
+        return station
 
     def close(self) -> None:
         with self._lock:
@@ -643,6 +657,7 @@ class Store:
         score_min: float | None,
         score_max: float | None,
         defect_type: str | None,
+        conflict: bool | None = None,
     ) -> tuple[str, list[Any]]:
         where = ["product_id = ?"]
         params: list[Any] = [product_id]
@@ -662,6 +677,9 @@ class Store:
         if defect_type is not None:
             where.append("latest_defect_type = ?")
             params.append(defect_type)
+        if conflict is not None:
+            where.append("sync_conflict = ?")
+            params.append(int(conflict))
         return " AND ".join(where), params
 
     def query_images(
@@ -673,6 +691,7 @@ class Store:
         score_min: float | None = None,
         score_max: float | None = None,
         defect_type: str | None = None,
+        conflict: bool | None = None,
         order_by: ImageOrder = "priority",
         limit: int | None = None,
         offset: int = 0,
@@ -682,7 +701,8 @@ class Store:
         ``reviewed`` means the image has at least one decisive review (accepted, normal or
         anomalous); a skip alone leaves it unreviewed. Scores and verdicts come from the
         newest prediction of any model version; ``priority`` is the active-learning order
-        (highest first, images without one last).
+        (highest first, images without one last). ``conflict`` keeps (True) or drops
+        (False) the images whose stations' verdicts disagree (``store.current``).
         """
         check_literal(order_by, ImageOrder, "order_by")
         where, params = self._filters(
@@ -692,6 +712,7 @@ class Store:
             score_min=score_min,
             score_max=score_max,
             defect_type=defect_type,
+            conflict=conflict,
         )
         sql = f"SELECT {_ROW_COLUMNS} FROM images WHERE {where} ORDER BY {_ORDERS[order_by]}"
         if limit is not None or offset:
@@ -707,6 +728,7 @@ class Store:
                 defect_type=r[12],
                 priority=r[13],
                 priority_reason=r[14],
+                conflict=bool(r[15]),
             )
             for r in rows
         ]
@@ -720,6 +742,7 @@ class Store:
         score_min: float | None = None,
         score_max: float | None = None,
         defect_type: str | None = None,
+        conflict: bool | None = None,
     ) -> int:
         where, params = self._filters(
             product_id,
@@ -728,6 +751,7 @@ class Store:
             score_min=score_min,
             score_max=score_max,
             defect_type=defect_type,
+            conflict=conflict,
         )
         return int(
             self._db().execute(f"SELECT COUNT(*) FROM images WHERE {where}", params).fetchone()[0]
@@ -761,8 +785,9 @@ class Store:
     ) -> MaskRevision | None:
         extra, params = _source_filter(sources)
         row = self._one(
-            f"SELECT * FROM mask_revisions WHERE image_id = ?{extra} ORDER BY id DESC LIMIT 1",
-            [image_id, *params],
+            f"SELECT * FROM mask_revisions WHERE image_id = ?{extra} "
+            f"ORDER BY {NEWEST_FIRST} LIMIT 1",
+            [image_id, *params, self.station_id],
         )
         return _mask_revision(row) if row else None
 
@@ -788,7 +813,7 @@ class Store:
         model_version: str | None = None,
     ) -> ExplanationRevision:
         check_revision_source(source)
-        defect = explanation.defect_type if explanation.verdict == "anomalous" else ""
+        station = self.station_id
         with self._write() as w:
             cursor = w.conn.execute(
                 "INSERT INTO explanation_revisions (image_id, source, author, created_at, "
@@ -809,10 +834,7 @@ class Store:
                 ),
             )
             revision_id = cursor.lastrowid
-            w.conn.execute(
-                "UPDATE images SET latest_defect_type = ? WHERE id = ?",
-                (defect or None, image_id),
-            )
+            refresh_current(w.conn, [image_id], station)
         row = self._one("SELECT * FROM explanation_revisions WHERE id = ?", (revision_id,))
         assert row is not None
         return _explanation_revision(row)
@@ -823,8 +845,8 @@ class Store:
         extra, params = _source_filter(sources)
         row = self._one(
             f"SELECT * FROM explanation_revisions WHERE image_id = ?{extra} "
-            "ORDER BY id DESC LIMIT 1",
-            [image_id, *params],
+            f"ORDER BY {NEWEST_FIRST} LIMIT 1",
+            [image_id, *params, self.station_id],
         )
         return _explanation_revision(row) if row else None
 
@@ -845,26 +867,34 @@ class Store:
         model_version: str | None = None,
     ) -> Review:
         check_literal(verdict, ReviewVerdict, "review verdict")
-        decisive = int(verdict in _DECISIVE_VERDICTS)
+        station = self.station_id
         with self._write() as w:
+            # What the inspector had in front of them: other stations' verdicts that this
+            # review overrides knowingly (a review that saw them ends a sync conflict).
+            seen = seen_keys(w.conn, image_id)
             cursor = w.conn.execute(
                 "INSERT INTO reviews (image_id, verdict, reason, reviewer, created_at, "
-                "model_version) VALUES (?, ?, ?, ?, ?, ?)",
-                (image_id, verdict, reason, reviewer, _now(), model_version),
+                "model_version, seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    image_id,
+                    verdict,
+                    reason,
+                    reviewer,
+                    _now(),
+                    model_version,
+                    json.dumps(seen) if seen else None,
+                ),
             )
             review_id = cursor.lastrowid
-            w.conn.execute(
-                "UPDATE images SET latest_review_verdict = ?, reviewed = MAX(reviewed, ?) "
-                "WHERE id = ?",
-                (verdict, decisive, image_id),
-            )
+            refresh_current(w.conn, [image_id], station)
         row = self._one("SELECT * FROM reviews WHERE id = ?", (review_id,))
         assert row is not None
         return _review(row)
 
     def latest_review(self, image_id: int) -> Review | None:
         row = self._one(
-            "SELECT * FROM reviews WHERE image_id = ? ORDER BY id DESC LIMIT 1", (image_id,)
+            f"SELECT * FROM reviews WHERE image_id = ? ORDER BY {NEWEST_FIRST} LIMIT 1",
+            (image_id, self.station_id),
         )
         return _review(row) if row else None
 
@@ -1269,10 +1299,14 @@ class _Writer:
         self._created: list[Path] = []
         self._moved: list[tuple[Path, Path]] = []
 
-    def put_blobs(self, arrays: Sequence[np.ndarray]) -> list[str]:
+    def put_blobs(self, arrays: Iterable[np.ndarray]) -> list[str]:
         results = self.blobs.put_arrays_tracked(arrays)
         self._created += [created for _, created in results if created is not None]
         return [sha for sha, _ in results]
+
+    def track_created(self, path: Path) -> None:
+        """A file this write made outside the blob store, deleted again on rollback."""
+        self._created.append(path)
 
     def move_folder(self, source: Path, target: Path) -> None:
         move_into_place(source, target)

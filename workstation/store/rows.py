@@ -27,6 +27,9 @@ class ImageRow:
     priority: float | None
     priority_reason: str | None = None
     """Why the review queue put the image where it is (e.g. "experts disagree")."""
+    conflict: bool = False
+    """Stations' verdicts on this image disagree and no inspector has decided since
+    (``store.current``); the newest verdict is shown meanwhile."""
 
 
 @dataclass(frozen=True)

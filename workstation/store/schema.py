@@ -10,6 +10,7 @@ sort 100,000 images through an index instead of joining four tables per row.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -233,4 +234,40 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.table("queue_priorities").add_column("reason", str)
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+SYNC_REVISION_TABLES = ("mask_revisions", "explanation_revisions", "reviews")
+"""The append-only tables that feedback bundles carry between stations."""
+
+
+def _v4_sync(db: sqlite_utils.Database) -> None:
+    """Feedback travels between stations (``iad-workstation sync``): provenance columns.
+
+    * a station id (uuid) for this store, in ``app_state`` under ``station.id``;
+    * every revision gets ``origin_station`` / ``origin_id``: NULL for a row made here
+      (its global key is then this station's id and its own ``id``), the other station's
+      key for a row imported from a bundle, unique, which makes a second import a no-op;
+      ``received_at`` is when an imported row arrived (``sync export --since`` uses it);
+    * a review records ``seen``: the keys (``station:id``) of the other stations' decisive
+      reviews of the image that were present when it was made, which tells a deliberate
+      override from a conflict (two stations' verdicts made without seeing each other);
+    * ``images.sync_conflict`` flags such a conflict in the review queue.
+
+    Self-contained: touches only what it adds, so migrations of other branches can be
+    numbered before or after it.
+    """
+    for table in SYNC_REVISION_TABLES:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN origin_station TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN origin_id INTEGER")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN received_at TEXT")
+        db.execute(
+            f"CREATE UNIQUE INDEX idx_{table}_origin ON {table} (origin_station, origin_id) "
+            "WHERE origin_station IS NOT NULL"
+        )
+    db.execute("ALTER TABLE reviews ADD COLUMN seen TEXT")
+    db.execute("ALTER TABLE images ADD COLUMN sync_conflict INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "INSERT OR IGNORE INTO app_state (key, value) VALUES ('station.id', ?)",
+        (str(uuid.uuid4()),),
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4_sync)
