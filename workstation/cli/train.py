@@ -40,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes under torchrun (DistributedDataParallel): one per GPU "
+        "(nccl), or N CPU processes (gloo); the global batch is split across them",
+    )
     add_families_option(parser)
     add_db_option(parser)
     parser.set_defaults(handler=run)
@@ -82,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
             # Refused here, in one line, rather than in the round's child process.
             hyperparameters["families"] = dict(SynthesisMix(dict.fromkeys(families, 1.0)).weights)
         options = RoundOptions.from_settings(
-            settings, args.kind, hyperparameters=hyperparameters, device=args.device
+            settings,
+            args.kind,
+            hyperparameters=hyperparameters,
+            device=args.device,
+            processes=args.processes,
         )
         handle = RoundHandle()
 

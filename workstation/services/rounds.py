@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -59,10 +60,15 @@ class RoundOptions:
     seed: int = 0
     hyperparameters: dict[str, object] = field(default_factory=dict)
     device: str = "auto"
+    processes: int = 1
+    """Training processes (torchrun, DistributedDataParallel): one per GPU, or gloo ranks
+    on the CPU. The global batch stays the hyperparameters' own, split across them."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.holdout_fraction < 1:
             raise UserError("holdout_fraction must be in [0, 1)")
+        if self.processes < 1:
+            raise UserError(f"processes must be at least 1; got {self.processes}")
 
     @classmethod
     def from_settings(
@@ -72,6 +78,7 @@ class RoundOptions:
         *,
         hyperparameters: dict[str, object] | None = None,
         device: str | None = None,
+        processes: int = 1,
     ) -> RoundOptions:
         """The round the CLI and the GUI start: trained and judged at the experts' own size,
         so the gate's "before" is exactly what the inspector sees now."""
@@ -87,6 +94,7 @@ class RoundOptions:
             regression_tolerance=settings.training.regression_tolerance,
             hyperparameters=hyper,
             device=device or settings.device.preference,
+            processes=processes,
         )
 
 
@@ -99,24 +107,39 @@ class RoundOutcome:
 
 
 class RoundHandle:
-    """Lets another thread cancel a running round (kills the child process)."""
+    """Lets another thread cancel a running round (kills the child process).
+
+    A distributed round's child is torchrun, which starts the ranks as its own children:
+    it runs in a session of its own, and cancelling kills that whole process group, so no
+    rank is left training on after the app has given up on it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
+        self._group = False
         self.cancelled = False
 
-    def attach(self, process: subprocess.Popen[str]) -> None:
+    def attach(self, process: subprocess.Popen[str], *, group: bool = False) -> None:
         with self._lock:
-            self._process = process
+            self._process, self._group = process, group
             if self.cancelled:
-                process.kill()
+                self._kill()
 
     def cancel(self) -> None:
         with self._lock:
             self.cancelled = True
             if self._process is not None and self._process.poll() is None:
-                self._process.kill()
+                self._kill()
+
+    def _kill(self) -> None:
+        assert self._process is not None
+        if self._group and hasattr(os, "killpg"):
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        else:
+            self._process.kill()
 
 
 # ------------------------------------------------------------------ manifest from store
@@ -274,18 +297,16 @@ def new_labels_since_last_round(store: Store, product: Product, kind: str) -> in
 # ----------------------------------------------------------------------------- running
 
 
-def child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "training",
-        "--manifest",
-        str(manifest_path),
-        "--out",
-        str(out),
-        "--device",
-        device,
-    ]
+def child_command(manifest_path: Path, out: Path, device: str, processes: int = 1) -> list[str]:
+    """``python -m training ...``; with several processes the same under torchrun, run as
+    this interpreter's ``torch.distributed.run`` module (no PATH lookup, the app's own
+    environment), on this machine only (``--standalone`` finds a free port itself)."""
+    round_args = ["-m", "training", "--manifest", str(manifest_path), "--out", str(out)]
+    round_args += ["--device", device]
+    if processes == 1:
+        return [sys.executable, *round_args]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return [sys.executable, *launcher, *round_args]
 
 
 def child_env() -> dict[str, str]:
@@ -365,14 +386,16 @@ def _run_child(
     handle = handle or RoundHandle()
     last: ProgressEvent | None = None
     with (round_dir / "child.log").open("a", encoding="utf-8") as log:
+        distributed = options.processes > 1
         process = subprocess.Popen(
-            child_command(manifest_path, out, options.device),
+            child_command(manifest_path, out, options.device, options.processes),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
             env=child_env(),
+            start_new_session=distributed,
         )
-        handle.attach(process)
+        handle.attach(process, group=distributed)
         assert process.stdout is not None
         for line in process.stdout:
             event = parse_event(line)
