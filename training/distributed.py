@@ -30,6 +30,8 @@ Backends: gloo on CPU, nccl on CUDA (one GPU a process, ``cuda:LOCAL_RANK``).
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -212,7 +214,27 @@ def init_from_env(device: str, env: Mapping[str, str] | None = None) -> tuple[Wo
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     _current = World(launched.rank, launched.size, launched.local_rank, backend)
+    _end_with_launcher()
     return _current, device
+
+
+LAUNCHER_POLL_S = 0.5
+
+
+def _end_with_launcher() -> None:
+    """End this rank as soon as its launcher is gone.
+
+    torchrun starts every rank in a session of its own, so the app's cancel (SIGKILL of
+    torchrun, as for a single-process round) never reaches the ranks: orphaned, they
+    would train on, hold the progress pipe open and write a model nobody waits for."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(LAUNCHER_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
 
 
 def shutdown() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -107,39 +106,24 @@ class RoundOutcome:
 
 
 class RoundHandle:
-    """Lets another thread cancel a running round (kills the child process).
-
-    A distributed round's child is torchrun, which starts the ranks as its own children:
-    it runs in a session of its own, and cancelling kills that whole process group, so no
-    rank is left training on after the app has given up on it."""
+    """Lets another thread cancel a running round (kills the child process)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
-        self._group = False
         self.cancelled = False
 
-    def attach(self, process: subprocess.Popen[str], *, group: bool = False) -> None:
+    def attach(self, process: subprocess.Popen[str]) -> None:
         with self._lock:
-            self._process, self._group = process, group
+            self._process = process
             if self.cancelled:
-                self._kill()
+                process.kill()
 
     def cancel(self) -> None:
         with self._lock:
             self.cancelled = True
             if self._process is not None and self._process.poll() is None:
-                self._kill()
-
-    def _kill(self) -> None:
-        assert self._process is not None
-        if self._group and hasattr(os, "killpg"):
-            try:
-                os.killpg(self._process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        else:
-            self._process.kill()
+                self._process.kill()
 
 
 # ------------------------------------------------------------------ manifest from store
@@ -386,16 +370,17 @@ def _run_child(
     handle = handle or RoundHandle()
     last: ProgressEvent | None = None
     with (round_dir / "child.log").open("a", encoding="utf-8") as log:
-        distributed = options.processes > 1
+        # Under torchrun the child is the launcher; cancelling kills it like a single
+        # round, and its ranks end with it (``training.distributed``). The stdout loop
+        # ends only when the last rank has closed the pipe, so nothing writes after it.
         process = subprocess.Popen(
             child_command(manifest_path, out, options.device, options.processes),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
             env=child_env(),
-            start_new_session=distributed,
         )
-        handle.attach(process, group=distributed)
+        handle.attach(process)
         assert process.stdout is not None
         for line in process.stdout:
             event = parse_event(line)
