@@ -4,6 +4,10 @@ The output folder appears only when the round is complete: everything is written
 temporary sibling folder that is renamed at the end, so killing the process (the app's
 cancel) leaves nothing that looks like a finished model. Exit codes: 0 done, 2 the round
 could not run (message in the ``error`` event), 1 unexpected failure.
+
+``torchrun --nproc_per_node N -m training ...`` runs the same round as N processes
+(``training.distributed``): rank 0 stages, publishes and reports; the others train their
+share and write nothing.
 """
 
 from __future__ import annotations

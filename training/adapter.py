@@ -96,7 +96,7 @@ def train_head(
     head.train()
     for step in range(1, hyper.steps + 1):
         index = world.shard(torch.randperm(count, generator=generator)[:batch])
-        index = index.to(features.device)  # type: ignore[attr-defined]
+        index = index.to(features.device)
         x, y = features[index].float(), targets[index]
         if bool(torch.rand((), generator=generator) < 0.5):  # flips are free on patch grids
             x, y = x.flip(-1), y.flip(-1)

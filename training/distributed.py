@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
+Batch = TypeVar("Batch", list[int], "torch.Tensor")
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class World:
             )
         return total // self.size + (1 if self.rank < total % self.size else 0)
 
-    def shard(self, items: Sequence[T]) -> Sequence[T]:
+    def shard(self, items: Batch) -> Batch:
         """This rank's items of a global batch: every ``size``-th, from ``rank`` on
         (a list or a tensor of indices alike)."""
         if len(items) < self.size:
