@@ -202,10 +202,13 @@ def init_from_env(device: str, env: Mapping[str, str] | None = None) -> tuple[Wo
     import torch.distributed as dist
 
     if device.startswith("cuda"):
+        # Checked alike on every rank, so rank 0 reports it rather than waiting for a
+        # rank that already gave up.
         count = torch.cuda.device_count()
-        if launched.local_rank >= count:
+        here = int((os.environ if env is None else env).get("LOCAL_WORLD_SIZE", launched.size))
+        if here > count:
             raise UserError(
-                f"{launched.size} processes on this machine but only {count} GPU(s); "
+                f"{here} processes on this machine but only {count} GPU(s); "
                 f"use --processes {max(count, 1)} or --device cpu"
             )
         torch.cuda.set_device(launched.local_rank)

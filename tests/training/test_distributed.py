@@ -60,6 +60,16 @@ def test_one_process_never_touches_torch_distributed() -> None:
     assert World.from_env({"WORLD_SIZE": "1", "RANK": "0"}) == World()
 
 
+def test_more_processes_than_gpus_is_refused_alike_on_every_rank() -> None:
+    too_many = str(torch.cuda.device_count() + 2)
+    for rank in ("0", "1"):
+        env = {"WORLD_SIZE": too_many, "RANK": rank, "LOCAL_RANK": rank,
+               "LOCAL_WORLD_SIZE": too_many}  # fmt: skip
+        with pytest.raises(UserError, match=r"only \d+ GPU\(s\); use --processes"):
+            distributed.init_from_env("cuda", env=env)
+    assert not torch.distributed.is_initialized() and distributed.world() == World()
+
+
 def test_processes_1_runs_the_unchanged_child_command(tmp_path: Path) -> None:
     manifest, out = tmp_path / "m.json", tmp_path / "out"
     assert child_command(manifest, out, "cpu") == child_command(manifest, out, "cpu", 1) == [
