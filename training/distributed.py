@@ -32,8 +32,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -251,11 +251,3 @@ def shutdown() -> None:
             dist.destroy_process_group()
     _current = World()
 
-
-@contextmanager
-def joined(device: str, env: Mapping[str, str] | None = None) -> Iterator[tuple[World, str]]:
-    """:func:`init_from_env` for the length of a ``with`` block, left again at its end."""
-    try:
-        yield init_from_env(device, env)
-    finally:
-        shutdown()
