@@ -4,6 +4,10 @@ The output folder appears only when the round is complete: everything is written
 temporary sibling folder that is renamed at the end, so killing the process (the app's
 cancel) leaves nothing that looks like a finished model. Exit codes: 0 done, 2 the round
 could not run (message in the ``error`` event), 1 unexpected failure.
+
+``torchrun --nproc_per_node N -m training ...`` runs the same round as N processes
+(``training.distributed``): rank 0 stages, publishes and reports; the others train their
+share and write nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from training import distributed
 from training.contract import ContractError, ProgressEvent, RoundManifest
 
 METRICS_FILE = "metrics.json"
@@ -23,7 +28,13 @@ MANIFEST_COPY = "manifest.json"
 
 
 def emit(event: ProgressEvent) -> None:
-    print(event.to_line(), flush=True)
+    """Progress lines come from rank 0 alone: torchrun's ranks share one stdout, and the app
+    reads it as the round's single voice. Another rank's error goes to stderr (the log)."""
+    launched = distributed.World.from_env()
+    if launched.is_main:
+        print(event.to_line(), flush=True)
+    elif event.event == "error":
+        print(f"rank {launched.rank}: {event.message}", file=sys.stderr, flush=True)
 
 
 def resolve_device(preference: str) -> str:
@@ -60,7 +71,12 @@ def with_oom_retry(
         try:
             return attempt(manifest)
         except Exception as exc:
-            if not device.startswith("cuda") or not is_out_of_memory(exc):
+            # Under DDP a rank that retried alone would leave the others waiting for it.
+            if (
+                not device.startswith("cuda")
+                or not is_out_of_memory(exc)
+                or distributed.world().enabled
+            ):
                 raise
             import torch
 
@@ -92,10 +108,42 @@ def run(manifest_path: Path, out: Path, device_preference: str = "auto") -> int:
     try:
         manifest = RoundManifest.load(manifest_path)
         device = resolve_device(device_preference)
+        world, device = distributed.init_from_env(device)
     except (ContractError, UserError) as exc:
         emit(ProgressEvent("error", message=str(exc)))
         return 2
-    emit(ProgressEvent("start", message=f"{manifest.kind} round on {device}"))
+    try:
+        if not world.is_main:
+            return _follow(manifest, out, device)
+        return _lead(manifest, out, device)
+    finally:
+        distributed.shutdown()
+
+
+def _follow(manifest: RoundManifest, out: Path, device: str) -> int:
+    """A rank other than 0 trains its share of every batch and writes nothing: the round
+    functions leave saving, judging and deciding to rank 0 (``out`` is never touched)."""
+    from workstation.core.errors import UserError
+
+    try:
+        run_kind(manifest, out, device)
+    except (UserError, ContractError, MemoryError) as exc:
+        emit(ProgressEvent("error", message=str(exc)))
+        return 2
+    except BaseException as exc:
+        emit(ProgressEvent("error", message=f"{type(exc).__name__}: {exc}"))
+        return 1
+    return 0
+
+
+def _lead(manifest: RoundManifest, out: Path, device: str) -> int:
+    """Rank 0 (or the only process): run the round into a staging folder, then publish it."""
+    from workstation.core.errors import UserError
+
+    world = distributed.world()
+    emit(ProgressEvent("start", message=f"{manifest.kind} round on {device}" + (
+        f" (rank 0 of {world.size} processes, {world.backend})" if world.enabled else ""
+    )))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -107,6 +155,8 @@ def run(manifest_path: Path, out: Path, device_preference: str = "auto") -> int:
             return run_kind(current, staging, device)
 
         result = with_oom_retry(manifest, device, attempt)
+        if world.enabled:
+            result["processes"] = world.size
         (staging / METRICS_FILE).write_text(json.dumps(result, indent=2), encoding="utf-8")
         (staging / MANIFEST_COPY).write_text(manifest.to_json(), encoding="utf-8")
         staging.rename(out)

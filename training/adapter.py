@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from training import distributed
 from training.losses import dice_loss, focal_loss
 from workstation.experts.adapter import SegmentationHead
 
@@ -69,6 +70,9 @@ def train_head(
 
     ``init`` (the parent round's head) continues from what earlier rounds learned, keeping
     its feature statistics; the gate then checks on the golden set that nothing was lost.
+
+    Under torchrun every rank draws the same global batch (same generator) and computes
+    its rank-strided shard of it, so N processes train on the batches one process would.
     """
     if features.shape[0] != targets.shape[0] or features.shape[2:] != targets.shape[2:]:
         raise ValueError(
@@ -87,21 +91,26 @@ def train_head(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=hyper.steps)
     count = features.shape[0]
     batch = min(hyper.batch_size, count)
+    world = distributed.world()
+    model = world.wrap(head, str(features.device))
     head.train()
     for step in range(1, hyper.steps + 1):
-        index = torch.randperm(count, generator=generator)[:batch].to(features.device)
+        index = world.shard(torch.randperm(count, generator=generator)[:batch])
+        index = index.to(features.device)
         x, y = features[index].float(), targets[index]
         if bool(torch.rand((), generator=generator) < 0.5):  # flips are free on patch grids
             x, y = x.flip(-1), y.flip(-1)
-        logits = head(x)
+        logits = model(x)
         loss = focal_loss(logits, y, gamma=hyper.focal_gamma, alpha=hyper.focal_alpha)
         loss = loss + hyper.dice_weight * dice_loss(logits, y)
+        if world.enabled:
+            loss = loss * world.weight(len(index), batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         schedule.step()
         if on_step is not None:
-            on_step(step, hyper.steps, float(loss.detach()))
+            on_step(step, hyper.steps, world.mean(float(loss.detach())))
     head.eval()
     return head
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training import distributed
 from training.adapter import AdapterHyperparameters, EtaClock, mask_targets, train_head
 from training.contract import ProgressEvent, RoundManifest, check_feedback
 from training.data import MaskExample, mask_examples
@@ -205,6 +206,8 @@ def run_adapter_round(
         emit=emit,
         parent=parent,
     )
+    if not distributed.world().is_main:
+        return {}  # rank 0 alone saves, judges and decides
     save_adapter(candidate.head, candidate.config, out)
     calibration = [e.image for e in examples if e.sample.label == "normal"][:CALIBRATION_IMAGES]
     if not manifest.references:

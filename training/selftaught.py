@@ -21,13 +21,14 @@ import io
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from training import distributed
 from training.losses import dice_loss, focal_loss
 from workstation.core.errors import UserError
 from workstation.core.imageio import write_bytes_atomic
@@ -217,20 +218,21 @@ def _checkpoint_state(
     step: int,
     seconds: float,
     rng: np.random.Generator,
+    rank_rngs: list[dict[str, Any]] | None = None,
 ) -> bytes:
+    state = {
+        "config": asdict(config),
+        "network": network.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "step": step,
+        "seconds": seconds,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+    }
+    if rank_rngs is not None:
+        state["rank_rngs"] = rank_rngs  # each rank's crop stream, for a distributed resume
     buffer = io.BytesIO()
-    torch.save(
-        {
-            "config": asdict(config),
-            "network": network.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "step": step,
-            "seconds": seconds,
-            "numpy_rng": rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
-        },
-        buffer,
-    )
+    torch.save(state, buffer)
     return buffer.getvalue()
 
 
@@ -262,7 +264,12 @@ def _resume(
         )
     network.load_state_dict(state["network"])
     optimiser.load_state_dict(state["optimiser"])
-    rng.bit_generator.state = state["numpy_rng"]
+    # Under torchrun each rank continues its own crop stream; a rank the checkpoint has no
+    # stream for (more processes than wrote it) goes on from its own seed.
+    streams = state.get("rank_rngs") or [state["numpy_rng"]]
+    rank = distributed.world().rank
+    if rank < len(streams):
+        rng.bit_generator.state = streams[rank]
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"]), float(state["seconds"])
 
@@ -284,11 +291,16 @@ def train_network(
 ) -> tuple[torch.nn.Module, TrainingRecord]:
     """Train from the initial weights ``config.encoder`` names (or from
     ``checkpoint_dir``'s checkpoint) on images already at ``config.shape``; raises
-    TrainingDivergedError on a NaN or infinite loss."""
+    TrainingDivergedError on a NaN or infinite loss.
+
+    Under torchrun each rank makes its share of every global batch from its own stream
+    (``seed + rank``), and the ranks agree on the loss, progress and checkpoints each step.
+    """
     if not normals:
         raise UserError("the self-taught round needs at least one normal image")
+    world = distributed.world()
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(world.seed(seed))
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
     resuming = checkpoint is not None and checkpoint.is_file()
     network = build_network(config, pretrained=not resuming).to(device)
@@ -301,7 +313,10 @@ def train_network(
     if checkpoint is not None and resuming:
         step, spent = _resume(checkpoint, network, optimiser, config, rng)
     resumed_from = step
-    sampler = CropSampler(normals, defects, hyper, rng)
+    # Wrapped after a resume: DDP hands rank 0's (resumed) weights to every rank.
+    model = world.wrap(network, device)
+    share = world.share(hyper.batch_size)
+    sampler = CropSampler(normals, defects, replace(hyper, batch_size=share), rng)
     budget = hyper.budget_minutes * 60.0
     started = time.monotonic() - spent
     last_save = time.monotonic()
@@ -316,10 +331,12 @@ def train_network(
         crops, targets = sampler.batch()
         inputs = standardise(crops, config).to(device)
         targets = targets.to(device)
-        logits = network(inputs)
+        logits = model(inputs)
         loss = focal_loss(logits, targets, gamma=hyper.focal_gamma, alpha=hyper.focal_alpha)
         loss = loss + hyper.dice_weight * dice_loss(logits, targets)
-        loss_value = float(loss.detach())
+        if world.enabled:
+            loss = loss * world.weight(share, hyper.batch_size)
+        loss_value = world.mean(float(loss.detach()))  # every rank sees a divergence at once
         if not math.isfinite(loss_value):
             raise TrainingDivergedError(
                 f"the self-taught network diverged at step {step + 1} (loss {loss_value}); "
@@ -331,14 +348,25 @@ def train_network(
         optimiser.step()
         step += 1
         elapsed = time.monotonic() - started
-        progress = max(step / hyper.steps, elapsed / budget)
+        due = checkpoint is not None and time.monotonic() - last_save >= hyper.checkpoint_every_s
+        progress, saving = world.agree(max(step / hyper.steps, elapsed / budget), float(due))
         if on_step is not None:
             on_step(step, hyper.steps, loss_value, min(progress, 1.0))
-        if checkpoint is not None and time.monotonic() - last_save >= hyper.checkpoint_every_s:
-            write_bytes_atomic(
-                checkpoint,
-                _checkpoint_state(network, optimiser, config, step=step, seconds=elapsed, rng=rng),
-            )
+        if checkpoint is not None and saving:
+            streams = world.gather(rng.bit_generator.state) if world.enabled else None
+            if world.is_main:
+                write_bytes_atomic(
+                    checkpoint,
+                    _checkpoint_state(
+                        network,
+                        optimiser,
+                        config,
+                        step=step,
+                        seconds=elapsed,
+                        rng=rng,
+                        rank_rngs=streams,
+                    ),
+                )
             last_save = time.monotonic()
     network.eval()
     record = TrainingRecord(

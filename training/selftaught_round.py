@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training import distributed
 from training.contract import NotEnoughFeedbackError, ProgressEvent, RoundManifest
 from training.data import MaskExample, mask_examples
 from training.evaluate import ScoredSample, gate, held_out_metrics
@@ -261,6 +262,8 @@ def run_selftaught_round(
         checkpoint_dir=None if checkpoint is None else Path(str(checkpoint)),
         on_step=on_step,
     )
+    if not distributed.world().is_main:
+        return {}  # rank 0 alone saves, judges and decides
     candidate.save(out)
     result: dict[str, object] = {
         "training": {

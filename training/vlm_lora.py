@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training import distributed
 from training.adapter import EtaClock
 from training.contract import ProgressEvent, RoundManifest, Sample, check_feedback
 from training.data import load_sample_mask
@@ -133,14 +134,19 @@ def run_vlm_round(
         for pair in chat_pairs(manifest, held_samples)
     ]
     golden = [b for b, s in zip(held, held_samples, strict=True) if s.golden]
+    world = distributed.world()
     model.eval()
-    before = {"held_out_answer_likelihood": _answer_likelihood(model, held)}
-    if golden:
-        before["golden_answer_likelihood"] = _answer_likelihood(model, golden)
+    before = {}
+    if world.is_main:  # rank 0 alone judges
+        before["held_out_answer_likelihood"] = _answer_likelihood(model, held)
+        if golden:
+            before["golden_answer_likelihood"] = _answer_likelihood(model, golden)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     if device.startswith("cuda"):
-        model.gradient_checkpointing_enable()
+        # DDP and re-entrant checkpointing both hook the backward pass and clash.
+        options = {"use_reentrant": False} if world.enabled else None
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
         model.enable_input_require_grads()
     config = LoraConfig(
         r=hyper.rank,
@@ -150,6 +156,7 @@ def run_vlm_round(
         bias="none",
     )
     model = get_peft_model(model, config)
+    trained = world.wrap(model, device)
     optimiser = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=hyper.learning_rate
     )
@@ -159,11 +166,16 @@ def run_vlm_round(
     last_emit = -math.inf
     model.train()
     for step in range(1, hyper.steps + 1):
+        # Every rank draws the step's examples alike and takes its rank-strided shard.
+        drawn = torch.randint(len(encode), (accumulate,), generator=generator).tolist()
+        mine = world.shard(drawn)
         loss_sum = 0.0
-        for index in torch.randint(len(encode), (accumulate,), generator=generator).tolist():
-            loss = model(**encode[index]).loss / accumulate
-            loss.backward()
+        for i, index in enumerate(mine):
+            with world.accumulating(trained, last=i == len(mine) - 1):
+                loss = trained(**encode[index]).loss / accumulate
+                (loss * world.size).backward()  # DDP averages over ranks; the sum is wanted
             loss_sum += float(loss.detach())
+        loss_sum = world.total(loss_sum)
         optimiser.step()
         optimiser.zero_grad(set_to_none=True)
         now = time.monotonic()
@@ -178,6 +190,8 @@ def run_vlm_round(
                     eta_s=clock.eta(step, hyper.steps),
                 )
             )
+    if not world.is_main:
+        return {}  # rank 0 alone saves, judges and decides
     model.eval()
     after = {"held_out_answer_likelihood": _answer_likelihood(model, held)}
     if golden:

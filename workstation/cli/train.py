@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes under torchrun (DistributedDataParallel): one per GPU "
+        "(nccl), or N CPU processes (gloo); the global batch is split across them",
+    )
     add_families_option(parser)
     add_db_option(parser)
     parser.set_defaults(handler=run)
@@ -91,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"--encoder goes with --kind selftaught: {', '.join(ENCODERS)}")
             hyperparameters["encoder"] = args.encoder
         options = RoundOptions.from_settings(
-            settings, args.kind, hyperparameters=hyperparameters, device=args.device
+            settings,
+            args.kind,
+            hyperparameters=hyperparameters,
+            device=args.device,
+            processes=args.processes,
         )
         handle = RoundHandle()
 

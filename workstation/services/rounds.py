@@ -59,10 +59,15 @@ class RoundOptions:
     seed: int = 0
     hyperparameters: dict[str, object] = field(default_factory=dict)
     device: str = "auto"
+    processes: int = 1
+    """Training processes (torchrun, DistributedDataParallel): one per GPU, or gloo ranks
+    on the CPU. The global batch stays the hyperparameters' own, split across them."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.holdout_fraction < 1:
             raise UserError("holdout_fraction must be in [0, 1)")
+        if self.processes < 1:
+            raise UserError(f"processes must be at least 1; got {self.processes}")
 
     @classmethod
     def from_settings(
@@ -72,6 +77,7 @@ class RoundOptions:
         *,
         hyperparameters: dict[str, object] | None = None,
         device: str | None = None,
+        processes: int = 1,
     ) -> RoundOptions:
         """The round the CLI and the GUI start: trained and judged at the experts' own size,
         so the gate's "before" is exactly what the inspector sees now."""
@@ -87,6 +93,7 @@ class RoundOptions:
             regression_tolerance=settings.training.regression_tolerance,
             hyperparameters=hyper,
             device=device or settings.device.preference,
+            processes=processes,
         )
 
 
@@ -274,18 +281,16 @@ def new_labels_since_last_round(store: Store, product: Product, kind: str) -> in
 # ----------------------------------------------------------------------------- running
 
 
-def child_command(manifest_path: Path, out: Path, device: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "training",
-        "--manifest",
-        str(manifest_path),
-        "--out",
-        str(out),
-        "--device",
-        device,
-    ]
+def child_command(manifest_path: Path, out: Path, device: str, processes: int = 1) -> list[str]:
+    """``python -m training ...``; with several processes the same under torchrun, run as
+    this interpreter's ``torch.distributed.run`` module (no PATH lookup, the app's own
+    environment), on this machine only (``--standalone`` finds a free port itself)."""
+    round_args = ["-m", "training", "--manifest", str(manifest_path), "--out", str(out)]
+    round_args += ["--device", device]
+    if processes == 1:
+        return [sys.executable, *round_args]
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return [sys.executable, *launcher, *round_args]
 
 
 def child_env() -> dict[str, str]:
@@ -365,8 +370,11 @@ def _run_child(
     handle = handle or RoundHandle()
     last: ProgressEvent | None = None
     with (round_dir / "child.log").open("a", encoding="utf-8") as log:
+        # Under torchrun the child is the launcher; cancelling kills it like a single
+        # round, and its ranks end with it (``training.distributed``). The stdout loop
+        # ends only when the last rank has closed the pipe, so nothing writes after it.
         process = subprocess.Popen(
-            child_command(manifest_path, out, options.device),
+            child_command(manifest_path, out, options.device, options.processes),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
