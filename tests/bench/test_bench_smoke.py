@@ -156,6 +156,20 @@ SMOKES: tuple[Smoke, ...] = (
         },
         label="training-curve",
     ),
+    Smoke(
+        "sync",
+        lambda _: ["--images", "6", "--revisions", "30", "--size", "16"],
+        {
+            "images": equals(6),
+            "revisions": equals(30),
+            "masks": equals(12),
+            "export_s": positive,
+            "import_s": positive,
+            "reimport_s": positive,
+            "import_cpu_s": positive,
+            "bundle_mb": positive,
+        },
+    ),
 )
 
 
