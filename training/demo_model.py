@@ -24,8 +24,8 @@ from pathlib import Path
 
 from training.selftaught import SelfTaughtHyperparameters
 from training.selftaught_round import fit_selftaught
-from workstation.bench.mvtec import load_category
 from workstation.core.imageio import read_image, write_bytes_atomic
+from workstation.datasets.mvtec import load_category
 from workstation.demo.generator import DemoSpec, generate
 
 RECIPE_FILE = "recipe.json"

@@ -399,7 +399,7 @@ def _short_hash(bundle_files: Sequence) -> str:
 
 def check_bundles(context: DoctorContext) -> list[CheckResult]:
     """Installed offline bundles with the hash of their weights (re-hashed with --verify)."""
-    from workstation.experts.weights import bundles_dir, installed_bundles
+    from workstation.pretrained.weights import bundles_dir, installed_bundles
 
     bundles = installed_bundles(verify=context.verify_hashes)
     if not bundles:
@@ -463,8 +463,8 @@ def check_models(context: DoctorContext) -> list[CheckResult]:
     config, processor and model class are loaded (not its weights). Missing weights are
     ``optional``: the weight-free defaults keep the application working.
     """
-    from workstation.experts.catalog import catalog_names, find_entry
-    from workstation.experts.weights import resolve
+    from workstation.pretrained.catalog import catalog_names, find_entry
+    from workstation.pretrained.weights import resolve
 
     roles = {name: role for role, name in configured_models(context.settings)}
     results = []

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from workstation.experts import catalog
+from workstation.pretrained import catalog
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from workstation.experts.backbones import (
     window_indices,
 )
 from workstation.experts.base import Backbone, available_backbones, build_backbone
-from workstation.experts.weights import create_bundle, install_bundle
+from workstation.pretrained.weights import create_bundle, install_bundle
 
 
 @pytest.fixture(scope="module")

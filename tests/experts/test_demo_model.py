@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from workstation.bench.mvtec import load_category
 from workstation.core.imageio import read_image
+from workstation.datasets.mvtec import load_category
 from workstation.demo.generator import DemoSpec, generate
 from workstation.demo.shipped import RECIPE_FILE, install_demo_model, shipped_demo_model
 from workstation.experts.features import working_shape

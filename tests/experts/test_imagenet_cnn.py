@@ -18,7 +18,6 @@ import torch
 from synthetic_parts import write_category
 
 from workstation.core.errors import MissingModelError, UserError
-from workstation.experts import catalog
 from workstation.experts.base import Backbone, available_backbones, build_backbone
 from workstation.experts.imagenet_cnn import (
     LAYOUTS,
@@ -36,7 +35,8 @@ from workstation.experts.imagenet_weights import (
     load_mapped,
     weight_file,
 )
-from workstation.experts.weights import (
+from workstation.pretrained import catalog
+from workstation.pretrained.weights import (
     create_bundle,
     download,
     model_status,

@@ -12,8 +12,8 @@ import pytest
 from workstation import __version__
 from workstation.__main__ import main
 from workstation.core.errors import MissingModelError, UserError
-from workstation.experts.catalog import CATALOG, get_entry
-from workstation.experts.weights import (
+from workstation.pretrained.catalog import CATALOG, get_entry
+from workstation.pretrained.weights import (
     bundles_dir,
     create_bundle,
     install_bundle,

@@ -57,9 +57,9 @@ def test_conflicting_keys_and_no_expert_are_refused(qtbot, window) -> None:  # t
 def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> None:  # type: ignore[no-untyped-def]
     """Installed pip packages with ImageNet weights are listed and named; a missing one
     is not offered (choosing it would only fail later)."""
-    from workstation.experts import catalog
-    from workstation.experts.weights import packaged_file
     from workstation.gui.settings_dialog import SettingsDialog
+    from workstation.pretrained import catalog
+    from workstation.pretrained.weights import packaged_file
 
     dialog = SettingsDialog(window.ws, window.bindings, window)
     qtbot.addWidget(dialog)
@@ -83,8 +83,8 @@ def test_a_backbone_whose_package_is_missing_is_not_offered(
 ) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
 
-    from workstation.experts import catalog
     from workstation.gui.settings_dialog import SettingsDialog
+    from workstation.pretrained import catalog
 
     entry = catalog.CATALOG["efficientnet-lite0"]
     missing = dataclasses.replace(entry, package="efficientnet-lite0-not-installed")

@@ -41,6 +41,7 @@ def offending(path: Path, banned: tuple[str, ...]) -> list[str]:
 
 QT_FREE = [
     ("workstation", "core"),
+    ("workstation", "pretrained"),
     ("workstation", "store"),
     ("workstation", "experts"),
     ("workstation", "explain"),

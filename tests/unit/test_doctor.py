@@ -57,8 +57,8 @@ def test_a_crashing_check_becomes_one_failed_line(tmp_path: Path) -> None:
 def test_weight_free_defaults_pass_and_missing_models_only_warn(tmp_path: Path) -> None:
     """The bar: no downloaded weights on the machine, yet exit 0, each missing model named
     with a fix. ImageNet CNNs come with pip packages (the test extra installs them)."""
-    from workstation.experts.catalog import catalog_names, get_entry
-    from workstation.experts.weights import packaged_file
+    from workstation.pretrained.catalog import catalog_names, get_entry
+    from workstation.pretrained.weights import packaged_file
 
     results = doctor.run_checks(
         context(tmp_path), [doctor.check_weight_free_pipeline, doctor.check_models]
@@ -99,7 +99,7 @@ def test_configured_models_are_marked(tmp_path: Path) -> None:
 
 
 def _install_fake_bundle(payload: bytes) -> Path:
-    from workstation.experts.weights import bundles_dir
+    from workstation.pretrained.weights import bundles_dir
 
     folder = bundles_dir() / "tiny-test"
     folder.mkdir(parents=True)

@@ -30,7 +30,6 @@ from workstation.active.strategies import (
     review_order,
 )
 from workstation.core.types import Prediction
-from workstation.experts.fusion import CALIBRATED_THRESHOLD
 
 if TYPE_CHECKING:
     from workstation.store.repository import Store
@@ -140,7 +139,7 @@ def refresh_queue(
         embeddings, reviewed_embeddings = together[: len(rows)], together[len(rows) :]
     candidates = Candidates(
         scores=np.array([float(r.score or 0.0) for r in rows]),
-        threshold=record.threshold if record.threshold is not None else CALIBRATED_THRESHOLD,
+        threshold=record.decision_threshold,
         embeddings=embeddings,
         reviewed_embeddings=reviewed_embeddings,
         expert_scores=shared_expert_scores(predictions),

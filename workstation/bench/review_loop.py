@@ -83,9 +83,9 @@ def prepare(dataset: Path, *, image_size: int, hyper: AdapterHyperparameters) ->
     import torch
 
     from training.adapter_round import adapter_targets
-    from workstation.bench.mvtec import load_category
     from workstation.core.imageio import image_size as header_size
     from workstation.core.imageio import read_image, read_mask
+    from workstation.datasets.mvtec import load_category
     from workstation.experts.adapter import adapter_shape, extract_features
     from workstation.experts.base import build_backbone
     from workstation.experts.features import resize_rgb, working_shape

@@ -113,7 +113,7 @@ def time_selftaught_round(
     """One self-taught round as the app runs it: 45 normals to learn from, up to 20 held
     out for the gate (a dataset's test/good, or more generated plates)."""
     from training.contract import RoundManifest, Sample
-    from workstation.bench.mvtec import load_category
+    from workstation.datasets.mvtec import load_category
     from workstation.demo.generator import DemoSpec, generate
 
     if normals_from is None:
@@ -202,9 +202,9 @@ def learning_curve(
     from training.adapter_round import fit_adapter
     from training.contract import Sample
     from training.data import MaskExample
-    from workstation.bench.mvtec import load_category
     from workstation.core.imageio import read_image, read_mask
     from workstation.core.metrics import auroc, pixel_auroc
+    from workstation.datasets.mvtec import load_category
     from workstation.experts.adapter import JoinScales, join_adapter
     from workstation.experts.base import build_backbone
     from workstation.experts.fewshot import FewShotConfig, FewShotExpert

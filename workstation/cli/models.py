@@ -40,8 +40,8 @@ def _register_list(inner: SubParsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from workstation.experts.catalog import CATALOG
-    from workstation.experts.weights import bundles_dir, installed_bundles, model_status
+    from workstation.pretrained.catalog import CATALOG
+    from workstation.pretrained.weights import bundles_dir, installed_bundles, model_status
 
     bundles = installed_bundles(verify=not args.no_verify)
     catalog = [(entry, model_status(entry.name)) for entry in CATALOG.values()]
@@ -100,7 +100,7 @@ def _register_install(inner: SubParsers) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from workstation.experts.weights import install_bundle
+    from workstation.pretrained.weights import install_bundle
     from workstation.sync.bundle import MODEL_FORMAT, bundle_format
 
     if bundle_format(args.zip) == MODEL_FORMAT:
@@ -164,7 +164,7 @@ def _register_bundle(inner: SubParsers) -> None:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from workstation.experts.weights import create_bundle
+    from workstation.pretrained.weights import create_bundle
 
     out = create_bundle(args.name, args.out, folder=args.folder, progress=_say)
     print(f"wrote {out}; on the offline machine run: iad-workstation models install {out.name}")
@@ -183,7 +183,7 @@ def _register_download(inner: SubParsers) -> None:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from workstation.experts.weights import download
+    from workstation.pretrained.weights import download
 
     resolved = download(args.name, progress=_say)
     print(f"{resolved.name} is ready in {resolved.path}")

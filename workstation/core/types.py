@@ -27,6 +27,10 @@ RoundStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 NORMAL_LABEL = "good"
 """Source label of a known-normal image (MVTec convention)."""
 
+CALIBRATED_THRESHOLD = 1.0
+"""Fused scores and maps are scaled so that the decision threshold is exactly this
+(``experts/fusion.py``); so it is also the threshold of a product that stores none."""
+
 
 def check_literal(value: str, allowed: object, what: str) -> str:
     """Validate ``value`` against a Literal alias; raise ValueError naming the choices."""
@@ -56,6 +60,12 @@ class Product:
     defect_vocabulary: tuple[str, ...] = ()
     threshold: float | None = None
     created_at: str = ""
+
+    @property
+    def decision_threshold(self) -> float:
+        """The threshold its scores and maps are judged by: the stored one, or the
+        calibrated level, so the queue and the explainer never disagree on a fallback."""
+        return self.threshold if self.threshold is not None else CALIBRATED_THRESHOLD
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from workstation.core.errors import UserError
-from workstation.experts.catalog import (
+from workstation.pretrained.catalog import (
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,
@@ -38,7 +38,7 @@ from workstation.experts.catalog import (
     catalog_names,
     get_entry,
 )
-from workstation.experts.weights import ResolvedModel, resolve
+from workstation.pretrained.weights import ResolvedModel, resolve
 
 if TYPE_CHECKING:
     import torch

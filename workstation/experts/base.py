@@ -24,7 +24,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
-from workstation.experts.catalog import CATALOG, STAGE_SEPARATOR, catalog_names
+from workstation.pretrained.catalog import CATALOG, STAGE_SEPARATOR, catalog_names
 
 if TYPE_CHECKING:
     import torch
@@ -121,7 +121,7 @@ def _learned(name: str, *, device: str = "cpu", **opts: Any) -> Backbone:
 
 def installed_imagenet_backbones() -> tuple[str, ...]:
     """ImageNet CNN backbones whose pip package is installed (found without importing it)."""
-    from workstation.experts.weights import packaged_file
+    from workstation.pretrained.weights import packaged_file
 
     return tuple(
         entry.name

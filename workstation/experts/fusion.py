@@ -30,14 +30,12 @@ from typing import Literal
 import numpy as np
 
 from workstation.core.errors import UserError
-from workstation.core.types import AnomalyMap
+from workstation.core.types import CALIBRATED_THRESHOLD, AnomalyMap
 
 FusionMode = Literal["mean", "max"]
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = "iad-fusion-calibration/1"
 CONFIDENCE_GOAL = 0.9
-CALIBRATED_THRESHOLD = 1.0
-"""Fused scores and maps are scaled so that the decision threshold is exactly this."""
 PROBABILITY_UNIT_FLOOR = 0.01
 """Smallest unit for a probability-valued expert: 1 % defect probability counts as much as
 the most unusual normal texture of the base experts (see ``probability_scale``). Chosen on

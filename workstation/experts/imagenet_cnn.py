@@ -32,7 +32,7 @@ from torch import nn
 
 from workstation.core.errors import UserError
 from workstation.experts.backbones import DEFAULT_BATCH, Precision, TorchRunner
-from workstation.experts.catalog import STAGE_SEPARATOR, catalog_names, get_entry
+from workstation.pretrained.catalog import STAGE_SEPARATOR, catalog_names, get_entry
 
 IMAGENET_CNN_NAMES: tuple[str, ...] = catalog_names("imagenet")
 PATCH_STRIDE = 8

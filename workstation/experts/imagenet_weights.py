@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workstation.core.errors import MissingModelError, UserError
-from workstation.experts.catalog import IMAGENET_EXTRA
-from workstation.experts.weights import resolve
+from workstation.pretrained.catalog import IMAGENET_EXTRA
+from workstation.pretrained.weights import resolve
 
 # --------------------------------------------------------------------------- EfficientNet
 

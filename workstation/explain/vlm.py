@@ -108,7 +108,7 @@ def load_vlm(
     Missing weights raise :class:`MissingModelError` (one line that says how to get them);
     a folder that is not an image-text-to-text model raises :class:`UserError`.
     """
-    from workstation.experts import weights
+    from workstation.pretrained import weights
 
     if folder is None:
         folder = _cached_hub_repo(name)

@@ -36,12 +36,12 @@ from PySide6.QtWidgets import (
 
 from workstation.config import ALIGN_MODES, Settings, merge, user_config_path
 from workstation.core.errors import UserError
-from workstation.experts.catalog import find_entry
-from workstation.experts.weights import bundles_dir
 from workstation.gui.app import Workstation
 from workstation.gui.shortcuts import ACTIONS, conflicts, save_bindings
 from workstation.gui.workers import unload_models
 from workstation.paths import user_data_dir
+from workstation.pretrained.catalog import find_entry
+from workstation.pretrained.weights import bundles_dir
 
 EXPERTS = ("fewshot", "zeroshot")
 DEVICES = ("auto", "cpu", "cuda")

@@ -23,7 +23,6 @@ from workstation.core.types import (
     Prediction,
     Product,
 )
-from workstation.experts.fusion import CALIBRATED_THRESHOLD
 from workstation.explain.cache import ResultCache
 from workstation.explain.prompts import ExplainRequest
 from workstation.explain.result import (
@@ -140,8 +139,7 @@ def build_request(
             "on the product first"
         )
     values = store.load_map(prediction)
-    threshold = product.threshold if product.threshold is not None else CALIBRATED_THRESHOLD
-    anomaly_map = AnomalyMap(values, score=prediction.score, threshold=threshold)
+    anomaly_map = AnomalyMap(values, score=prediction.score, threshold=product.decision_threshold)
     mask_revision = store.latest_mask_revision(image_id, sources=("inspector",))
     mask = store.load_mask(mask_revision) if mask_revision is not None else None
     image = read_image(record.path)

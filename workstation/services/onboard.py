@@ -21,10 +21,16 @@ import numpy as np
 from workstation.config import ExpertSettings
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
-from workstation.core.types import NORMAL_LABEL, ImageRecord, ModelVersion, Product
+from workstation.core.types import (
+    CALIBRATED_THRESHOLD,
+    NORMAL_LABEL,
+    ImageRecord,
+    ModelVersion,
+    Product,
+)
 from workstation.experts.base import ProgressFn
 from workstation.experts.features import working_shape
-from workstation.experts.fusion import CALIBRATED_THRESHOLD, Calibration, choose_threshold
+from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.store.repository import Store
 

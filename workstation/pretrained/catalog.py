@@ -2,7 +2,7 @@
 
 A catalogue entry says *what* a model is (its kind, where it comes from on the Hugging
 Face hub or which pip package ships it, which files make it whole, its native image size
-and the layers the experts read); :mod:`workstation.experts.weights` decides *where on
+and the layers the experts read); :mod:`workstation.pretrained.weights` decides *where on
 this machine* it is. Names not
 in the catalogue still work when they are installed bundles or local folders; the
 catalogue only adds the knowledge needed to download or build them from scratch.

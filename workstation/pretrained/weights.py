@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 from workstation import __version__
 from workstation.core.errors import MissingModelError, UserError
-from workstation.experts.catalog import (
+from workstation.paths import models_dir
+from workstation.pretrained.catalog import (
     CLIP_MEAN,
     CLIP_STD,
     CatalogEntry,
@@ -39,7 +40,6 @@ from workstation.experts.catalog import (
     find_entry,
     get_entry,
 )
-from workstation.paths import models_dir
 
 Origin = Literal["folder", "bundle", "cache", "package"]
 ModelStatus = Literal["installed", "in cache", "missing"]
