@@ -141,3 +141,19 @@ def test_window_layout_and_icon_survive_a_relaunch(qtbot, workstation) -> None: 
     canvas, reference = second.splitter.sizes()
     assert abs(canvas - reference) <= 2  # the inspector's even split, not the 2:1 default
     second.close()
+
+
+def test_a_first_window_at_laptop_size_leaves_the_canvas_room(qtbot, workstation) -> None:  # type: ignore[no-untyped-def]
+    from workstation.gui.main_window import SIDE_DOCK_WIDTHS, MainWindow
+
+    application()
+    win = MainWindow(workstation)  # a store with no saved layout
+    qtbot.addWidget(win)
+    win.resize(1100, 770)
+    win.show()
+    qtbot.waitUntil(lambda: win.controller.current is not None, timeout=10000)
+    # fixed 460 + 340 px docks left the canvas under 300 px at this size
+    assert win.centralWidget().width() >= 0.38 * win.width()
+    assert win.list_dock.width() <= SIDE_DOCK_WIDTHS[0] + 10
+    assert win.text_dock.width() <= SIDE_DOCK_WIDTHS[1] + 10
+    win.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -49,6 +49,8 @@ LAYOUT_KEYS = {
     "split": "gui.window.split",
 }
 """Store app-state keys for the window layout (base64 of Qt's own state blobs)."""
+SIDE_DOCK_WIDTHS = (460, 340)
+"""Image list and explanation widths on a wide first window (px)."""
 CANVAS_SHARE = 2 / 3
 """The canvas gets two thirds of the centre by default, the normal reference one third."""
 
@@ -192,7 +194,20 @@ class MainWindow(QMainWindow):
         self.text_dock = self._dock(
             "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
         )
-        self.resizeDocks([self.list_dock, self.text_dock], [460, 340], Qt.Orientation.Horizontal)
+        self._fit_docks_once = True
+
+    def _fit_side_docks(self) -> None:
+        """First-run widths in proportion to the window, capped at what the panels need:
+        fixed 460 + 340 px left a 1100 px laptop window a canvas under 300 px wide."""
+        width = self.width()
+        self.resizeDocks(
+            [self.list_dock, self.text_dock],
+            [
+                min(SIDE_DOCK_WIDTHS[0], round(width * 0.36)),
+                min(SIDE_DOCK_WIDTHS[1], round(width * 0.24)),
+            ],
+            Qt.Orientation.Horizontal,
+        )
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -498,6 +513,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray.fromBase64(saved["geometry"].encode()))
         if saved["docks"]:
             self.restoreState(QByteArray.fromBase64(saved["docks"].encode()))
+            self._fit_docks_once = False  # the inspector's own widths win
         if saved["split"]:
             self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
 
@@ -509,6 +525,12 @@ class MainWindow(QMainWindow):
         }
         for what, blob in blobs.items():
             self.ws.store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._fit_docks_once:  # the window's real width is known only now
+            self._fit_docks_once = False
+            self._fit_side_docks()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.isVisible():  # a second close (or one never shown) has no layout to keep
