@@ -15,7 +15,7 @@ from workstation.experts.backbones import BACKBONE_NAMES, create_backbone
 from workstation.experts.backbones.clip import ClipBackbone, window_indices
 from workstation.experts.backbones.dinov2 import Dinov2Backbone
 from workstation.experts.base import Backbone, available_backbones, build_backbone
-from workstation.pretrained.weights import create_bundle, install_bundle
+from workstation.pretrained.bundles import create_bundle, install_bundle
 
 
 @pytest.fixture(scope="module")
