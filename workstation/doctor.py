@@ -399,7 +399,8 @@ def _short_hash(bundle_files: Sequence) -> str:
 
 def check_bundles(context: DoctorContext) -> list[CheckResult]:
     """Installed offline bundles with the hash of their weights (re-hashed with --verify)."""
-    from workstation.pretrained.weights import bundles_dir, installed_bundles
+    from workstation.pretrained.bundles import installed_bundles
+    from workstation.pretrained.weights import bundles_dir
 
     bundles = installed_bundles(verify=context.verify_hashes)
     if not bundles:

@@ -11,15 +11,11 @@ import torch.nn.functional as F
 from tiny_models import TINY_CLIP_PATCH, TINY_DINO_PATCH, save_tiny_clip, save_tiny_dinov2
 
 from workstation.core.errors import MissingModelError, UserError
-from workstation.experts.backbones import (
-    BACKBONE_NAMES,
-    ClipBackbone,
-    Dinov2Backbone,
-    create_backbone,
-    window_indices,
-)
+from workstation.experts.backbones import BACKBONE_NAMES, create_backbone
+from workstation.experts.backbones.clip import ClipBackbone, window_indices
+from workstation.experts.backbones.dinov2 import Dinov2Backbone
 from workstation.experts.base import Backbone, available_backbones, build_backbone
-from workstation.pretrained.weights import create_bundle, install_bundle
+from workstation.pretrained.bundles import create_bundle, install_bundle
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +156,14 @@ def test_missing_catalogue_weights_raise_one_clear_message() -> None:
 def test_random_init_builds_the_catalogue_architecture_without_files(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from workstation.experts import backbones
+    from workstation.experts.backbones import loading
 
     # the official sizes, checked here; the build below is shrunk to keep the test fast
-    assert backbones._DINOV2_SIZES["dinov2-small"] == {
+    assert loading._DINOV2_SIZES["dinov2-small"] == {
         "hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6
     }
     monkeypatch.setitem(
-        backbones._DINOV2_SIZES, "dinov2-small",
+        loading._DINOV2_SIZES, "dinov2-small",
         {"hidden_size": 24, "num_hidden_layers": 12, "num_attention_heads": 2},
     )
     backbone = create_backbone("dinov2-small", random_init=True)

@@ -36,13 +36,8 @@ from workstation.experts.imagenet_weights import (
     weight_file,
 )
 from workstation.pretrained import catalog
-from workstation.pretrained.weights import (
-    create_bundle,
-    download,
-    model_status,
-    packaged_file,
-    resolve,
-)
+from workstation.pretrained.bundles import create_bundle
+from workstation.pretrained.weights import download, model_status, packaged_file, resolve
 
 needs_hed = pytest.mark.skipif(
     packaged_file(catalog.CATALOG["vgg16-hed"]) is None,

@@ -12,15 +12,9 @@ import pytest
 from workstation import __version__
 from workstation.__main__ import main
 from workstation.core.errors import MissingModelError, UserError
+from workstation.pretrained.bundles import create_bundle, install_bundle, installed_bundles
 from workstation.pretrained.catalog import CATALOG, get_entry
-from workstation.pretrained.weights import (
-    bundles_dir,
-    create_bundle,
-    install_bundle,
-    installed_bundles,
-    model_status,
-    resolve,
-)
+from workstation.pretrained.weights import bundles_dir, model_status, resolve
 
 
 @pytest.fixture(scope="module")

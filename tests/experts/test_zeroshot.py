@@ -11,7 +11,8 @@ from tiny_models import save_tiny_clip
 
 from workstation.core.errors import UserError
 from workstation.core.types import Product
-from workstation.experts.backbones import ClipBackbone, build_clip_backbone
+from workstation.experts.backbones import build_clip_backbone
+from workstation.experts.backbones.clip import ClipBackbone
 from workstation.experts.base import Expert
 from workstation.experts.zeroshot import (
     TEMPLATES,

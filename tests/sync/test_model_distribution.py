@@ -109,7 +109,7 @@ def test_station_refuses_a_newer_schema_and_a_damaged_bundle(
 
 
 def test_weights_bundle_of_a_newer_format_is_refused(tmp_path: Path) -> None:
-    from workstation.pretrained.weights import install_bundle
+    from workstation.pretrained.bundles import install_bundle
 
     bundle = tmp_path / "dino.zip"
     with zipfile.ZipFile(bundle, "w") as archive:

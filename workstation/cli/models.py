@@ -40,8 +40,9 @@ def _register_list(inner: SubParsers) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from workstation.pretrained.bundles import installed_bundles
     from workstation.pretrained.catalog import CATALOG
-    from workstation.pretrained.weights import bundles_dir, installed_bundles, model_status
+    from workstation.pretrained.weights import bundles_dir, model_status
 
     bundles = installed_bundles(verify=not args.no_verify)
     catalog = [(entry, model_status(entry.name)) for entry in CATALOG.values()]
@@ -100,7 +101,7 @@ def _register_install(inner: SubParsers) -> None:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from workstation.pretrained.weights import install_bundle
+    from workstation.pretrained.bundles import install_bundle
     from workstation.sync.bundle import MODEL_FORMAT, bundle_format
 
     if bundle_format(args.zip) == MODEL_FORMAT:
@@ -164,7 +165,7 @@ def _register_bundle(inner: SubParsers) -> None:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from workstation.pretrained.weights import create_bundle
+    from workstation.pretrained.bundles import create_bundle
 
     out = create_bundle(args.name, args.out, folder=args.folder, progress=_say)
     print(f"wrote {out}; on the offline machine run: iad-workstation models install {out.name}")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workstation.core.errors import UserError
-from workstation.experts.backbones import DEFAULT_BATCH, Precision, TorchRunner
+from workstation.experts.backbones.tensors import DEFAULT_BATCH, Precision, TorchRunner
 from workstation.pretrained.catalog import STAGE_SEPARATOR, catalog_names, get_entry
 
 IMAGENET_CNN_NAMES: tuple[str, ...] = catalog_names("imagenet")
@@ -89,7 +89,7 @@ def input_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]
     """``(mean, std)`` per RGB channel on the 0..1 scale for trunk ``name``.
 
     Feed ``(rgb_uint8 / 255 - mean) / std`` as (B, 3, H, W) float32 in RGB order; e.g.
-    ``workstation.experts.backbones.images_to_tensor(images, stride=32, mean=mean,
+    ``workstation.experts.backbones.tensors.images_to_tensor(images, stride=32, mean=mean,
     std=std)``. EfficientNet-Lite0 wants TF's ``(x - 127) / 128``, VGG16-HED Caffe's
     mean-subtracted 0..255 values: not the usual ImageNet mean/std.
     """

