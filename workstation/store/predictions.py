@@ -15,18 +15,14 @@ import numpy as np
 from workstation.core.errors import UserError
 from workstation.core.types import Prediction
 from workstation.store.base import StoreBase, timestamp
-from workstation.store.rows import NewPrediction
+from workstation.store.rows import NewPrediction, from_row
 
 
 def _prediction(row: Mapping[str, Any]) -> Prediction:
-    return Prediction(
-        id=row["id"],
-        image_id=row["image_id"],
-        model_version=row["model_version"],
-        score=row["score"],
+    return from_row(
+        Prediction,
+        row,
         anomalous=bool(row["anomalous"]),
-        map_blob=row["map_blob"],
-        created_at=row["created_at"],
         expert_scores=json.loads(row["expert_scores"]) if row["expert_scores"] else {},
         embedding=(
             None

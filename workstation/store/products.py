@@ -9,19 +9,17 @@ from typing import Any
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.store.base import StoreBase, timestamp
+from workstation.store.rows import from_row
 
 _UNSET: Any = object()
 
 
 def _product(row: Mapping[str, Any]) -> Product:
-    return Product(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
+    return from_row(
+        Product,
+        row,
         normality_rules=tuple(json.loads(row["normality_rules"])),
         defect_vocabulary=tuple(json.loads(row["defect_vocabulary"])),
-        threshold=row["threshold"],
-        created_at=row["created_at"],
     )
 
 

@@ -41,6 +41,7 @@ from workstation.store.model_files import (
     staging_folder,
 )
 from workstation.store.products import ProductsMixin
+from workstation.store.rows import from_row
 
 FIT_LOCK_STALE_S = 6 * 3600.0
 """A fit lock older than this is taken over even if its process seems alive (pid reuse,
@@ -53,34 +54,17 @@ def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
     path = row["path"]
     if path is not None:
         path = str(resolve_model_path(path, models_dir))
-    return ModelVersion(
-        id=row["id"],
-        product_id=row["product_id"],
-        name=row["name"],
-        kind=row["kind"],
-        state=row["state"],
-        parent_id=row["parent_id"],
-        round_id=row["round_id"],
+    return from_row(
+        ModelVersion,
+        row,
         path=path,
         metrics=json.loads(row["metrics"]),
         config=json.loads(row["config"]),
-        created_at=row["created_at"],
-        files_sha256=row["files_sha256"],
     )
 
 
 def _round(row: Mapping[str, Any]) -> Round:
-    return Round(
-        id=row["id"],
-        product_id=row["product_id"],
-        kind=row["kind"],
-        status=row["status"],
-        manifest_path=row["manifest_path"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        result_version_id=row["result_version_id"],
-        message=row["message"],
-    )
+    return from_row(Round, row)
 
 
 class RegistryMixin(ProductsMixin):

@@ -24,20 +24,11 @@ from workstation.core.types import (
 from workstation.store.base import as_binary_mask, timestamp
 from workstation.store.current import NEWEST_FIRST, refresh_current, seen_keys
 from workstation.store.images import ImagesMixin
-from workstation.store.rows import NewMaskRevision
+from workstation.store.rows import NewMaskRevision, from_row
 
 
 def _mask_revision(row: Mapping[str, Any]) -> MaskRevision:
-    return MaskRevision(
-        id=row["id"],
-        image_id=row["image_id"],
-        blob=row["blob"],
-        source=row["source"],
-        author=row["author"],
-        created_at=row["created_at"],
-        parent_id=row["parent_id"],
-        model_version=row["model_version"],
-    )
+    return from_row(MaskRevision, row)
 
 
 def _explanation_revision(row: Mapping[str, Any]) -> ExplanationRevision:
@@ -48,28 +39,11 @@ def _explanation_revision(row: Mapping[str, Any]) -> ExplanationRevision:
         severity=row["severity"] or "low",
         description=row["description"] or "",
     )
-    return ExplanationRevision(
-        id=row["id"],
-        image_id=row["image_id"],
-        explanation=explanation,
-        source=row["source"],
-        author=row["author"],
-        created_at=row["created_at"],
-        parent_id=row["parent_id"],
-        model_version=row["model_version"],
-    )
+    return from_row(ExplanationRevision, row, explanation=explanation)
 
 
 def _review(row: Mapping[str, Any]) -> Review:
-    return Review(
-        id=row["id"],
-        image_id=row["image_id"],
-        verdict=row["verdict"],
-        reason=row["reason"],
-        reviewer=row["reviewer"],
-        created_at=row["created_at"],
-        model_version=row["model_version"],
-    )
+    return from_row(Review, row)
 
 
 def _source_filter(sources: tuple[str, ...] | None) -> tuple[str, list[str]]:
