@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from synthetic_parts import write_category
 
-import workstation.store.repository as repository
+import workstation.store.registry as registry
 from workstation.config import user_config_path
 from workstation.core.errors import CancelledError
 from workstation.services.importing import import_directory
@@ -97,7 +97,7 @@ def test_a_fit_lock_of_a_dead_process_is_taken_over_and_waiting_can_be_cancelled
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with monkeypatch.context() as patch:
-        patch.setattr(repository.os, "getpid", lambda: dead.pid)
+        patch.setattr(registry.os, "getpid", lambda: dead.pid)
         assert store._take_fit_lock(product.id, "experts", "crashed", socket.gethostname())
     with store.fit_lock(product.id, "experts", cancel=cancelled):
         pass  # taken over without waiting

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs PO
 
 KILL_BEFORE_COMMIT = """
 import contextlib, os, signal
-from workstation.store import repository
-real = repository.write_transaction
+from workstation.store import base
+real = base.write_transaction
 calls = {"n": 0}
 
 @contextlib.contextmanager
@@ -38,7 +38,7 @@ def dying(db):
         if calls["n"] == KILL_AT:
             os.kill(os.getpid(), signal.SIGKILL)  # rows and blobs written, no COMMIT
 
-repository.write_transaction = dying
+base.write_transaction = dying
 """
 
 KILL_BEFORE_RENAME = """

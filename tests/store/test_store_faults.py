@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from store_helpers import corrupt_page_of, make_mvtec
 
-import workstation.store.repository as repository
+import workstation.store.base as base
 from workstation.__main__ import main
 from workstation.faults import log_file
 from workstation.store.repository import Store
@@ -125,7 +125,7 @@ def test_disk_full_in_the_store_rolls_back_the_batch_and_the_import_resumes(
     stored: tuple[Path, tuple[object, ...]],
 ) -> None:
     db, before = stored
-    real_connect = repository.connect
+    real_connect = base.connect
 
     def small_disk(path: Path):  # type: ignore[no-untyped-def]
         # SQLite's own "database or disk is full": the file may grow by two pages only.
@@ -134,12 +134,12 @@ def test_disk_full_in_the_store_rolls_back_the_batch_and_the_import_resumes(
         db.execute(f"PRAGMA max_page_count = {pages + 2}")
         return db
 
-    monkeypatch.setattr(repository, "connect", small_disk)
+    monkeypatch.setattr(base, "connect", small_disk)
     big = make_mvtec(tmp_path / "cable", train=60, seed=7)
     assert main(["--db", str(db), "import", str(big)]) == 2
     line = error_line(capsys)
     assert "is full" in line and str(db) in line and "free some space" in line
-    monkeypatch.setattr(repository, "connect", real_connect)
+    monkeypatch.setattr(base, "connect", real_connect)
     with Store.open(db) as store:
         assert store.check_integrity() == []  # no half batch, no orphan blob
     after = snapshot(db)

@@ -104,7 +104,8 @@ def test_equal_times_are_broken_by_station_id(
     b = Store.open(tmp_path / "b.sqlite")
     (a_id,) = add_images(a, tmp_path / "img", [7])
     (b_id,) = add_images(b, tmp_path / "img", [7])
-    monkeypatch.setattr("workstation.store.repository._now", lambda: "2026-01-01T00:00:00+00:00")
+    at = "2026-01-01T00:00:00+00:00"
+    monkeypatch.setattr("workstation.store.revisions.timestamp", lambda: at)
     a.add_review(a_id, "normal", reviewer="x")
     b.add_review(b_id, "anomalous", reviewer="y")
     import_feedback(a, export_feedback(b, PRODUCT, tmp_path / "b.zip").path)

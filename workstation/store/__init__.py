@@ -6,8 +6,11 @@ anomaly maps), and ``<name>.models/<version>/``: the store's fitted and trained 
 versions. Images stay where they were imported from; rows keep path and sha256.
 
 Modules: ``db`` (connection, transactions, migrations), ``schema`` (the migrations),
-``blobs`` (array files), ``repository`` (typed reads and writes), ``rows`` (queue rows and
-batch inputs), ``layouts`` (recognising dataset folders), ``formats`` (export),
+``blobs`` (array files), ``repository`` (``Store``: typed reads and writes, composed of
+``base`` (connections, writes), ``products``, ``images`` (queue, priorities), ``revisions``
+(masks, explanations, reviews), ``predictions``, ``registry`` (model versions, rounds) and
+``maintenance`` (garbage, integrity)), ``rows`` (queue rows, batch inputs, row to record),
+``layouts`` (recognising dataset folders), ``formats`` (export),
 ``coco_rle`` (COCO run-length masks), ``model_files`` (model version folders), ``health``
 (read-only damage checks), ``salvage`` (repair into a new store), ``errors`` (SQLite
 errors in words).

@@ -29,9 +29,10 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import Product
+from workstation.store.base import as_binary_mask
 from workstation.store.blobs import AtomicFiles
 from workstation.store.current import refresh_current
-from workstation.store.repository import Store, as_binary_mask
+from workstation.store.repository import Store
 
 RevisionKind = Literal["mask", "explanation", "review"]
 Revision = dict[str, Any]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -12,6 +13,24 @@ from workstation.core.types import ImageRecord, Split
 
 ReviewState = Literal["unreviewed", "reviewed"]
 ImageOrder = Literal["priority", "score", "name"]
+_Record = TypeVar("_Record")
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def from_row(cls: type[_Record], row: Mapping[str, Any], **values: Any) -> _Record:
+    """The dataclass ``cls`` from a table row holding a column named after each field.
+
+    ``values`` gives the fields whose column needs decoding (JSON text, 0/1, bytes) or
+    that no single column holds; every other field takes its column as it is, so a field
+    added to a type and its table needs no converter of its own.
+    """
+    return cls(
+        **{name: values[name] if name in values else row[name] for name in _field_names(cls)}
+    )
 
 
 @dataclass(frozen=True)
