@@ -10,8 +10,8 @@ Modules: ``db`` (connection, transactions, migrations), ``schema`` (the migratio
 ``base`` (connections, writes), ``products``, ``images`` (queue, priorities), ``revisions``
 (masks, explanations, reviews), ``predictions``, ``registry`` (model versions, rounds) and
 ``maintenance`` (garbage, integrity)), ``rows`` (queue rows, batch inputs, row to record),
-``layouts`` (recognising dataset folders), ``formats`` (export),
-``coco_rle`` (COCO run-length masks), ``model_files`` (model version folders), ``health``
-(read-only damage checks), ``salvage`` (repair into a new store), ``errors`` (SQLite
-errors in words).
+``current`` (which revision is the newest across stations), ``exchange`` (the SQL of sync
+bundles), ``model_files`` (model version folders), ``health`` (read-only damage checks),
+``salvage`` (repair into a new store), ``errors`` (SQLite errors in words). Dataset
+layouts and export formats are files, not SQL: they live in ``workstation.datasets``.
 """
