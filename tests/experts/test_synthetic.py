@@ -90,6 +90,10 @@ def test_the_mix_rejects_unknown_or_empty_families_and_can_drop_one() -> None:
     assert set(names) == set(default_names) - {"pit"}
     assert probabilities.sum() == pytest.approx(1.0)
     assert "stain" in SynthesisMix(weights={"stain": 1.0, "pit": 1.0}).probabilities()[0]
+    assert SynthesisMix.of(()) == SynthesisMix()
+    assert set(SynthesisMix.of(("stain", "pit")).probabilities()[0]) == {"stain", "pit"}
+    with pytest.raises(UserError, match="unknown synthetic defect families"):
+        SynthesisMix.of(("rust",))
     synthesizer = DefectSynthesizer(_normals(), SynthesisMix(weights={"scratch": 1.0}))
     rng = np.random.default_rng(0)
     assert {synthesizer.make(_normals(1)[0], rng).family for _ in range(5)} == {"scratch"}

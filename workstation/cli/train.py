@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             from workstation.experts.synthetic.synthesizer import SynthesisMix
 
             # Refused here, in one line, rather than in the round's child process.
-            hyperparameters["families"] = dict(SynthesisMix(dict.fromkeys(families, 1.0)).weights)
+            hyperparameters["families"] = dict(SynthesisMix.of(families).weights)
         if args.encoder is not None:
             from workstation.experts.selftaught import ENCODERS
 

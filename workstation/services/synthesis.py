@@ -12,7 +12,7 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import encode_png, read_image, write_bytes_atomic
 from workstation.experts.features import resize_rgb, working_shape
 from workstation.experts.selftaught import SIZE_MULTIPLE
-from workstation.experts.synthetic import FAMILIES, DefectSynthesizer, SynthesisMix
+from workstation.experts.synthetic import DefectSynthesizer, SynthesisMix
 from workstation.services.onboard import normal_images
 from workstation.store.repository import Store
 
@@ -46,10 +46,7 @@ def write_synthetic_examples(
             f"product {product.name!r} has no normal images to paint defects into; import "
             "images labelled good first"
         )
-    unknown = [f for f in families if f not in FAMILIES]
-    if unknown:
-        raise UserError(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
-    mix = SynthesisMix(weights=dict.fromkeys(families, 1.0)) if families else SynthesisMix()
+    mix = SynthesisMix.of(families)  # refuses unknown names, listing the known ones
     shape = working_shape(
         [(r.height, r.width) for r in records], image_size=image_size, multiple=SIZE_MULTIPLE
     )

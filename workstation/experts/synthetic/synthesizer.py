@@ -54,6 +54,12 @@ class SynthesisMix:
             raise UserError("min_visible must be > 0 and min_pixels >= 1")
 
     @classmethod
+    def of(cls, families: Sequence[str]) -> SynthesisMix:
+        """The named families, equally often (what ``--families`` asks for); none named:
+        the default mix."""
+        return cls(weights=dict.fromkeys(families, 1.0)) if families else cls()
+
+    @classmethod
     def without(cls, *dropped: str) -> SynthesisMix:
         """The default mix without ``dropped`` (for ablations)."""
         unknown = sorted(set(dropped) - set(FAMILIES))
