@@ -203,8 +203,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks(
             [self.list_dock, self.text_dock],
             [
-                min(SIDE_DOCK_WIDTHS[0], round(width * 0.36)),
-                min(SIDE_DOCK_WIDTHS[1], round(width * 0.24)),
+                min(SIDE_DOCK_WIDTHS[0], round(width * 0.38)),
+                min(SIDE_DOCK_WIDTHS[1], round(width * 0.22)),
             ],
             Qt.Orientation.Horizontal,
         )
