@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fused = few-shot + a self-taught network trained on the same shots",
     )
     parser.add_argument("--backbone", default="filterbank",
-                        help="filterbank (weight-free), efficientnet-lite0, vgg16-hed (pip), "
-                        "dinov2-small, dinov2-base, clip-b16-plus")
+                        help="filterbank (weight-free), efficientnet-lite0/1/2, mobilenet-v2, "
+                        "vgg16-hed (pip), dinov2-small, dinov2-base, clip-b16-plus")
     parser.add_argument("--clip-model", default="clip-b16-plus",
                         help="CLIP model of the zero-shot expert")
     parser.add_argument("--shots", type=_shots, default=8,
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "training ends at the steps or the budget, whichever comes first)")
     parser.add_argument("--encoder", default="scratch",
                         help="initial weights of the self-taught network's encoder: scratch "
-                        "(random) or efficientnet-lite0 (ImageNet, pip)")
+                        "(random), efficientnet-lite0/1/2 or mobilenet-v2 (ImageNet, pip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=512,
                         help="working resolution (side of a square of equal area)")
