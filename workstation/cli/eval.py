@@ -20,9 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="one category folder or a folder of categories")
     parser.add_argument(
         "--expert",
-        choices=("fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"),
+        choices=("fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot", "pool"),
         default="fewshot",
-        help="fused = few-shot + a self-taught network trained on the same shots",
+        help="fused = few-shot + a self-taught network trained on the same shots; pool = "
+        "few-shot whose scores the unlabelled test images (the station's pool) can lower",
     )
     parser.add_argument("--backbone", default="filterbank",
                         help="filterbank (weight-free), efficientnet-lite0/1/2, mobilenet-v2, "

@@ -511,10 +511,17 @@ class FewShotExpert:
         embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
-            for one in self._normalise(self._features(prepared[start : start + size])):
-                grids.append(self._grid_scores(one, self.bank).cpu().numpy())
+            batch = prepared[start : start + size]
+            for image, one in zip(batch, self._normalise(self._features(batch)), strict=True):
+                grids.append(self._image_grid(image, one).cpu().numpy())
                 embeddings.append(image_embedding(one))
         return grids, embeddings
+
+    def _image_grid(self, image: np.ndarray, feats: torch.Tensor) -> torch.Tensor:
+        """One prepared image's (h, w) patch scores from its normalised features: the
+        distance to the bank here; the pool expert (pool.py) also asks the other images."""
+        assert self.bank is not None
+        return self._grid_scores(feats, self.bank)
 
     def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw (h, w) patch-score grids at the working resolution, one per image."""

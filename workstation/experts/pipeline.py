@@ -33,7 +33,9 @@ PIPELINE_FILE = "pipeline.json"
 BANK_FILE = "fewshot.npz"
 REGISTRATION_FILE = "registration.npz"
 PIPELINE_FORMAT = "iad-expert-pipeline/1"
-KNOWN_EXPERTS = ("fewshot", "zeroshot")
+KNOWN_EXPERTS = ("fewshot", "zeroshot", "pool")
+"""``pool`` is the few-shot bank whose scores the unlabelled pool can lower (pool.py); it
+replaces ``fewshot``, never runs beside it."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class PipelineConfig:
                 f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)} "
                 "or give a trained self-taught network"
             )
+        if "pool" in self.experts and "fewshot" in self.experts:
+            raise UserError("the pool expert is the few-shot expert plus the pool; enable one")
         if not 0 < self.target_fpr < 1:
             raise UserError("target false-positive rate must be between 0 and 1")
 
@@ -117,9 +121,12 @@ class InspectionPipeline:
 
     def _build_experts(self) -> None:
         for name in self.config.experts:
-            if name == "fewshot":
+            if name in ("fewshot", "pool"):
+                from workstation.experts.pool import PoolExpert
+
                 backbone = build_backbone(self.config.backbone, device=self.device)
-                self.experts[name] = FewShotExpert(backbone, self.config.fewshot)
+                kind = PoolExpert if name == "pool" else FewShotExpert
+                self.experts[name] = kind(backbone, self.config.fewshot)
             else:
                 from workstation.experts.zeroshot import create_zeroshot_expert
 
@@ -240,12 +247,16 @@ class InspectionPipeline:
 
     # --- persistence ------------------------------------------------------------------
 
+    def bank_expert(self) -> FewShotExpert | None:
+        """The expert holding the memory bank (few-shot, or the pool expert built on it)."""
+        return next((e for e in self.experts.values() if isinstance(e, FewShotExpert)), None)
+
     def save(self, folder: Path) -> Path:
         if self.calibration is None:
             raise UserError("only a fitted pipeline can be saved")
         folder.mkdir(parents=True, exist_ok=True)
-        fewshot = self.experts.get("fewshot")
-        if isinstance(fewshot, FewShotExpert):
+        fewshot = self.bank_expert()
+        if fewshot is not None:
             tmp = folder / (BANK_FILE + ".tmp.npz")
             np.savez(tmp, **fewshot.state())
             tmp.replace(folder / BANK_FILE)
@@ -276,8 +287,8 @@ class InspectionPipeline:
         if manifest.get("format") != PIPELINE_FORMAT:
             raise UserError(f"{folder} holds an unsupported pipeline format; refit the product")
         pipeline = cls(PipelineConfig.from_dict(manifest["config"]), product=product, device=device)
-        fewshot = pipeline.experts.get("fewshot")
-        if isinstance(fewshot, FewShotExpert):
+        fewshot = pipeline.bank_expert()
+        if fewshot is not None:
             with np.load(folder / BANK_FILE) as data:
                 fewshot.load_state({key: data[key] for key in data.files})
         pipeline.calibration = Calibration.load(folder)
