@@ -83,14 +83,18 @@ def test_the_pool_needs_a_fit_and_two_images() -> None:
         PoolConfig(lowest_fraction=0)
 
 
-def test_pipeline_saves_and_reloads_the_pool_experts_bank(tmp_path: Path) -> None:
+def test_pipeline_saves_and_reloads_the_bank_and_the_pool(tmp_path: Path) -> None:
     config = PipelineConfig(experts=("pool",), fewshot=FewShotConfig(image_size=SIZE))
     pipeline = InspectionPipeline(config)
     pipeline.fit([textured(s) for s in range(4)])
+    pool = pipeline.bank_expert()
+    assert isinstance(pool, PoolExpert)
+    pool.set_pool([_with_film(s) for s in range(10, 13)])
     defect, _ = with_defect(5)
     score = pipeline.predict([defect])[0].score
     loaded = InspectionPipeline.load(pipeline.save(tmp_path / "p"))
-    assert isinstance(loaded.bank_expert(), PoolExpert)
+    reloaded = loaded.bank_expert()
+    assert isinstance(reloaded, PoolExpert) and reloaded.pool_size == 3
     assert loaded.predict([defect])[0].score == pytest.approx(score, rel=1e-5)
     with pytest.raises(UserError, match="enable one"):
         PipelineConfig(experts=("fewshot", "pool"))

@@ -151,3 +151,25 @@ class PoolExpert(FewShotExpert):
         )
         pool_grid = interval_mean(distances, self.pool_config.lowest_fraction).reshape(h, w)
         return torch.minimum(bank_grid, pool_grid)
+
+    # --- persistence: a model version keeps the pool it was fitted with -----------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        state = super().state()
+        if self._references:
+            state["pool"] = np.concatenate([r.cpu().numpy() for r in self._references])
+            state["pool_sizes"] = np.asarray([r.shape[0] for r in self._references])
+            state["pool_keys"] = np.asarray(self._reference_keys)
+        return state
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        import torch
+
+        super().load_state(state)
+        self._references, self._reference_keys = [], []
+        if "pool" in state:
+            device = str(getattr(self.backbone, "device", "cpu"))
+            pool = torch.from_numpy(np.asarray(state["pool"], dtype=np.float32)).to(device)
+            sizes = [int(n) for n in state["pool_sizes"]]
+            self._references = list(pool.split(sizes))
+            self._reference_keys = [str(k) for k in state["pool_keys"]]
