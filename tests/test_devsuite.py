@@ -119,3 +119,15 @@ def test_a_missing_clone_is_a_one_line_error(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no clone of") and "\n" not in err
+
+
+def test_a_damaged_source_image_is_a_one_line_error(
+    sources: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (sources / "CrackForest-dataset" / "image" / "002.jpg").write_bytes(b"not a jpeg")
+    code = main(
+        ["build", "--sources", str(sources), "--out", str(tmp_path / "o"), "--only", "crackforest"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read") and "002.jpg" in err and "\n" not in err

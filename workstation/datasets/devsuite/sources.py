@@ -61,13 +61,16 @@ def _binary(mask: Image.Image) -> np.ndarray:
 
 
 def _open_pair(image: Path, mask: Path | None) -> Loaded:
-    with Image.open(image) as im:
-        im.load()
-        pixels = im.copy()
-    if mask is None:
-        return pixels, None
-    with Image.open(mask) as m:
-        return pixels, _binary(m)
+    try:
+        with Image.open(image) as im:
+            im.load()
+            pixels = im.copy()
+        if mask is None:
+            return pixels, None
+        with Image.open(mask) as m:
+            return pixels, _binary(m)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {image} or its mask: {exc}") from None
 
 
 # --- Magnetic tile (Huang et al.) ---------------------------------------------------------
