@@ -22,7 +22,8 @@ from pathlib import Path
 
 from workstation.core.checks import CheckResult
 from workstation.core.errors import UserError
-from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir
+from workstation.core.tempfiles import is_stale, temp_files
+from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir, store_images_dir
 from workstation.store.model_files import (
     FilesProblem,
     files_state,
@@ -230,9 +231,29 @@ def check_models(path: Path) -> list[CheckResult]:
     return findings
 
 
+def check_temp_files(path: Path) -> list[CheckResult]:
+    """Temp files left by killed writers (an import, a sync) beside the arrays and the
+    images that came in bundles; the next write removes those of dead writers."""
+    folders = (store_blobs_dir(path), store_images_dir(path))
+    found = [str(p) for folder in folders for p in temp_files(folder, recursive=True)]
+    if not found:
+        return [CheckResult("temp files", True, "no temp files left behind")]
+    stale = sum(is_stale(Path(p)) for p in found)
+    return [
+        CheckResult(
+            "temp files",
+            False,
+            f"{len(found)} temp file(s) left behind ({stale} by writers that are gone): "
+            f"{_listed(found)}",
+            "nothing to do: the next command that writes to the store removes them",
+            severity="optional",
+        )
+    ]
+
+
 def check_store_health(path: Path, *, deep: bool = False) -> list[CheckResult]:
     """Every check above; the blob and model checks only when the file reads back."""
     findings = check_store_file(path, deep=deep) + check_writable(path)
     if all(f.ok for f in findings if f.name == "store pages"):
         findings += check_blobs(path, deep=deep) + check_models(path)
-    return findings
+    return findings + check_temp_files(path)

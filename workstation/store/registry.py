@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workstation.core.errors import CancelledError, UserError
+from workstation.core.tempfiles import pid_alive
 from workstation.core.types import (
     ModelKind,
     ModelState,
@@ -30,7 +31,6 @@ from workstation.core.types import (
     check_literal,
 )
 from workstation.store.base import timestamp
-from workstation.store.blobs import pid_alive
 from workstation.store.model_files import (
     FilesProblem,
     ModelFilesError,
