@@ -56,22 +56,24 @@ def is_stale(path: Path, *, now: float | None = None) -> bool:
     return age > STALE_TEMP_AGE_S
 
 
-def temp_files(folder: Path, *, recursive: bool = False) -> Iterator[Path]:
-    """Temp files (not links, not folders) under ``folder``."""
+def temp_files(folder: Path, *, recursive: bool = False, suffix: str = "") -> Iterator[Path]:
+    """Temp files (not links, not folders) under ``folder`` whose names end in ``suffix``."""
     if not folder.is_dir():
         return
     for entry in os.scandir(folder):
-        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-            yield Path(entry.path)
+        name = entry.name
+        if name.startswith(TEMP_PREFIX) and name.endswith(suffix):
+            if entry.is_file(follow_symlinks=False):
+                yield Path(entry.path)
         elif recursive and entry.is_dir(follow_symlinks=False):
-            yield from temp_files(Path(entry.path), recursive=True)
+            yield from temp_files(Path(entry.path), recursive=True, suffix=suffix)
 
 
-def remove_stale(folder: Path, *, recursive: bool = False) -> int:
+def remove_stale(folder: Path, *, recursive: bool = False, suffix: str = "") -> int:
     """Delete the stale temp files under ``folder``; return how many."""
     now = time.time()
     removed = 0
-    for path in list(temp_files(folder, recursive=recursive)):
+    for path in list(temp_files(folder, recursive=recursive, suffix=suffix)):
         if is_stale(path, now=now):
             path.unlink(missing_ok=True)
             removed += 1

@@ -181,8 +181,11 @@ def name_problem(value: object, *, max_chars: int = MAX_NAME_CHARS) -> str | Non
         return f"must be 1 to {max_chars} characters, got {len(value)}"
     if _BAD_NAME_CHARS.search(value):
         return f"{echo(value)} holds a path separator or control character"
-    if value in (".", "..") or value.startswith(".") or value != value.strip() or (
-        value.endswith(".")
+    if (
+        value in (".", "..")
+        or value.startswith(".")
+        or value != value.strip()
+        or (value.endswith("."))
     ):
         return f"{echo(value)} starts with a dot or space, or ends with a dot or space"
     return None
@@ -327,7 +330,7 @@ def verified_chunks(archive: zipfile.ZipFile, entry: Listed) -> Iterator[bytes]:
     if size != entry.size or digest.hexdigest() != entry.sha256:
         raise MalformedBundle(
             echo(entry.path),
-            "does not match the size and sha256 in its manifest (changed or damaged on "
+            "does not match the sha256 and size in its manifest (changed or damaged on "
             "the way); copy the bundle again or make a new one",
         )
 
