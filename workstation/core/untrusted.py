@@ -92,18 +92,23 @@ class MalformedBundle(UserError):
     """A bundle whose content breaks a rule: refused whole, nothing written."""
 
     def __init__(self, field: str, why: str, *, source: str = "") -> None:
-        where = f" ({echo(source, 120)})" if source else ""
+        where = f" ({clip(source, 160)})" if source else ""
         super().__init__(
-            f"this bundle is malformed: {echo(field, 120)}: {why}{where}; nothing was written"
+            f"this bundle is malformed: {clip(field, 120)}: {why}{where}; nothing was written"
         )
         self.field = field
         self.why = why
 
 
 def echo(value: object, limit: int = ECHO_CHARS) -> str:
-    """A value as it may appear in a one-line message: repr'd, no newline, cut short."""
-    text = value if isinstance(value, str) and value.isprintable() else repr(value)
-    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    """A value as it may appear in a one-line message: quoted, escaped, cut short."""
+    return clip(repr(value), limit)
+
+
+def clip(text: str, limit: int = ECHO_CHARS) -> str:
+    """Text for a one-line message: control characters escaped, cut to ``limit``."""
+    if not text.isprintable():
+        text = repr(text)[1:-1]
     if len(text) > limit:
         return f"{text[: limit - 1]}… ({len(text)} chars)"
     return text
@@ -207,7 +212,7 @@ def member_path(value: Any, field: str = "member path") -> str:
         raise MalformedBundle(field, f"{echo(value)} is not a member path")
     parts = value.split("/")
     if len(parts) > MAX_MEMBER_DEPTH or not all(_MEMBER_PART.fullmatch(p) for p in parts):
-        raise MalformedBundle(field, f"refusing the unsafe member path {echo(value)}")
+        raise MalformedBundle(field, f"refusing the unsafe path {echo(value)}")
     return value
 
 
@@ -233,7 +238,9 @@ def open_zip(path: Path, field: str = "zip") -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise MalformedBundle(field, f"not a whole zip file ({echo(str(exc))})") from None
+        raise MalformedBundle(
+            field, f"not a whole zip file (truncated or corrupt: {clip(str(exc))})"
+        ) from None
 
 
 def check_directory(archive: zipfile.ZipFile, *, limits: Limits | None = None) -> None:
@@ -248,16 +255,16 @@ def check_directory(archive: zipfile.ZipFile, *, limits: Limits | None = None) -
         total += declared
         if declared > rules.member_bytes:
             raise MalformedBundle(
-                echo(info.filename), f"declares {declared} bytes (at most {rules.member_bytes})"
+                info.filename, f"declares {declared} bytes (at most {rules.member_bytes})"
             )
         if declared > MiB and declared > rules.compression_ratio * max(info.compress_size, 1):
             raise MalformedBundle(
-                echo(info.filename),
+                info.filename,
                 f"expands {declared // max(info.compress_size, 1)}-fold "
                 f"(at most {rules.compression_ratio}); a zip bomb is refused",
             )
         if info.flag_bits & 0x1:
-            raise MalformedBundle(echo(info.filename), "is encrypted")
+            raise MalformedBundle(info.filename, "is encrypted")
     if total > rules.total_bytes:
         raise MalformedBundle("members", f"expand to {total} bytes (at most {rules.total_bytes})")
 
@@ -271,10 +278,10 @@ def stream(archive: zipfile.ZipFile, member: str, most: int) -> Iterator[bytes]:
             while chunk := _read(handle):
                 seen += len(chunk)
                 if seen > most:
-                    raise MalformedBundle(echo(member), f"holds more than {most} bytes")
+                    raise MalformedBundle(member, f"holds more than {most} bytes")
                 yield chunk
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-        raise MalformedBundle(echo(member), f"corrupt compressed data ({echo(str(exc))})") from None
+        raise MalformedBundle(member, f"corrupt compressed data ({echo(str(exc))})") from None
 
 
 def _read(handle: IO[bytes]) -> bytes:
@@ -329,7 +336,7 @@ def verified_chunks(archive: zipfile.ZipFile, entry: Listed) -> Iterator[bytes]:
         yield chunk
     if size != entry.size or digest.hexdigest() != entry.sha256:
         raise MalformedBundle(
-            echo(entry.path),
+            entry.path,
             "does not match the sha256 and size in its manifest (changed or damaged on "
             "the way); copy the bundle again or make a new one",
         )

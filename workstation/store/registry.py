@@ -47,7 +47,7 @@ FIT_LOCK_STALE_S = 6 * 3600.0
 """A fit lock older than this is taken over even if its process seems alive (pid reuse,
 another machine on a shared folder): no fit of a few hundred normals takes that long."""
 _FIT_LOCK_POLL_S = 0.25
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 
 def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
