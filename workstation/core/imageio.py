@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +26,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from workstation.core.errors import UserError
+from workstation.core.tempfiles import create_temp
 from workstation.core.untrusted import limits
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LARGE_PIXELS = 50_000_000
 """Above this, validation decodes at reduced resolution to keep memory down."""
 _ORIENTATION_TAG = 0x0112
+
+# Pillow's own bomb guard has a fixed limit and only warns below twice it; ours is
+# max_pixels(), checked in _header on every path (no other module opens image files).
+Image.MAX_IMAGE_PIXELS = None
 
 
 
@@ -78,15 +80,6 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-@contextmanager
-def _no_bomb_warning() -> Iterator[None]:
-    """Between our limit and twice it Pillow only warns (on stderr, quoting its own
-    limit); the check in :func:`_header` refuses such an image with one message."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield
-
-
 def max_pixels() -> int:
     """Width x height above which an image or mask is refused at its header, before a
     pixel is decoded: the ``[limits] max_image_megapixels`` setting (one place, so
@@ -104,10 +97,8 @@ def pixel_problem(width: int, height: int) -> str | None:
 
 
 def _header(data: bytes, name: str) -> _Header:
-    # Pillow's own bomb guard (its error at twice this) follows ours.
-    Image.MAX_IMAGE_PIXELS = max_pixels()
     try:
-        with _no_bomb_warning(), Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
             orientation = 1
             # Pillow decodes a whole PNG to look for EXIF: only ask when the chunk exists.
@@ -377,10 +368,9 @@ def encode_png(array: np.ndarray, *, compression: int = 3) -> bytes:
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Write to a temp name in the same folder, flush to disk, rename: never half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{path.suffix}"
+    fd, temp = create_temp(path.parent, path.suffix)  # O_EXCL: never a planted link
     try:
-        with open(temp, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
