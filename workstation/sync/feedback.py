@@ -23,7 +23,7 @@ import numpy as np
 from workstation import __version__
 from workstation.core.errors import UserError
 from workstation.core.imageio import ImageReadError, header_size
-from workstation.core.untrusted import MalformedBundle, echo
+from workstation.core.untrusted import MalformedBundle, clip, echo
 from workstation.store.blobs import decode_blob
 from workstation.store.exchange import (
     MergeReport,
@@ -162,7 +162,9 @@ def import_feedback(
             try:
                 size = header_size(data, name=member)
             except ImageReadError as exc:
-                raise MalformedBundle(member, f"is not a usable image ({echo(str(exc))})") from None
+                raise MalformedBundle(
+                    member, f"is not a usable image ({clip(str(exc), 200)})"
+                ) from None
             if size != (image.width, image.height):
                 raise MalformedBundle(
                     member, f"is {size[0]}x{size[1]}, not {image.width}x{image.height}"
