@@ -128,14 +128,17 @@ def refused(
     *,
     words: str = "malformed",
 ) -> str:
-    """Run the CLI: exit 2, one short line holding ``words``, nothing outside changed."""
+    """Run the CLI: exit 2, one short error line holding ``words`` (after any progress
+    lines), nothing outside changed."""
     before = watch.state()
     capsys.readouterr()
     code = main(argv)
     captured = capsys.readouterr()
-    err = captured.err.strip()
+    lines = captured.err.strip().splitlines()
+    err = lines[-1] if lines else ""
     assert code == 2, (code, err[:500], captured.out[-500:])
-    assert len(err.splitlines()) == 1, err[:2000]
+    errors = [line for line in lines if line.startswith("error:")]  # others: progress
+    assert errors == [err], lines[-5:]
     assert words in err, err[:500]
     assert len(err) < 700, len(err)
     assert "a bug" not in err and "store is damaged" not in err, err
