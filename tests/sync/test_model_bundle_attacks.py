@@ -141,9 +141,11 @@ def test_a_hostile_weight_bundle_is_refused(
 ) -> None:
     crafted = _weight_bundle(tmp_path, files, sizes=sizes, **extra)
     watch = Watch(tmp_path, None, [])
-    home = Watch(_isolated_home, None, [])
+    home = Watch(_isolated_home, None, [_isolated_home / "models"])
     before = home.state()
     refused(watch, ["models", "install", str(crafted)], capsys, words=words)
     assert home.state() == before
+    models = _isolated_home / "models"
+    assert [p for p in models.rglob("*") if not p.is_dir()] == []  # not even a staging file
     assert main(["models", "list", "--json"]) == 0
     assert "my-dinov2" not in capsys.readouterr().out
