@@ -123,9 +123,9 @@ def _copy(source: str, target: Path) -> None:
     if not Path(source).is_file():
         raise UserError(f"{source} is gone from disk; the store only keeps its path and hash")
     fd, temp = create_temp(target.parent, target.suffix)  # O_EXCL: never a planted link
+    os.close(fd)
     try:
-        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        shutil.copyfile(source, temp)
         temp.replace(target)
     except BaseException:
         temp.unlink(missing_ok=True)

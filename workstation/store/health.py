@@ -24,6 +24,7 @@ from workstation.core.checks import CheckResult
 from workstation.core.errors import UserError
 from workstation.core.tempfiles import is_stale, temp_files
 from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir, store_images_dir
+from workstation.store.errors import SQLITE_READ_ERRORS, as_database_error
 from workstation.store.model_files import (
     FilesProblem,
     files_state,
@@ -57,7 +58,7 @@ def read_station_id(path: Path) -> str | None:
     try:
         with read_only_connection(path) as conn:
             row = conn.execute("SELECT value FROM app_state WHERE key = 'station.id'").fetchone()
-    except sqlite3.DatabaseError:
+    except SQLITE_READ_ERRORS:
         return None
     return None if row is None else str(row[0])
 
@@ -85,8 +86,9 @@ def check_store_file(path: Path, *, deep: bool) -> list[CheckResult]:
         with read_only_connection(path) as conn:
             messages = [row[0] for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
             orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return [CheckResult("store pages", False, f"{path}: {exc}", repair_fix(path))]
+    except SQLITE_READ_ERRORS as exc:
+        detail = f"{path}: {as_database_error(exc) or exc}"
+        return [CheckResult("store pages", False, detail, repair_fix(path))]
     findings = []
     damage = [m for m in messages if m != "ok"]
     if damage:
@@ -149,9 +151,9 @@ def check_blobs(path: Path, *, deep: bool) -> list[CheckResult]:
     with read_only_connection(path) as conn:
         try:
             referenced = referenced_blobs(conn)
-        except sqlite3.DatabaseError as exc:
-            return [CheckResult("blobs", False, f"cannot list the arrays in use: {exc}",
-                            repair_fix(path))]
+        except SQLITE_READ_ERRORS as exc:
+            detail = f"cannot list the arrays in use: {as_database_error(exc) or exc}"
+            return [CheckResult("blobs", False, detail, repair_fix(path))]
     blobs = BlobStore(store_blobs_dir(path))
     stored = set(blobs.iter_blobs())
     missing = sorted(referenced - stored)
@@ -205,9 +207,9 @@ def check_models(path: Path) -> list[CheckResult]:
                 "SELECT v.name, v.kind, v.path, v.files_sha256, p.name FROM model_versions v "
                 "JOIN products p ON p.id = v.product_id WHERE v.path IS NOT NULL ORDER BY v.id"
             ).fetchall()
-        except sqlite3.DatabaseError as exc:
-            return [CheckResult("models", False, f"cannot list the model versions: {exc}",
-                            repair_fix(path))]
+        except SQLITE_READ_ERRORS as exc:
+            detail = f"cannot list the model versions: {as_database_error(exc) or exc}"
+            return [CheckResult("models", False, detail, repair_fix(path))]
     findings = []
     for name, kind, stored, digest, product in rows:
         folder = resolve_model_path(stored, models)
