@@ -86,9 +86,9 @@ class LimitSettings:
     max_image_megapixels: float = 100.0
     max_bundle_member_mb: int = 16 * 1024
     max_bundle_total_mb: int = 256 * 1024
-    max_bundle_table_mb: int = 1024
+    max_bundle_table_mb: int = 64
     max_bundle_members: int = 2_000_000
-    max_compression_ratio: int = 200
+    max_compression_ratio: int = 50
 
     def to_limits(self) -> Limits:
         return Limits(

@@ -1,7 +1,7 @@
 """Crafting hostile bundles and checking that a refusal changed nothing.
 
-A crafted bundle keeps its manifest's hashes right (:func:`write_bundle` recomputes
-them), so an attack reaches the field checks instead of stopping at a hash mismatch.
+A crafted bundle keeps its manifest's hashes right (``bench.hostile.write_bundle``
+recomputes them), so an attack reaches the field checks instead of stopping at a hash mismatch.
 :class:`Watch` snapshots every file outside the places a command may write (names,
 sizes, mtimes, sha256) plus the store's integrity check and row counts, and
 :func:`refused` runs the CLI entry point and asserts one line, exit code 2, and that
@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,45 +22,12 @@ from typing import Any
 import pytest
 
 from workstation.__main__ import main
+from workstation.bench.hostile import read_bundle, write_bundle
+
+__all__ = ["Watch", "jsonl", "read_bundle", "refused", "rows", "snapshot", "write_bundle"]
 
 MANIFEST = "manifest.json"
 Snapshot = dict[str, tuple[int, int, str]]
-
-
-def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """(manifest, members other than the manifest) of a bundle."""
-    with zipfile.ZipFile(path) as archive:
-        manifest = json.loads(archive.read(MANIFEST))
-        members = {n: archive.read(n) for n in archive.namelist() if n != MANIFEST}
-    return manifest, members
-
-
-def write_bundle(
-    out: Path,
-    manifest: dict[str, Any],
-    members: dict[str, bytes],
-    *,
-    listed_key: str = "members",
-    compress: Iterable[str] = (),
-    sizes: dict[str, int] | None = None,
-) -> Path:
-    """A zip with ``members`` and a manifest listing each with its right sha256 and
-    size (``sizes`` overrides a size the manifest declares)."""
-    deflated = set(compress)
-    listed = [
-        {
-            "path": name,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": (sizes or {}).get(name, len(data)),
-        }
-        for name, data in members.items()
-    ]
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in members.items():
-            kind = zipfile.ZIP_DEFLATED if name in deflated else zipfile.ZIP_STORED
-            archive.writestr(name, data, compress_type=kind)
-        archive.writestr(MANIFEST, json.dumps({**manifest, listed_key: listed}))
-    return out
 
 
 def jsonl(rows: list[dict[str, Any]]) -> bytes:

@@ -185,6 +185,19 @@ def test_a_zip_bomb_is_refused_from_its_directory(
     assert "zip bomb" in err
 
 
+def test_many_small_bombs_are_refused_together(
+    place: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members of 1 MiB each stay under the per-member check; the bundle as a whole not."""
+    _, members = read_bundle(place["bundle"])
+    bombs = {f"images/{n:064x}.png": bytes(1 << 20) for n in range(40)}
+    crafted = _rewritten(place, {**members, **bombs}, compress=set(bombs))
+    assert crafted.stat().st_size < 200_000
+    watch = Watch(place["root"], place["db"], [place["db"].parent])
+    err = refused(watch, ["--db", str(place["db"]), "sync", "import", str(crafted)], capsys)
+    assert "fold together" in err
+
+
 def test_limits_come_from_the_settings(
     place: dict[str, Path], capsys: pytest.CaptureFixture[str], _isolated_home: Path
 ) -> None:

@@ -53,12 +53,15 @@ class Limits:
     """One member of a bundle (a weight file, an image), decompressed."""
     total_bytes: int = 256 * GiB
     """All members of one bundle together, decompressed."""
-    table_bytes: int = 1 * GiB
-    """A manifest or table that is parsed in memory (JSON, JSON lines)."""
+    table_bytes: int = 64 * MiB
+    """A manifest or table that is parsed in memory (JSON, JSON lines): parsed rows take
+    about five times their text, and 64 MiB holds some 200,000 revisions."""
     members: int = 2_000_000
-    compression_ratio: int = 200
-    """Decompressed / compressed size of a member over 1 MiB: deflate reaches about
-    1000 only on data built to do so (a zip bomb); plant data stays far below 100."""
+    compression_ratio: int = 50
+    """Decompressed / compressed size of a member over 1 MiB, and of the whole bundle:
+    deflate reaches about 1000 only on data built to do so (a zip bomb); a plant's
+    tables compress about 5-fold, its images and masks not at all. It also bounds what
+    a small file can unpack to (a 10 MB bundle: at most 500 MB)."""
     image_pixels: int = 100_000_000
     """Width x height of an image or mask, read from its header before decoding."""
 
@@ -267,6 +270,13 @@ def check_directory(archive: zipfile.ZipFile, *, limits: Limits | None = None) -
             raise MalformedBundle(info.filename, "is encrypted")
     if total > rules.total_bytes:
         raise MalformedBundle("members", f"expand to {total} bytes (at most {rules.total_bytes})")
+    packed = max(sum(info.compress_size for info in infos), 1)
+    if total > MiB and total > rules.compression_ratio * packed:
+        raise MalformedBundle(
+            "members",
+            f"expand {total // packed}-fold together (at most {rules.compression_ratio}); "
+            "a zip bomb is refused",
+        )
 
 
 def stream(archive: zipfile.ZipFile, member: str, most: int) -> Iterator[bytes]:
@@ -340,6 +350,18 @@ def verified_chunks(archive: zipfile.ZipFile, entry: Listed) -> Iterator[bytes]:
             "does not match the sha256 and size in its manifest (changed or damaged on "
             "the way); copy the bundle again or make a new one",
         )
+
+
+def read_verified(archive: zipfile.ZipFile, entry: Listed) -> bytearray:
+    """A listed member in memory (filled in place: its size is known and verified, so
+    the bytes are never held twice)."""
+    data = bytearray(entry.size)
+    view = memoryview(data)
+    done = 0
+    for chunk in verified_chunks(archive, entry):
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    return data
 
 
 def verify_member(archive: zipfile.ZipFile, entry: Listed) -> None:

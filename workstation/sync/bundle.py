@@ -124,9 +124,16 @@ class VerifiedBundle:
             raise untrusted.MalformedBundle(path, "is not in the bundle")
         return untrusted.verified_chunks(self._zip, item)
 
-    def read(self, path: str) -> bytes:
+    def size(self, path: str) -> int:
+        """A member's size as its (checked) manifest declares it."""
+        return self._members[path].size
+
+    def read(self, path: str) -> bytearray:
         """A member's bytes, refused if they no longer match the manifest."""
-        return b"".join(self.chunks(path))
+        item = self._members.get(path)
+        if item is None:
+            raise untrusted.MalformedBundle(path, "is not in the bundle")
+        return untrusted.read_verified(self._zip, item)
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,7 @@ def bundle_format(path: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def parse_json(data: bytes, field: str) -> Any:
+def parse_json(data: bytes | bytearray, field: str) -> Any:
     """A JSON document from a bundle; malformed (one line) when it does not parse."""
     try:
         return json.loads(data.decode("utf-8"))

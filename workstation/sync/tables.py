@@ -54,6 +54,13 @@ def open_bundle(path: Path) -> Iterator[tuple[VerifiedBundle, BundleContents]]:
 
 
 def contents(bundle: VerifiedBundle, manifest: dict[str, Any]) -> BundleContents:
+    most = u.limits().table_bytes
+    for table in (PRODUCT, IMAGES, REVISIONS):  # parsed in memory: bounded apart
+        if bundle.size(table) > most:
+            raise u.MalformedBundle(
+                table,
+                f"is {bundle.size(table)} bytes (at most {most}: [limits] max_bundle_table_mb)",
+            )
     profile = _profile(parse_json(bundle.read(PRODUCT), PRODUCT), manifest)
     images = [_image(row, f"{IMAGES} line {n}") for n, row in _lines(bundle, IMAGES)]
     shas = {image.sha256 for image in images}
@@ -141,7 +148,7 @@ def _key(value: Any, field: str) -> list[Any]:
 
 def _revision(row: dict[str, Any], where: str, images: set[str], members: set[str]) -> Revision:
     kind = row.get("kind")
-    if kind not in TABLES:
+    if not isinstance(kind, str) or kind not in TABLES:
         raise u.MalformedBundle(f"{where}.kind", f"unknown revision kind {u.echo(kind)}")
     for key in REVISION_FIELDS[kind]:
         u.require(row, key, where)
