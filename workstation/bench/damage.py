@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -75,8 +76,8 @@ def _damage(db: Path, case: str) -> None:
         for offset in rng.integers(start, len(data), FLIPPED_BYTES):
             data[int(offset)] = int(rng.integers(0, 256))
     else:  # schema
-        where = data.find(b"CREATE TABLE [images]")
-        where = where if where >= 0 else data.find(b"CREATE TABLE")
+        found = re.search(rb"CREATE TABLE \W?images\W", data)
+        where = found.start() if found else data.find(b"CREATE TABLE")
         for offset in range(where + 6, where + 40, 4):
             data[offset] = 0xFF
     db.write_bytes(bytes(data))
