@@ -220,16 +220,31 @@ def _copy_table(
     listed = ", ".join(quote(c) for c in columns)
     marks = ", ".join("?" * len(columns))
     insert = f"INSERT OR IGNORE INTO {quote(table)} ({listed}) VALUES ({marks})"
+    declared = {
+        row[1]: str(row[2]).upper() for row in out.execute(f"PRAGMA table_info({quote(table)})")
+    }
+    texts = [n for n, c in enumerate(columns) if "TEXT" in declared.get(c, "")]
     refused = 0
     for row in rows.values():  # one by one: a garbled value refuses its row, not the table
         try:
-            out.execute(insert, row)
+            out.execute(insert, _as_text(row, texts))
         except sqlite3.Error:
             refused += 1
     outcome.copied = len(rows) - refused
     outcome.unreadable = len(unreadable) + refused
     outcome.tail_unknown = tail_unknown and not (outcome.recovered or outcome.rebuilt)
     return outcome
+
+
+def _as_text(row: tuple[object, ...], texts: list[int]) -> tuple[object, ...]:
+    """A damaged page can turn a text value into a blob: text columns get text back."""
+    if not any(isinstance(row[n], bytes) for n in texts):
+        return row
+    values = list(row)
+    for n in texts:
+        if isinstance(values[n], bytes):
+            values[n] = values[n].decode("utf-8", "replace")  # type: ignore[union-attr]
+    return tuple(values)
 
 
 def _with_columns(
@@ -280,9 +295,9 @@ def _copy_arrays(
     """Copy each referenced array whose file still hashes right; rows that need a lost
     one are left out (masks) or lose the optional reference (anomaly maps)."""
     old, new = BlobStore(store_blobs_dir(source)), BlobStore(store_blobs_dir(target))
-    for sha in sorted(referenced_blobs(out)):
+    for sha in sorted(referenced_blobs(out), key=str):
         try:
-            array = old.get_array(sha)
+            array = old.get_array(str(sha))
             intact = array_sha256(array) == sha
         except UserError:
             intact = False
