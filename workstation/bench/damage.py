@@ -20,7 +20,6 @@ import argparse
 import json
 import re
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -38,17 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", help="scratch folder (default: a temp folder, removed)")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     parser.set_defaults(handler=run)
-
-
-def _counts(db: Path) -> dict[str, int]:
-    with sqlite3.connect(db) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        return {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
 def _copy_store(source: Path, folder: Path) -> Path:
@@ -85,6 +73,8 @@ def _damage(db: Path, case: str) -> None:
 
 def _case(source: Path, work: Path, case: str, before: dict[str, int]) -> dict[str, object]:
     from workstation.core.errors import UserError
+    from workstation.store.errors import SQLITE_READ_ERRORS
+    from workstation.store.health import row_counts
     from workstation.store.salvage import salvage_store
 
     damaged = _copy_store(source, work / case)
@@ -92,9 +82,9 @@ def _case(source: Path, work: Path, case: str, before: dict[str, int]) -> dict[s
     new = work / case / "repaired.sqlite"
     try:
         report = salvage_store(damaged, new)
-    except (UserError, sqlite3.Error, OSError) as exc:
+    except (UserError, OSError, *SQLITE_READ_ERRORS) as exc:
         return {"case": case, "images_saved": 0.0, "rows_saved": 0.0, "stopped": str(exc)}
-    after = _counts(new)
+    after = row_counts(new)
     total = sum(before.values())
     return {
         "case": case,
@@ -108,11 +98,10 @@ def _case(source: Path, work: Path, case: str, before: dict[str, int]) -> dict[s
 
 def bench_damage(work: Path, images: int, revisions: int) -> list[dict[str, object]]:
     from workstation.bench.sync import build_station
+    from workstation.store.health import row_counts
 
-    source = build_station(work / "station", images, revisions, 32)
-    with sqlite3.connect(source) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    before = _counts(source)
+    source = build_station(work / "station", images, revisions, 32)  # closed: log folded in
+    before = row_counts(source)
     cases = [*CUTS, *(f"flip-{seed}" for seed in FLIP_SEEDS), "schema"]
     return [_case(source, work / "cases", case, before) for case in cases]
 

@@ -63,6 +63,18 @@ def read_station_id(path: Path) -> str | None:
     return None if row is None else str(row[0])
 
 
+def row_counts(path: Path) -> dict[str, int]:
+    """Rows per table of a readable store (read-only; what ``bench damage`` compares)."""
+    with read_only_connection(path) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
 def referenced_blobs(conn: sqlite3.Connection) -> set[str]:
     """Hashes of every array a row refers to (masks and anomaly maps)."""
     rows = conn.execute(
