@@ -146,3 +146,27 @@ def test_weight_bundle_fuzz(name: Any, kind: Any, member: str, size: int) -> Non
         _ROOT / "weights.zip", manifest, files, listed_key="files", sizes={member: size}
     )
     _no_escape(lambda: install_bundle(crafted), _ROOT / "none")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    flips=st.lists(
+        st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8
+    )
+)
+def test_flipped_bytes_of_a_bundle_file(flips: list[tuple[float, int]]) -> None:
+    """Damage anywhere in the zip (headers, directory, deflate data): refused or, when
+    the bytes did not matter, imported; never anything else."""
+    data = bytearray(
+        (_ROOT / "feedback.zip").read_bytes() if (_ROOT / "feedback.zip").exists() else b""
+    )
+    if not data:
+        _source()
+        data = bytearray((_ROOT / "feedback.zip").read_bytes())
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    crafted = _ROOT / "flipped.zip"
+    crafted.write_bytes(bytes(data))
+    store_dir = _ROOT / "flip-station"
+    with Store.open(store_dir / "s.sqlite") as store:
+        _no_escape(lambda: import_feedback(store, crafted), store_dir)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -240,7 +241,15 @@ def inside(root: Path, *parts: str) -> Path:
 def open_zip(path: Path, field: str = "zip") -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        EOFError,
+        OverflowError,
+        struct.error,
+        NotImplementedError,
+    ) as exc:
         raise MalformedBundle(
             field, f"not a whole zip file (truncated or corrupt: {clip(str(exc))})"
         ) from None
@@ -290,7 +299,16 @@ def stream(archive: zipfile.ZipFile, member: str, most: int) -> Iterator[bytes]:
                 if seen > most:
                     raise MalformedBundle(member, f"holds more than {most} bytes")
                 yield chunk
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        struct.error,
+    ) as exc:
         raise MalformedBundle(member, f"corrupt compressed data ({echo(str(exc))})") from None
 
 
