@@ -6,5 +6,13 @@ Benchmarks measure; tests never assert timings.
 from __future__ import annotations
 
 BENCH_MODULES: tuple[str, ...] = (
-    "store", "expert", "explain", "gui", "active", "training", "sync", "damage", "hostile"
+    "store",
+    "expert",
+    "explain",
+    "gui",
+    "active",
+    "training",
+    "sync",
+    "damage",
+    "hostile",
 )

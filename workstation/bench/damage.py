@@ -17,13 +17,13 @@ stopped the salvage when it did not finish.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from workstation.bench.scratch import emit, in_scratch
 
 CUTS = {"cut-4k": 4096, "cut-1%": 0.01, "cut-10%": 0.10, "cut-50%": 0.50}
 FLIP_SEEDS = range(6)
@@ -112,17 +112,17 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError("bench damage needs --images >= 10 and --revisions >= 0")
     print(f"building a station with {args.images} images ...", flush=True)
-    if args.workdir:
-        rows = bench_damage(Path(args.workdir), args.images, args.revisions)
-    else:
-        with tempfile.TemporaryDirectory(prefix="iad-bench-damage-") as tmp:
-            rows = bench_damage(Path(tmp), args.images, args.revisions)
-    print(f"{'case':<10} {'images saved':>12} {'rows saved':>10} {'rebuilt':>8}  stopped by")
-    for row in rows:
-        print(
-            f"{row['case']:<10} {row['images_saved']:>12.1%} {row['rows_saved']:>10.1%} "
-            f"{row.get('rebuilt_from_indexes', 0):>8}  {row['stopped'] or '-'}"
-        )
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2), encoding="utf-8")
-    return 0
+    rows = in_scratch(
+        args.workdir, "iad-bench-damage-", lambda w: bench_damage(w, args.images, args.revisions)
+    )
+    head = f"{'case':<10} {'images saved':>12} {'rows saved':>10} {'rebuilt':>8}  stopped by"
+    return emit(
+        [head]
+        + [
+            f"{r['case']:<10} {r['images_saved']:>12.1%} {r['rows_saved']:>10.1%} "
+            f"{r.get('rebuilt_from_indexes', 0):>8}  {r['stopped'] or '-'}"
+            for r in rows
+        ],
+        rows,
+        args.json,
+    )

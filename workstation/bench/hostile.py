@@ -23,12 +23,13 @@ import json
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any
+
+from workstation.bench.scratch import emit, in_scratch
 
 MANIFEST = "manifest.json"
 _WRAPPER = (
@@ -180,18 +181,15 @@ def run(args: argparse.Namespace) -> int:
         from workstation.core.errors import UserError
 
         raise UserError("bench hostile needs --expand >= 2 (MiB)")
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        runs = bench_hostile(Path(args.workdir), args.expand)
-    else:
-        with tempfile.TemporaryDirectory(prefix="iad-bench-hostile-") as tmp:
-            runs = bench_hostile(Path(tmp), args.expand)
-    print(f"{'case':<14} {'bundle MB':>9} {'peak RSS MB':>11} {'exit':>4} {'s':>6}  line")
-    for name, row in runs.items():
-        print(
+    runs = in_scratch(args.workdir, "iad-bench-hostile-", lambda w: bench_hostile(w, args.expand))
+    head = f"{'case':<14} {'bundle MB':>9} {'peak RSS MB':>11} {'exit':>4} {'s':>6}  line"
+    return emit(
+        [head]
+        + [
             f"{name:<14} {row.get('bundle_mb', 0.0):>9.3f} {row['peak_rss_mb']:>11.1f} "
             f"{row['exit_code']:>4} {row['seconds']:>6.2f}  {row['line']}"
-        )
-    if args.json:
-        Path(args.json).write_text(json.dumps(runs, indent=2), encoding="utf-8")
-    return 0
+            for name, row in runs.items()
+        ],
+        runs,
+        args.json,
+    )
