@@ -96,14 +96,14 @@ def _case(source: Path, work: Path, case: str, before: dict[str, int]) -> dict[s
     }
 
 
-def bench_damage(work: Path, images: int, revisions: int) -> list[dict[str, object]]:
+def bench_damage(work: Path, images: int, revisions: int) -> dict[str, dict[str, object]]:
     from workstation.bench.sync import build_station
     from workstation.store.health import row_counts
 
     source = build_station(work / "station", images, revisions, 32)  # closed: log folded in
     before = row_counts(source)
     cases = [*CUTS, *(f"flip-{seed}" for seed in FLIP_SEEDS), "schema"]
-    return [_case(source, work / "cases", case, before) for case in cases]
+    return {case: _case(source, work / "cases", case, before) for case in cases}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         + [
             f"{r['case']:<10} {r['images_saved']:>12.1%} {r['rows_saved']:>10.1%} "
             f"{r.get('rebuilt_from_indexes', 0):>8}  {r['stopped'] or '-'}"
-            for r in rows
+            for r in rows.values()
         ],
         rows,
         args.json,
