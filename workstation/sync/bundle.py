@@ -13,8 +13,11 @@ Layout (schema 1)::
 Reading verifies everything before anything is written anywhere: the zip's directory
 (a truncated or foreign file fails here), the format and schema (a bundle from a newer
 program is refused, never half understood), every member against its sha256 and size,
-and every line of the three tables. Whatever fails, the whole bundle is refused with one
-line that names the file and what to do.
+and every line of the three tables (``workstation.sync.tables``). The checks are those of
+``workstation.core.untrusted``: the zip's directory against the ``[limits]`` first, every
+member path and field that becomes a path against a strict pattern, sizes again while
+decompressing. Whatever fails, the whole bundle is refused with one line that names the
+file and what is wrong (``this bundle is malformed: <field>: <why>``).
 """
 
 from __future__ import annotations
