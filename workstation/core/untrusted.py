@@ -267,24 +267,30 @@ def check_directory(archive: zipfile.ZipFile, *, limits: Limits | None = None) -
         total += declared
         if declared > rules.member_bytes:
             raise MalformedBundle(
-                info.filename, f"declares {declared} bytes (at most {rules.member_bytes})"
+                info.filename,
+                f"declares {declared} bytes (at most {rules.member_bytes}: "
+                "[limits] max_bundle_member_mb)",
             )
         if declared > MiB and declared > rules.compression_ratio * max(info.compress_size, 1):
             raise MalformedBundle(
                 info.filename,
                 f"expands {declared // max(info.compress_size, 1)}-fold "
-                f"(at most {rules.compression_ratio}); a zip bomb is refused",
+                f"(at most {rules.compression_ratio}: [limits] max_compression_ratio); "
+                "a zip bomb is refused",
             )
         if info.flag_bits & 0x1:
             raise MalformedBundle(info.filename, "is encrypted")
     if total > rules.total_bytes:
-        raise MalformedBundle("members", f"expand to {total} bytes (at most {rules.total_bytes})")
+        raise MalformedBundle(
+            "members",
+            f"expand to {total} bytes (at most {rules.total_bytes}: [limits] max_bundle_total_mb)",
+        )
     packed = max(sum(info.compress_size for info in infos), 1)
     if total > MiB and total > rules.compression_ratio * packed:
         raise MalformedBundle(
             "members",
-            f"expand {total // packed}-fold together (at most {rules.compression_ratio}); "
-            "a zip bomb is refused",
+            f"expand {total // packed}-fold together (at most {rules.compression_ratio}: "
+            "[limits] max_compression_ratio); a zip bomb is refused",
         )
 
 
