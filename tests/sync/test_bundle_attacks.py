@@ -278,3 +278,20 @@ def test_temp_files_of_a_killed_import_are_reported_and_cleaned(
     assert "reinstall" not in report.lower()
     assert main(["--db", str(place["db"]), "sync", "import", str(place["bundle"])]) == 0
     assert not any(path.exists() for path in left)
+
+
+def test_plant_file_names_and_labels_still_import(
+    place: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The strict checks refuse paths, not ordinary names: colons, spaces, unicode."""
+    manifest, members = read_bundle(place["bundle"])
+    table = rows(members["images.jsonl"])
+    table[0].update(name="2026-12-03T10:00:00 Kamera 2.png", source_label="Riss (längs)")
+    members["images.jsonl"] = jsonl(table)
+    crafted = write_bundle(place["root"] / "crafted.zip", manifest, members)
+    assert main(["--db", str(place["db"]), "sync", "import", str(crafted)]) == 0, (
+        capsys.readouterr().err
+    )
+    with Store.open(place["db"]) as store:
+        labels = {i.source_label for i in store.list_images(store.get_product(PRODUCT).id)}
+    assert "Riss (längs)" in labels

@@ -40,7 +40,10 @@ STATION = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 STRICT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 """Version and model names: letters, digits, ``. _ -``, starting with a letter or digit."""
 _MEMBER_PART = re.compile(r"[A-Za-z0-9_+=@,-][A-Za-z0-9._+=@,-]{0,254}")
-_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
+_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f/\\]")
+"""Separators and control characters. Other characters a file system refuses (``:`` on
+Windows) are left to :func:`inside`, which every join goes through: plant file names
+such as ``2026-12-03T10:00:00.png`` stay importable."""
 MAX_NAME_CHARS = 200
 MAX_MEMBER_DEPTH = 16
 MAX_MEMBER_CHARS = 1024
