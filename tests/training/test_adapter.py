@@ -11,10 +11,11 @@ import pytest
 import torch
 from synthetic_parts import textured, with_defect
 
-from training.adapter import AdapterHyperparameters, train_head
+from training.adapter import train_head
 from training.adapter_round import fit_adapter
 from training.contract import Sample
 from training.data import MaskExample
+from training.kinds.adapter import AdapterHyperparameters
 from training.losses import dice_loss, focal_loss
 from workstation.core.errors import UserError
 from workstation.experts.adapter import (

@@ -84,7 +84,7 @@ class EvalConfig:
     def pipeline_config(self, selftaught_path: str | None = None) -> PipelineConfig:
         return PipelineConfig(
             experts=EXPERT_SETS[self.expert],
-            selftaught_path=selftaught_path,
+            trained={} if selftaught_path is None else {"selftaught": selftaught_path},
             align=self.align,
             backbone=self.backbone,
             clip_model=self.clip_model,
@@ -179,7 +179,7 @@ def _train_selftaught(
 ) -> tuple[Path, int]:
     """Train a self-taught network on the shots (never on test images); its folder and
     the steps it reached."""
-    from training.selftaught import SelfTaughtHyperparameters
+    from training.kinds.selftaught import SelfTaughtHyperparameters
     from training.selftaught_round import fit_selftaught
 
     families = dict(SynthesisMix.without(*config.drop_families).weights)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +25,13 @@ from torch import nn
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
-from workstation.experts.base import Backbone
+from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
 from workstation.experts.fewshot import top_percent_mean
 from workstation.experts.fusion import normal_quantile, probability_scale
+
+if TYPE_CHECKING:
+    from workstation.experts.pipeline import InspectionPipeline
 
 SMOOTHING = 0.5
 """Map smoothing sigma in patch strides, as the few-shot expert uses."""
@@ -273,3 +277,15 @@ def join_adapter(base: AnomalyMap, adapter: AnomalyMap, *, scales: JoinScales) -
         score=base.score / scales.base + adapter.score / scales.adapter,
         expert=f"{base.expert}+{adapter.expert}",
     )
+
+
+def attach(pipeline: InspectionPipeline, folder: Path) -> None:
+    """Add a trained adapter to ``pipeline`` (its registration in ``core.kinds``): on the
+    few-shot expert's backbone when it is the one the head was trained on, else on its
+    own copy of the right one."""
+    wanted = read_adapter_config(folder).backbone
+    shared = pipeline.experts.get("fewshot")
+    backbone = getattr(shared, "backbone", None)
+    if backbone is None or backbone.name != wanted:
+        backbone = build_backbone(wanted, device=pipeline.device)
+    pipeline.add_expert(AdapterExpert.load(folder, backbone), additive=True)

@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import write_bytes_atomic
 from workstation.core.types import AnomalyMap
 from workstation.experts.features import resize_rgb, to_rgb_uint8
+
+if TYPE_CHECKING:
+    from workstation.experts.pipeline import InspectionPipeline
 
 SELFTAUGHT_FORMAT = "iad-selftaught/1"
 ARCHITECTURE = "lite-unet/1"
@@ -394,3 +397,9 @@ def read_config(folder: Path) -> SelfTaughtConfig:
         return SelfTaughtConfig(**{k: v for k, v in raw.items() if k in known})
     except (TypeError, ValueError, IndexError) as exc:
         raise SelfTaughtError(f"self-taught config {path} is damaged: {exc}") from None
+
+
+def attach(pipeline: InspectionPipeline, folder: Path) -> None:
+    """Add a trained self-taught network to ``pipeline`` (its registration in
+    ``core.kinds``); it joins the fusion additively."""
+    pipeline.add_expert(SelfTaughtExpert.load(folder, device=pipeline.device), additive=True)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.gui.app import Workstation
@@ -366,7 +367,7 @@ class MainWindow(QMainWindow):
         store = self.ws.store
         names = [
             v.name
-            for kind in ("experts", "selftaught", "adapter")
+            for kind in (kinds.EXPERTS, *(k.name for k in kinds.experts()))
             if (v := store.active_model_version(product.id, kind))
         ]
         self.version_label.setText("model: " + (" + ".join(names) if names else "none"))

@@ -28,18 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation.core import kinds
 from workstation.core.types import ModelVersion, Product
 from workstation.gui.app import Workstation
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
-TRAINABLE = ("selftaught", "adapter", "vlm")
-KIND_HELP = {
-    "selftaught": "Teach the self-taught expert the product's normal look from its normal "
-    "images and synthetic defects (no reviews needed; up to about 8 min on a CPU).",
-    "adapter": "Train the segmentation adapter on the masks inspectors painted or accepted.",
-    "vlm": "Fine-tune the explainer (LoRA) on the explanations inspectors wrote or accepted.",
-}
 PLOT_BG = "#1e2024"
 CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")
 
@@ -178,9 +172,9 @@ class ModelsPanel(QWidget):
         version_buttons.addWidget(self.rollback_button)
 
         self.kind = QComboBox()
-        for index, kind in enumerate(TRAINABLE):
-            self.kind.addItem(kind)
-            self.kind.setItemData(index, KIND_HELP[kind], Qt.ItemDataRole.ToolTipRole)
+        for index, kind in enumerate(kinds.all_kinds()):
+            self.kind.addItem(kind.name)
+            self.kind.setItemData(index, kind.help, Qt.ItemDataRole.ToolTipRole)
         self.kind.setCurrentText("adapter")
         self.start_button = QPushButton("Start round")
         self.start_button.setObjectName("primary")

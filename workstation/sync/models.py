@@ -17,8 +17,9 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from workstation import __version__
+from workstation.core import kinds
 from workstation.core.errors import UserError
-from workstation.core.types import ModelKind, ModelVersion, check_literal
+from workstation.core.types import ModelKind, ModelVersion
 from workstation.store.exchange import now_stamp
 from workstation.store.model_files import folder_sha256
 from workstation.store.repository import Store
@@ -95,7 +96,7 @@ def install_version(store: Store, bundle_path: Path, *, product: str | None = No
                 f"{where} was made for product {made_for!r}, which this station does not "
                 f"have (its products: {names}); nothing was installed"
             )
-        kind: ModelKind = check_literal(str(manifest.get("kind")), ModelKind, "model kind")  # type: ignore[assignment]
+        kind: ModelKind = kinds.check_model_kind(str(manifest.get("kind")))
         name = installed_name(str(manifest["version"]), str(manifest["station"]))
         existing = next((v for v in store.list_model_versions(local.id) if v.name == name), None)
         if existing is not None:
