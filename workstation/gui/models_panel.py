@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core import kinds
+from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product
 from workstation.gui.app import Workstation
 from workstation.gui.workers import Lane
@@ -297,27 +298,38 @@ class ModelsPanel(QWidget):
         return self.versions[rows[0].row()] if rows else None
 
     def promote_selected(self) -> None:
+        """``services.rounds.promote`` of the selected version."""
+        from workstation.services.rounds import promote
+
         version = self.selected_version()
         if version is None:
             self.status.setText("Select a version to promote.")
             return
-        self.ws.store.set_model_state(version.id, "active")
+        try:
+            promote(self.ws.store, version.name)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         self.status.setText(f"{version.name} is now the active {version.kind} model.")
         self._changed()
 
     def roll_back_selected(self) -> None:
-        """Mark the selected version rolled back and reactivate its parent, if it has one."""
+        """``services.rounds.rollback_version`` of the selected (active) version: retire it
+        and reactivate its parent, if it has one."""
+        from workstation.services.rounds import rollback_version
+
         version = self.selected_version()
         if version is None:
             self.status.setText("Select a version to roll back.")
             return
-        store = self.ws.store
-        store.set_model_state(version.id, "rolled_back")
+        try:
+            active = rollback_version(self.ws.store, version.name)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         message = f"{version.name} rolled back"
-        if version.parent_id is not None:
-            parent = store.get_model_version(version.parent_id)
-            store.set_model_state(parent.id, "active")
-            message += f"; {parent.name} is active again"
+        if active is not None:
+            message += f"; {active.name} is active again"
         self.status.setText(message + ".")
         self._changed()
 

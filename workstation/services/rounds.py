@@ -477,7 +477,9 @@ def promote(store: Store, version_name: str) -> ModelVersion:
 
 
 def rollback(store: Store, product_name: str, kind: str) -> ModelVersion | None:
-    """Retire the active version (state rolled_back) and reactivate its parent, if any.
+    """Retire the active version of ``kind`` (state rolled_back) and reactivate its parent,
+    if any. Rolling back always means the active version: the CLI names the kind, the GUI
+    the version (:func:`rollback_version`), and both end here.
 
     Returns the version active afterwards (None: the product runs without a trained one).
     """
@@ -489,3 +491,16 @@ def rollback(store: Store, product_name: str, kind: str) -> ModelVersion | None:
     if active.parent_id is None:
         return None
     return store.set_model_state(active.parent_id, "active")
+
+
+def rollback_version(store: Store, version_name: str) -> ModelVersion | None:
+    """:func:`rollback` of the version's kind, refused unless that version is the active
+    one (rolling back a candidate would reactivate its parent over the active version)."""
+    version = store.get_model_version(version_name)
+    if version.state != "active":
+        raise UserError(
+            f"{version.name} is not the active {version.kind} version ({version.state}); "
+            "only the active version can be rolled back"
+        )
+    product = store.get_product(version.product_id)
+    return rollback(store, product.name, version.kind)
