@@ -29,6 +29,7 @@ from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
 from workstation.experts.fewshot import top_percent_mean
 from workstation.experts.fusion import normal_quantile, probability_scale
+from workstation.experts.model_folder import read_model_config
 
 if TYPE_CHECKING:
     from workstation.experts.pipeline import InspectionPipeline
@@ -100,21 +101,14 @@ def save_adapter(head: SegmentationHead, config: AdapterConfig, folder: Path) ->
 
 
 def read_adapter_config(folder: Path) -> AdapterConfig:
-    path = Path(folder) / CONFIG_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        config = AdapterConfig(**raw)
-    except FileNotFoundError:
-        raise AdapterMismatchError(
-            f"{folder} is not an adapter folder (no {CONFIG_FILE})"
-        ) from None
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise AdapterMismatchError(f"adapter config {path} is unreadable: {exc}") from exc
-    if config.format != ADAPTER_FORMAT:
-        raise AdapterMismatchError(
-            f"adapter format {config.format!r} is not supported (expected {ADAPTER_FORMAT!r})"
-        )
-    return config
+    return read_model_config(
+        folder,
+        AdapterConfig,
+        file=CONFIG_FILE,
+        format=ADAPTER_FORMAT,
+        label="adapter",
+        error=AdapterMismatchError,
+    )
 
 
 def check_compatible(
