@@ -61,7 +61,8 @@ def test_same_seed_paints_the_same_defects(db: Path, tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path / "a") for p in first] == [
         p.relative_to(tmp_path / "b") for p in second
     ]
-    assert all(np.array_equal(read_image(a), read_image(b)) for a, b in zip(first, second, strict=True))
+    pairs = zip(first, second, strict=True)
+    assert all(np.array_equal(read_image(a), read_image(b)) for a, b in pairs)
 
 
 def test_a_product_without_normals_is_refused(tmp_path: Path) -> None:
