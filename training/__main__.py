@@ -53,8 +53,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def run_kind(manifest: RoundManifest, out: Path, device: str) -> dict[str, object]:
     """The kind's own round (``workstation.core.kinds``), imported only now."""
-    round_fn = kinds.get(manifest.kind).implementation().run_round
-    return round_fn(manifest, out, device=device, emit=emit)  # type: ignore[no-any-return]
+    return kinds.get(manifest.kind).run_round()(manifest, out, device=device, emit=emit)
 
 
 def with_oom_retry(

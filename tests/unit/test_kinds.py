@@ -15,7 +15,7 @@ def test_every_registered_kind_provides_what_the_registry_promises() -> None:
         module = kind.implementation()
         assert dataclasses.is_dataclass(module.Hyperparameters), kind.name
         assert module.Hyperparameters.from_dict({}) == module.Hyperparameters()
-        for name in ("check_feedback", "manifest_extras", "settings_defaults", "run_round"):
+        for name in ("check_feedback", "manifest_extras", "settings_defaults"):
             assert callable(getattr(module, name)), f"{kind.name}.{name}"
         assert isinstance(module.learns_from_all_normals, bool)
         if kind.expert is not None:

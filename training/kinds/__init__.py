@@ -2,5 +2,6 @@
 
 Each module is torch-free at import (the CLI and the GUI read its hyperparameters and
 feedback check) and defines ``Hyperparameters``, ``learns_from_all_normals``,
-``check_feedback``, ``manifest_extras`` and ``run_round``; see that registry's docstring.
+``check_feedback``, ``manifest_extras`` and ``settings_defaults``; see that registry's
+docstring.
 """

@@ -3,12 +3,12 @@ trained on the masks inspectors painted or accepted (``training.adapter_round``)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.contract import NotEnoughFeedbackError, ParentModel, RoundManifest, Sample
+from training.contract import NotEnoughFeedbackError, ParentModel, Sample
 from workstation.core import strict
 
 learns_from_all_normals = False
@@ -83,10 +83,3 @@ def settings_defaults(settings: Any) -> tuple[str, dict[str, object]]:
     """
     return "", {}
 
-
-def run_round(
-    manifest: RoundManifest, out: Path, *, device: str, emit: Callable[..., None]
-) -> dict[str, object]:
-    from training.adapter_round import run_adapter_round
-
-    return run_adapter_round(manifest, out, device=device, emit=emit)

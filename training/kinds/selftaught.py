@@ -4,12 +4,12 @@ normal images and synthetic defects, plus real masks when there are some
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.contract import NotEnoughFeedbackError, ParentModel, RoundManifest, Sample
+from training.contract import NotEnoughFeedbackError, ParentModel, Sample
 from workstation.core import strict
 from workstation.core.errors import UserError
 from workstation.experts.synthetic import SynthesisMix
@@ -116,10 +116,3 @@ def settings_defaults(settings: Any) -> tuple[str, dict[str, object]]:
     """
     return "", {}
 
-
-def run_round(
-    manifest: RoundManifest, out: Path, *, device: str, emit: Callable[..., None]
-) -> dict[str, object]:
-    from training.selftaught_round import run_selftaught_round
-
-    return run_selftaught_round(manifest, out, device=device, emit=emit)

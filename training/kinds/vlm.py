@@ -3,12 +3,12 @@ explanations inspectors wrote or accepted (``training.vlm_lora``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.contract import NotEnoughFeedbackError, ParentModel, RoundManifest, Sample
+from training.contract import NotEnoughFeedbackError, ParentModel, Sample
 from workstation.core import strict
 
 learns_from_all_normals = False
@@ -69,10 +69,3 @@ def settings_defaults(settings: Any) -> tuple[str, dict[str, object]]:
     """
     return settings.explainer.vlm, {"model": settings.explainer.vlm}
 
-
-def run_round(
-    manifest: RoundManifest, out: Path, *, device: str, emit: Callable[..., None]
-) -> dict[str, object]:
-    from training.vlm_lora import run_vlm_round
-
-    return run_vlm_round(manifest, out, device=device, emit=emit)

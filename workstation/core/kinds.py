@@ -14,15 +14,17 @@ imported on first use:
 
 - ``module`` (under ``training/kinds/``, torch-free at import) defines ``Hyperparameters``
   (a frozen dataclass whose ``from_dict`` is :func:`workstation.core.strict.from_dict`),
-  ``check_feedback(train)``, ``manifest_extras(request)``, ``learns_from_all_normals``
-  and ``run_round(manifest, out, device, emit)`` (which imports the heavy round lazily).
+  ``learns_from_all_normals``, ``check_feedback(train)``, ``manifest_extras(parent, *,
+  backbone, round_dir)`` and ``settings_defaults(settings)``.
+- ``round`` (``"module:function"``, torch imported there) runs the round in the training
+  child: ``run(manifest, out, *, device, emit)`` returns the metrics record.
 - ``expert`` (optional, ``"module:function"`` under ``workstation/experts/``) attaches a
   trained folder to an inspection pipeline: ``attach(pipeline, folder)``. Kinds without
   one (the VLM) are used by something other than the experts.
 
 How to add a kind: write its module under ``training/kinds/`` with the five names above
-(and, if its model joins the experts, an ``attach`` function beside the expert), then add
-one :func:`register` line at the bottom of this file. The CLI, the GUI, the manifest, the
+and its round function (and, if its model joins the experts, an ``attach`` function beside
+the expert), then add one :func:`register` line at the bottom of this file. The CLI, the GUI, the manifest, the
 round child and the store pick it up from here.
 """
 
@@ -52,7 +54,9 @@ class TrainedKind:
     help: str
     """One sentence for tooltips and ``--help``: what the round learns and from what."""
     module: str
-    """Dotted path of the kind's torch-free module (hyperparameters, feedback, round)."""
+    """Dotted path of the kind's torch-free module (hyperparameters, feedback, manifest)."""
+    round: str
+    """``"module:function"`` that runs a round of this kind in the training child."""
     expert: str | None = None
     """``"module:function"`` attaching a trained folder to an inspection pipeline."""
 
@@ -67,12 +71,18 @@ class TrainedKind:
             return values
         return cls.from_dict(dict(values or {}))
 
+    def run_round(self) -> Callable[..., dict[str, object]]:
+        """The round function, imported now (torch with it)."""
+        return _load(self.round)
+
     def attach(self) -> Callable[[Any, Any], None] | None:
         """The function that adds this kind's trained model to a pipeline, or None."""
-        if self.expert is None:
-            return None
-        module, _, function = self.expert.partition(":")
-        return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+        return None if self.expert is None else _load(self.expert)
+
+
+def _load(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 _REGISTRY: dict[str, TrainedKind] = {}
@@ -121,6 +131,7 @@ register(TrainedKind(
     title="Segmentation adapter",
     help="Train the segmentation adapter on the masks inspectors painted or accepted.",
     module="training.kinds.adapter",
+    round="training.adapter_round:run_adapter_round",
     expert="workstation.experts.adapter:attach",
 ))
 register(TrainedKind(
@@ -129,6 +140,7 @@ register(TrainedKind(
     help="Teach the self-taught expert the product's normal look from its normal "
     "images and synthetic defects (no reviews needed; up to about 8 min on a CPU).",
     module="training.kinds.selftaught",
+    round="training.selftaught_round:run_selftaught_round",
     expert="workstation.experts.selftaught:attach",
 ))
 register(TrainedKind(
@@ -136,4 +148,5 @@ register(TrainedKind(
     title="Explainer (VLM LoRA)",
     help="Fine-tune the explainer (LoRA) on the explanations inspectors wrote or accepted.",
     module="training.kinds.vlm",
+    round="training.vlm_lora:run_vlm_round",
 ))
