@@ -24,8 +24,8 @@ imported on first use:
 
 How to add a kind: write its module under ``training/kinds/`` with the five names above
 and its round function (and, if its model joins the experts, an ``attach`` function beside
-the expert), then add one :func:`register` line at the bottom of this file. The CLI, the GUI, the manifest, the
-round child and the store pick it up from here.
+the expert), then add one :func:`register` line at the bottom of this file. The CLI, the
+GUI, the manifest, the round child and the store pick it up from here.
 """
 
 from __future__ import annotations
