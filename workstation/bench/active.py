@@ -117,7 +117,7 @@ def run_benchmark(
     seeds: Sequence[int],
     adapter_steps: int,
 ) -> dict[str, Any]:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
     from workstation.bench.review_loop import prepare, seed_state, simulate, split_for_seed
     from workstation.core.errors import UserError
 

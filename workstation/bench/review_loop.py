@@ -36,7 +36,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
     from workstation.core.types import AnomalyMap
     from workstation.experts.adapter import AdapterExpert
     from workstation.experts.base import Backbone

@@ -30,7 +30,7 @@ import numpy as np
 from workstation.config import ExpertSettings
 
 if TYPE_CHECKING:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
 
 
 def _child(manifest_path: Path, out: Path, device: str) -> tuple[float, list[dict[str, object]]]:
@@ -292,7 +292,7 @@ def learning_curve(
 
 
 def _adapter_hyperparameters(steps: int | None) -> AdapterHyperparameters:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
 
     return AdapterHyperparameters() if steps is None else AdapterHyperparameters(steps=steps)
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from workstation import __version__
-from workstation.core import untrusted
+from workstation.core import kinds, untrusted
 from workstation.core.errors import UserError
 from workstation.core.types import ModelKind, ModelVersion
 from workstation.core.untrusted import MalformedBundle, echo
@@ -147,8 +147,10 @@ class _Fields:
 def _fields(manifest: dict[str, Any]) -> _Fields:
     """The manifest's fields, typed and checked (the names become folder names)."""
     kind = untrusted.text(manifest.get("kind"), "manifest.kind", max_chars=100)
-    if kind not in get_args(ModelKind):
-        raise MalformedBundle("manifest.kind", f"unknown model kind {echo(kind)}")
+    try:
+        kinds.check_model_kind(kind)
+    except ValueError:
+        raise MalformedBundle("manifest.kind", f"unknown model kind {echo(kind)}") from None
     metrics = manifest.get("metrics") or {}
     config = manifest.get("config") or {}
     if not isinstance(metrics, dict) or not all(
@@ -164,7 +166,7 @@ def _fields(manifest: dict[str, Any]) -> _Fields:
         product=untrusted.name(manifest.get("product"), "manifest.product"),
         version=untrusted.strict_name(manifest.get("version"), "manifest.version"),
         station=untrusted.station(manifest.get("station"), "manifest.station"),
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         files_sha256=untrusted.sha256(manifest.get("files_sha256"), "manifest.files_sha256"),
         metrics=metrics,
         config=config,
