@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from workstation.core.mask_tools import MaskEditor, Tool
 from workstation.core.undo import Box, MaskDiff
 from workstation.gui.render import (
+    DEFAULT_COLORMAP,
     HeatmapDisplay,
     heatmap_qimage,
     mask_outline,
@@ -53,7 +54,11 @@ MASK_RGBA = (255, 64, 96, 80)
 MASK_OUTLINE = QColor(255, 80, 110)
 CONTOUR_COLOR = QColor(255, 255, 255)
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
-Z_IMAGE, Z_HEAT, Z_CONTOUR, Z_MASK, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
+Z_IMAGE, Z_MASK, Z_HEAT, Z_CONTOUR, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
+"""The heat sits above the mask's fill: a ground-truth or drawn mask covers exactly the
+defect, and a fill on top tinted the heat there into a dull brown; the mask still reads
+by its outline, drawn above both."""
+DEFAULT_HEAT_OPACITY = 0.7
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,8 @@ class Canvas(_BaseView):
     """A finished edit (MaskDiff), emitted on mouse release / polygon close."""
     view_changed = Signal()
     brush_size_changed = Signal(int)
+    hover_score = Signal(object)
+    """The heatmap score under the cursor (float), or None off the map."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -212,8 +219,8 @@ class Canvas(_BaseView):
         self.content: CanvasContent | None = None
         self.editor: MaskEditor | None = None
         self.tool: Tool = "brush"
-        self.colormap = "cividis"
-        self.heat_opacity = 0.55
+        self.colormap = DEFAULT_COLORMAP
+        self.heat_opacity = DEFAULT_HEAT_OPACITY
         self.heat_visible = True
         self.contour_visible = True
         self.mask_visible = True
@@ -523,6 +530,8 @@ class Canvas(_BaseView):
             return
         point = self._scene_point(event)
         self._move_cursor(point)
+        heat = self.content.heatmap if self.content is not None else None
+        self.hover_score.emit(heat.value_at(point.x(), point.y()) if heat is not None else None)
         if self.editor is not None and self.editor.stroking:
             self.refresh_mask(self.editor.stroke_to(point.x(), point.y()), outline=False)
         elif self.tool == "lasso" and self._poly and event.buttons() & Qt.MouseButton.LeftButton:
@@ -609,6 +618,7 @@ class Canvas(_BaseView):
 
     def leaveEvent(self, event: QEvent) -> None:
         self._cursor.setVisible(False)
+        self.hover_score.emit(None)
         super().leaveEvent(event)
 
     def _update_cursor_shape(self) -> None:

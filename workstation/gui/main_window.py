@@ -7,14 +7,11 @@ no review logic lives here.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent, QShowEvent
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -23,7 +20,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +29,7 @@ from workstation.core.types import Product
 from workstation.gui.app import Workstation
 from workstation.gui.canvas import Canvas, ReferenceView
 from workstation.gui.cheat_sheet import CheatSheet
+from workstation.gui.colorbar import ColorBar
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.fault_dialog import TITLE
 from workstation.gui.image_list import ImageListModel, ImageListPanel
@@ -41,72 +38,21 @@ from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
 from workstation.gui.theme import app_icon
 from workstation.gui.view_toolbar import ViewToolbar
+from workstation.gui.window_layout import (
+    CANVAS_SHARE,
+    SIDE_DOCK_WIDTHS,
+    ShareSplitter,
+    caption,
+    cuda_driver_present,
+)
 
-OPACITY_STEPS = (0.25, 0.55, 0.85)
+OPACITY_STEPS = (0.4, 0.7, 1.0)
 LAYOUT_KEYS = {
     "geometry": "gui.window.geometry",
     "docks": "gui.window.docks",
     "split": "gui.window.split",
 }
 """Store app-state keys for the window layout (base64 of Qt's own state blobs)."""
-SIDE_DOCK_WIDTHS = (460, 340)
-"""Image list and explanation widths on a wide first window (px)."""
-CANVAS_SHARE = 2 / 3
-"""The canvas gets two thirds of the centre by default, the normal reference one third."""
-
-
-def cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver is installed, known without importing torch.
-
-    Without one CUDA cannot be available, so "auto" means CPU; with one, torch decides.
-    """
-    if sys.platform.startswith("linux"):
-        return Path("/proc/driver/nvidia").exists()
-    if sys.platform == "win32":
-        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
-        return (system / "nvcuda.dll").exists()
-    return False
-
-
-class ShareSplitter(QSplitter):
-    """A splitter that keeps its first pane at ``share`` of the width until the user drags.
-
-    Sizes set before the first show get rescaled from a provisional width (and again when
-    the docks settle), which left the reference pane a sliver; applying the share after
-    every resize, once Qt has laid the panes out, holds it.
-    """
-
-    def __init__(self, share: float) -> None:
-        super().__init__(Qt.Orientation.Horizontal)
-        self.share = share
-        self.keep_share = True
-        self.splitterMoved.connect(self._moved)
-
-    def _moved(self) -> None:
-        self.keep_share = False
-
-    def restoreState(self, state: QByteArray | bytes) -> bool:
-        restored = super().restoreState(state)
-        self.keep_share = self.keep_share and not restored
-        return restored
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if self.keep_share and self.count() == 2:
-            total = max(2, self.width() - self.handleWidth())
-            first = round(total * self.share)
-            self.setSizes([first, total - first])
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("muted")
-    label.setContentsMargins(8, 4, 8, 2)
-    # a long caption must not widen its pane (it pushed the reference pane to a sliver)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    return label
-
-
 class MainWindow(QMainWindow):
     def __init__(self, workstation: Workstation, *, product: str | None = None) -> None:
         super().__init__()
@@ -117,6 +63,7 @@ class MainWindow(QMainWindow):
         self.bindings = load_bindings(workstation.store)
 
         self.canvas = Canvas()
+        self.colorbar = ColorBar()
         self.reference = ReferenceView()
         self.explanation = ExplanationPanel(workstation.settings.review.text_autosave_ms)
         self.list_model = ImageListModel()
@@ -154,16 +101,17 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(reference_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.reference_caption = _caption("Normal reference")
+        self.reference_caption = caption("Normal reference")
         layout.addWidget(self.reference_caption)
         layout.addWidget(self.reference, 1)
         canvas_box = QWidget()
         layout = QVBoxLayout(canvas_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.canvas_caption = _caption("")
+        self.canvas_caption = caption("")
         layout.addWidget(self.canvas_caption)
         layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.colorbar)
         self.splitter = ShareSplitter(CANVAS_SHARE)
         self.splitter.addWidget(canvas_box)
         self.splitter.addWidget(reference_box)
@@ -215,12 +163,14 @@ class MainWindow(QMainWindow):
         self.version_label = QLabel("model: none")
         self.device_label = QLabel("device: …")
         self.progress_label = QLabel("0 / 0 reviewed")
+        self.cursor_label = QLabel("")
         self.lane_progress = QProgressBar()
         self.lane_progress.setFixedWidth(180)
         self.lane_progress.setVisible(False)
         self.lane_cancel = QPushButton("Cancel")
         self.lane_cancel.setVisible(False)
         for label in (
+            self.cursor_label,
             self.product_label,
             self.version_label,
             self.device_label,
@@ -230,6 +180,7 @@ class MainWindow(QMainWindow):
         for widget in (
             self.lane_progress,
             self.lane_cancel,
+            self.cursor_label,
             self.product_label,
             self.version_label,
             self.device_label,
@@ -316,6 +267,9 @@ class MainWindow(QMainWindow):
         t.heatmap.toggled.connect(canvas.set_heat_visible)
         t.opacity.valueChanged.connect(lambda v: canvas.set_heat_opacity(v / 100))
         t.colormap.currentTextChanged.connect(canvas.set_colormap)
+        t.colormap.currentTextChanged.connect(self.colorbar.set_colormap)
+        t.heatmap.toggled.connect(self.colorbar.setVisible)
+        canvas.hover_score.connect(self._show_hover_score)
         t.contour.toggled.connect(canvas.set_contour_visible)
         t.mask.toggled.connect(canvas.set_mask_visible)
         t.reference.toggled.connect(self.reference_box.setVisible)
@@ -400,11 +354,16 @@ class MainWindow(QMainWindow):
         folder = record.path.replace("\\", "/").rsplit("/", 2)[-2:-1]
         parts = ("/".join([*folder, record.name]), f"{record.width}×{record.height}", score, review)
         self.canvas_caption.setText("   ·   ".join(parts))
+        self.colorbar.set_display(current.content.heatmap)
         self.canvas_caption.setToolTip("   ·   ".join(parts))  # the pane may clip it
         self.image_list.table.selectRow(self.controller.current_row)
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
         if self.canvas.editor is not None:
             self.toolbar.brush.setValue(self.canvas.editor.brush_size)
+
+    def _show_hover_score(self, value: float | None) -> None:
+        self.colorbar.set_cursor(value)
+        self.cursor_label.setText("" if value is None else f"under cursor: {value:.2f}")
 
     def inspect_new(self) -> None:
         """Run the experts over images without a prediction; progress and cancel in the bar."""

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from workstation.config import ExpertSettings, ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.mask_tools import MaskEditor
-from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.core.types import CALIBRATED_NORMAL_LEVEL, Explanation, Product, ReviewVerdict
 from workstation.core.undo import UndoHistory
 from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
@@ -67,7 +67,10 @@ def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedIm
         )
     heat = None
     if detail.anomaly_map is not None:
-        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1])
+        # calibrated scores put a typical normal at a fixed level: the colours mean the
+        # same score on every image of the product
+        normal = CALIBRATED_NORMAL_LEVEL if detail.threshold is not None else None
+        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1], normal)
     overlays = prepare_overlays(heat, detail.mask, colormap)
     factor = overview_factor(rgb.shape[1], rgb.shape[0])
     content = CanvasContent(

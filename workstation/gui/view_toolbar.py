@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QSpinBox, QToolBar, QWidget
 
 from workstation.core.mask_tools import MAX_BRUSH, MIN_BRUSH
+from workstation.gui.canvas import DEFAULT_HEAT_OPACITY
 from workstation.gui.render import COLORMAPS
 
 TOOL_LABELS = {
@@ -50,12 +51,14 @@ class ViewToolbar(QToolBar):
         self.heatmap.setChecked(True)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(55)
+        self.opacity.setValue(round(DEFAULT_HEAT_OPACITY * 100))
         self.opacity.setFixedWidth(110)
         self.opacity.setToolTip("Heatmap opacity (O cycles)")
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
-        self.colormap.setToolTip("Colormap (C cycles); cividis is colour-blind safe")
+        self.colormap.setToolTip(
+            "Colormap (C cycles); inferno, cividis and viridis stay readable with colour-blindness"
+        )
         self.contour = QCheckBox("Threshold contour")
         self.contour.setChecked(True)
         self.mask = QCheckBox("Mask")
