@@ -28,7 +28,7 @@ from workstation.core.types import (
     ModelVersion,
     Product,
 )
-from workstation.experts.base import ProgressFn
+from workstation.experts.base import ProgressFn, StageFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
@@ -145,8 +145,10 @@ def fit_product(
     *,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> tuple[ModelVersion, InspectionPipeline]:
-    """Fit, calibrate and register a new active ``experts`` version for ``product``."""
+    """Fit, calibrate and register a new active ``experts`` version for ``product``;
+    ``stages`` hears every phase (reading, features, memory bank, calibration)."""
     records = normal_images(store, product)[:MAX_FIT_NORMALS]
     if not records:
         raise UserError(
@@ -155,8 +157,12 @@ def fit_product(
         )
     config = PipelineConfig.from_settings(settings, **trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
-    normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
-    calibration = pipeline.fit(normals, progress=progress)
+    normals = []
+    for record in records:
+        normals.append(read_image(record.path, max_side=fit_read_side(record, settings.image_size)))
+        if stages:
+            stages(len(normals), len(records), "reading normal images")
+    calibration = pipeline.fit(normals, progress=progress, stages=stages)
     folder = store.new_model_folder()
     try:
         pipeline.save(folder)
@@ -202,6 +208,7 @@ def onboard_product(
     defect_vocabulary: Sequence[str] | None = None,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> OnboardResult:
     """Create or update the product profile, fit the experts and preview known defects."""
     product = store.find_product(name)
@@ -223,7 +230,7 @@ def onboard_product(
         product = store.update_product(product.id, **changes)  # type: ignore[arg-type]
     with store.fit_lock(product.id, "experts"):
         version, pipeline = fit_product(
-            store, product, settings, device=device, progress=progress
+            store, product, settings, device=device, progress=progress, stages=stages
         )
     assert pipeline.calibration is not None
     defects = [
@@ -233,6 +240,8 @@ def onboard_product(
     for record in defects:
         result = pipeline.predict([read_image(record.path)])[0]
         scores.append((record.id, result.score))
+        if stages:
+            stages(len(scores), len(defects), "checking known defects")
     product = store.get_product(product.id)
     return OnboardResult(
         product=product,
