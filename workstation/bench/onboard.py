@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         window.resize(1366, 768)
         window.show()
         wizard = OnboardingWizard(ws, window)
+        wizard.show()
         wizard.product_page.name.setText("bench-onboard")
         wizard.next()
         wizard.next()
@@ -121,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         wait_until(lambda: not page.running, 1800)
         fitted = time.perf_counter()
         if page.outcome is None:
+            window.close()
+            ws.close()
             raise SystemExit(f"onboarding failed: {page.status.text()}")
         wizard.accept()
         window.open_product("bench-onboard")

@@ -135,7 +135,8 @@ def inspect_product(
                     image_id=record.id,
                     model_version=version.name,
                     score=result.score,
-                    anomalous=bool(result.anomalous),
+                    # judged at the product's threshold, which an engineer may have moved
+                    anomalous=bool(result.score >= product.decision_threshold),
                     anomaly_map=result.map.astype(np.float16),
                     expert_scores={name: m.score for name, m in experts.items()},
                     embedding=next(
