@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -33,26 +33,23 @@ from workstation.gui.colorbar import ColorBar
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.fault_dialog import TITLE
 from workstation.gui.image_list import ImageListModel, ImageListPanel
-from workstation.gui.render import COLORMAPS
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
 from workstation.gui.theme import app_icon
 from workstation.gui.view_toolbar import ViewToolbar
 from workstation.gui.window_layout import (
     CANVAS_SHARE,
-    SIDE_DOCK_WIDTHS,
     ShareSplitter,
     caption,
     cuda_driver_present,
+    fit_side_docks,
+    place_engineer_dock,
+    restore_layout,
+    save_layout,
+    scrollable,
 )
 
-OPACITY_STEPS = (0.4, 0.7, 1.0)
-LAYOUT_KEYS = {
-    "geometry": "gui.window.geometry",
-    "docks": "gui.window.docks",
-    "split": "gui.window.split",
-}
-"""Store app-state keys for the window layout (base64 of Qt's own state blobs)."""
+
 class MainWindow(QMainWindow):
     def __init__(self, workstation: Workstation, *, product: str | None = None) -> None:
         super().__init__()
@@ -61,7 +58,6 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.resize(1500, 900)
         self.bindings = load_bindings(workstation.store)
-
         self.canvas = Canvas()
         self.colorbar = ColorBar()
         self.reference = ReferenceView()
@@ -91,6 +87,8 @@ class MainWindow(QMainWindow):
         self._wire()
         self.models_dock: QDockWidget | None = None
         self.models_panel: Any = None
+        self.threshold_dock: QDockWidget | None = None
+        self.threshold_panel: Any = None
         self._restore_layout()
         self._resolve_device()
         self.open_product(product)
@@ -143,19 +141,6 @@ class MainWindow(QMainWindow):
             "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
         )
         self._fit_docks_once = True
-
-    def _fit_side_docks(self) -> None:
-        """First-run widths in proportion to the window, capped at what the panels need:
-        fixed 460 + 340 px left a 1100 px laptop window a canvas under 300 px wide."""
-        width = self.width()
-        self.resizeDocks(
-            [self.list_dock, self.text_dock],
-            [
-                min(SIDE_DOCK_WIDTHS[0], round(width * 0.38)),
-                min(SIDE_DOCK_WIDTHS[1], round(width * 0.22)),
-            ],
-            Qt.Orientation.Horizontal,
-        )
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -210,8 +195,8 @@ class MainWindow(QMainWindow):
             "undo": c.undo,
             "redo": c.redo,
             "toggle_heatmap": lambda: self.toolbar.heatmap.toggle(),
-            "heat_opacity": self._cycle_opacity,
-            "colormap": self._cycle_colormap,
+            "heat_opacity": lambda: self.toolbar.cycle_opacity(self.canvas.heat_opacity),
+            "colormap": lambda: self.toolbar.cycle_colormap(self.canvas.colormap),
             "toggle_mask": lambda: self.toolbar.mask.toggle(),
             "toggle_reference": lambda: self.toolbar.reference.toggle(),
             "fit": self.canvas.fit,
@@ -240,6 +225,7 @@ class MainWindow(QMainWindow):
         self.products_menu = file_menu.addMenu("Switch product")
         self._add(file_menu, "New product…", "Ctrl+N", self.show_onboarding)
         self._add(file_menu, "Models and training…", "Ctrl+M", self.show_models)
+        self._add(file_menu, "Threshold and scores…", "Ctrl+T", self.show_threshold)
         self._add(file_menu, "Settings…", "Ctrl+,", self.show_settings)
         file_menu.addSeparator()
         self._add(file_menu, "Quit", "Ctrl+Q", self.close)
@@ -334,15 +320,6 @@ class MainWindow(QMainWindow):
         if self.canvas.editor is not None and self.canvas.editor.brush_size != size:
             self.canvas.editor.set_brush_size(size)
 
-    def _cycle_opacity(self) -> None:
-        current = self.canvas.heat_opacity
-        nxt = next((s for s in OPACITY_STEPS if s > current + 1e-3), OPACITY_STEPS[0])
-        self.toolbar.opacity.setValue(round(nxt * 100))
-
-    def _cycle_colormap(self) -> None:
-        i = COLORMAPS.index(self.canvas.colormap) if self.canvas.colormap in COLORMAPS else -1
-        self.toolbar.colormap.setCurrentText(COLORMAPS[(i + 1) % len(COLORMAPS)])
-
     def _on_image_shown(self, _image_id: int) -> None:
         current = self.controller.current
         if current is None:
@@ -426,32 +403,60 @@ class MainWindow(QMainWindow):
                 self.show_models()
                 self.models_panel.start_round("selftaught")
 
-    def show_models(self) -> None:
-        from workstation.gui.models_panel import ModelsPanel
-
+    def _engineer_dock(
+        self, name: str, title: str, panel: Any, dock: Any, build: Callable[[Product], Any]
+    ) -> tuple[Any, Any]:
+        """(panel, dock) ``name`` for the open product, built anew after a product switch,
+        under the canvas (``place_engineer_dock``), shown and raised."""
         product = self.controller.product
         if product is None:
             self.show_message("open or create a product first")
-            return
-        if self.models_panel is not None and self.models_panel.product.id != product.id:
-            self.models_panel.shutdown()
-            self.removeDockWidget(self.models_dock)
-            self.models_dock = self.models_panel = None
-        if self.models_dock is None:
+            return panel, dock
+        if panel is not None and panel.product.id != product.id:
+            if hasattr(panel, "shutdown"):
+                panel.shutdown()
+            self.removeDockWidget(dock)
+            panel = dock = None
+        if dock is None:
+            panel = build(product)
+            area = Qt.DockWidgetArea.BottomDockWidgetArea
+            dock = self._dock(title, name, scrollable(panel), area)
+            place_engineer_dock(self, dock, self.canvas)
+        dock.show()
+        dock.raise_()
+        return panel, dock
+
+    def show_models(self) -> None:
+        from workstation.gui.models_panel import ModelsPanel
+
+        def build(product: Product) -> ModelsPanel:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
             # a round that promoted a model changes what the experts see: score again
             panel.round_finished.connect(self._after_round)
-            self.models_panel = panel
-            self.models_dock = self._dock(
-                "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
-            )
-            # the canvas keeps most of the height: the panel is consulted, the image worked on
-            self.resizeDocks(
-                [self.models_dock], [round(self.height() * 0.45)], Qt.Orientation.Vertical
-            )
-        self.models_dock.show()
-        self.models_dock.raise_()
+            return panel
+
+        self.models_panel, self.models_dock = self._engineer_dock(
+            "models", "Models and training", self.models_panel, self.models_dock, build
+        )
+
+    def show_threshold(self) -> None:
+        """The product's score histogram with its threshold to drag."""
+        from workstation.gui.threshold_panel import ThresholdPanel
+
+        def build(product: Product) -> ThresholdPanel:
+            panel = ThresholdPanel(self.ws, product, self)
+            panel.threshold_saved.connect(self._threshold_saved)
+            return panel
+
+        self.threshold_panel, self.threshold_dock = self._engineer_dock(
+            "threshold", "Threshold", self.threshold_panel, self.threshold_dock, build
+        )
+
+    def _threshold_saved(self, value: float) -> None:
+        """The queue's flags, the contour and the colour range follow the new threshold."""
+        self._open(self.ws.store.get_product(self.controller.product.id))
+        self.show_message(f"threshold set to {value:.2f}; the queue is flagged again")
 
     def _after_round(self, message: str) -> None:
         if message.startswith("promoted"):
@@ -466,30 +471,17 @@ class MainWindow(QMainWindow):
 
     # -- layout persistence ---------------------------------------------------------------------
     def _restore_layout(self) -> None:
-        """Geometry, docks and the canvas/reference split as the inspector left them."""
-        saved = {what: self.ws.store.get_state(key) for what, key in LAYOUT_KEYS.items()}
-        if saved["geometry"]:
-            self.restoreGeometry(QByteArray.fromBase64(saved["geometry"].encode()))
-        if saved["docks"]:
-            self.restoreState(QByteArray.fromBase64(saved["docks"].encode()))
+        if restore_layout(self, self.ws.store, self.splitter):
             self._fit_docks_once = False  # the inspector's own widths win
-        if saved["split"]:
-            self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
 
     def save_layout(self) -> None:
-        blobs = {
-            "geometry": self.saveGeometry(),
-            "docks": self.saveState(),
-            "split": self.splitter.saveState(),
-        }
-        for what, blob in blobs.items():
-            self.ws.store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
+        save_layout(self, self.ws.store, self.splitter)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._fit_docks_once:  # the window's real width is known only now
             self._fit_docks_once = False
-            self._fit_side_docks()
+            fit_side_docks(self, self.list_dock, self.text_dock)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.isVisible():  # a second close (or one never shown) has no layout to keep

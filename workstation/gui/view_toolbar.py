@@ -10,6 +10,8 @@ from workstation.core.mask_tools import MAX_BRUSH, MIN_BRUSH
 from workstation.gui.canvas import DEFAULT_HEAT_OPACITY
 from workstation.gui.render import COLORMAPS
 
+OPACITY_STEPS = (0.4, 0.7, 1.0)
+"""Heatmap opacities the O key cycles through (the default, 0.7, is the middle one)."""
 TOOL_LABELS = {
     "brush": "Brush",
     "eraser": "Eraser",
@@ -90,3 +92,11 @@ class ViewToolbar(QToolBar):
 
     def show_tool(self, tool: str) -> None:
         self.tool_actions[tool].setChecked(True)
+
+    def cycle_opacity(self, current: float) -> None:
+        nxt = next((s for s in OPACITY_STEPS if s > current + 1e-3), OPACITY_STEPS[0])
+        self.opacity.setValue(round(nxt * 100))
+
+    def cycle_colormap(self, current: str) -> None:
+        i = COLORMAPS.index(current) if current in COLORMAPS else -1
+        self.colormap.setCurrentText(COLORMAPS[(i + 1) % len(COLORMAPS)])

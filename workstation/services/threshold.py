@@ -106,6 +106,7 @@ def score_groups(store: Store, product: Product) -> ScoreGroups:
 
 def counts_at(groups: ScoreGroups, threshold: float) -> ThresholdCounts:
     """What ``threshold`` flags: a score at or above it is anomalous."""
+
     def above(values: tuple[float, ...]) -> int:
         return int(np.count_nonzero(np.asarray(values, dtype=np.float64) >= threshold))
 
