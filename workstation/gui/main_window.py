@@ -43,6 +43,7 @@ from workstation.gui.window_layout import (
     caption,
     cuda_driver_present,
     fit_side_docks,
+    keep_name_readable,
     place_engineer_dock,
     restore_layout,
     save_layout,
@@ -140,6 +141,7 @@ class MainWindow(QMainWindow):
         self.text_dock = self._dock(
             "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
         )
+        keep_name_readable(self.list_dock, self.image_list.table)
         self._fit_docks_once = True
 
     def _build_status_bar(self) -> None:
@@ -421,7 +423,7 @@ class MainWindow(QMainWindow):
             panel = build(product)
             area = Qt.DockWidgetArea.BottomDockWidgetArea
             dock = self._dock(title, name, scrollable(panel), area)
-            place_engineer_dock(self, dock, self.canvas)
+            place_engineer_dock(self, dock, self.canvas, self.text_dock)
         dock.show()
         dock.raise_()
         return panel, dock

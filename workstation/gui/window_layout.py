@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
+    QTableView,
     QWidget,
 )
 
@@ -96,8 +97,36 @@ ENGINEER_DOCKS = ("models", "threshold")
 MIN_CANVAS_SHARE = 0.5
 """The image keeps at least this share of the window's height when such a dock opens."""
 ENGINEER_DOCK_SHARE = 0.45
+MIN_DOCK_HEIGHT = 260
+"""Below this a dock under the canvas shows too little of a table or plot to be useful."""
+SIDE_ENGINEER_SHARE = 0.32
+"""Width of the right dock area while it holds an engineer tab (a plot needs room)."""
 DOCK_CHROME = 34
 """A dock's title bar and the separator above it (px)."""
+
+
+class _Holder(QWidget):
+    """Holds a panel in a scroll area at the panel's minimum size, not its preferred one.
+
+    A panel with word-wrapped labels has a height-for-width layout, and for such a widget
+    QScrollArea takes the *preferred* height (a plot's 480 px) as the minimum, so a
+    300 px dock scrolled a plot it could have shown whole; without a layout of its own
+    the holder reports only the panel's minimum and sizes the panel to itself.
+    """
+
+    def __init__(self, panel: QWidget) -> None:
+        super().__init__()
+        panel.setParent(self)
+        self.panel = panel
+
+    def minimumSizeHint(self) -> QSize:
+        return self.panel.minimumSizeHint()
+
+    def sizeHint(self) -> QSize:
+        return self.panel.minimumSizeHint()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self.panel.setGeometry(self.rect())
 
 
 def scrollable(panel: QWidget) -> QScrollArea:
@@ -105,7 +134,7 @@ def scrollable(panel: QWidget) -> QScrollArea:
     forces the window's layout, which squeezed the canvas to 250 px on a 768 px screen
     and the image list's name column to ``go…ng`` on a wide one."""
     area = QScrollArea()
-    area.setWidget(panel)
+    area.setWidget(_Holder(panel))
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setMinimumSize(QSize(120, 80))
@@ -116,26 +145,27 @@ def engineer_dock_height(window_height: int, canvas_height: int) -> int:
     """Height for a dock under the canvas that leaves the image half the window."""
     keep = round(window_height * MIN_CANVAS_SHARE)
     room = canvas_height - keep - DOCK_CHROME
-    return max(80, min(round(window_height * ENGINEER_DOCK_SHARE), room))
+    return min(round(window_height * ENGINEER_DOCK_SHARE), room)
 
 
-def place_engineer_dock(window: QMainWindow, dock: QDockWidget, canvas: QWidget) -> None:
+def place_engineer_dock(
+    window: QMainWindow, dock: QDockWidget, canvas: QWidget, side: QDockWidget
+) -> None:
     """Under the canvas, tabbed with an engineer dock already there, at most the height
-    that keeps the image at half the window's."""
-    bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-    others = [
-        d
-        for d in window.findChildren(QDockWidget)
-        if d is not dock
-        and d.objectName() in ENGINEER_DOCKS
-        and not d.isHidden()
-        and not d.isFloating()
-        and window.dockWidgetArea(d) == bottom
-    ]
-    if others:
-        window.tabifyDockWidget(others[0], dock)
-        return
+    that keeps the image at half the window's. On a short screen (768 px) that height is
+    a strip, so the dock becomes a tab beside ``side`` (the explanation), full height."""
+    for other in window.findChildren(QDockWidget):
+        engineer = other.objectName() in ENGINEER_DOCKS and other is not dock
+        if engineer and not other.isHidden() and not other.isFloating():
+            window.tabifyDockWidget(other, dock)
+            return
     height = engineer_dock_height(window.height(), canvas.height())
+    if height < MIN_DOCK_HEIGHT:
+        window.addDockWidget(window.dockWidgetArea(side), dock)
+        window.tabifyDockWidget(side, dock)
+        wide = max(side.width(), round(window.width() * SIDE_ENGINEER_SHARE))
+        window.resizeDocks([side], [wide], Qt.Orientation.Horizontal)
+        return
     window.resizeDocks([dock], [height], Qt.Orientation.Vertical)
 
 
@@ -174,3 +204,23 @@ def save_layout(window: QMainWindow, store: Store, splitter: QSplitter) -> None:
     }
     for what, blob in blobs.items():
         store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
+
+
+NAME_SAMPLE = "…/000000.png"
+"""The shortest useful file-name text: the end of a name, elided in the middle."""
+
+
+def keep_name_readable(dock: QDockWidget, table: QTableView) -> None:
+    """Hold the image list's dock wide enough that the name column shows ``NAME_SAMPLE``
+    beside the other columns as they are sized; an opened Models dock cut it to ``go…ng``.
+    Re-applied whenever a column is resized (the numbers columns follow their contents)."""
+
+    def apply() -> None:
+        header = table.horizontalHeader()
+        others = sum(header.sectionSize(c) for c in range(1, header.count()))
+        name = table.fontMetrics().horizontalAdvance(NAME_SAMPLE) + 16
+        chrome = table.verticalScrollBar().sizeHint().width() + 2 * table.frameWidth() + 16
+        dock.setMinimumWidth(name + others + chrome)
+
+    table.horizontalHeader().sectionResized.connect(lambda *_: apply())
+    apply()
