@@ -24,9 +24,8 @@ SERIES = (
     ("false_alarm_rate", "false alarms at the threshold", "#d9534f"),
 )
 NO_GOLDEN = (
-    "No golden set yet. Golden images are reviewed images every training round is held "
-    "to: the gate keeps a new version a candidate if it does worse on them. Review some "
-    "images as normal or defect (N / D), then mark them golden."
+    "No golden set yet: review some images (N / D), then mark them golden; every round's "
+    "gate is then held to them."
 )
 
 
