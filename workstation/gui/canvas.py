@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core.mask_tools import MaskEditor, Tool
+from workstation.core.raster import Raster
 from workstation.core.undo import Box, MaskDiff
 from workstation.gui.render import (
     DEFAULT_COLORMAP,
@@ -47,6 +48,7 @@ from workstation.gui.render import (
     mask_tile_images,
     threshold_contour,
 )
+from workstation.gui.tiled_view import TiledImageItem
 
 MASK_TILE = 512
 MASK_RGBA = (255, 64, 96, 80)
@@ -95,6 +97,9 @@ class CanvasContent:
     overview: QImage | None = None
     """The image reduced by ``overview_factor``, painted instead of the tiles when zoomed out."""
     overview_factor: int = 1
+    raster: Raster | None = None
+    """A very large image's pyramid (``core.raster``): painted by level-of-detail tiles
+    instead of ``tiles``; ``rgb`` is then its full-resolution memory map."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -225,6 +230,7 @@ class Canvas(_BaseView):
         self.contour_visible = True
         self.mask_visible = True
         self._image_items: list[QGraphicsPixmapItem] = []
+        self.tiled_item: TiledImageItem | None = None
         self._mask_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}
         scene = self.scene()
         self._overview_item = QGraphicsPixmapItem()
@@ -282,6 +288,7 @@ class Canvas(_BaseView):
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = _tile_items(scene, content.tiles, Z_IMAGE)
+        self._set_tiled(TiledImageItem(content.raster) if content.raster is not None else None)
         if content.overview is not None:
             self._overview_item.setPixmap(QPixmap.fromImage(content.overview))
             self._overview_item.setScale(content.overview_factor)
@@ -312,6 +319,7 @@ class Canvas(_BaseView):
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = []
+        self._set_tiled(None)
         self._overview_item.setPixmap(QPixmap())
         for item in self._mask_items.values():
             scene.removeItem(item)
@@ -321,6 +329,14 @@ class Canvas(_BaseView):
         self._outline_item.setPath(QPainterPath())
         self.content = None
         self.editor = None
+
+    def _set_tiled(self, item: TiledImageItem | None) -> None:
+        if self.tiled_item is not None:
+            self.scene().removeItem(self.tiled_item)
+        self.tiled_item = item
+        if item is not None:
+            item.setZValue(Z_IMAGE)
+            self.scene().addItem(item)
 
     def _render_heatmap(self) -> None:
         heat = self.content.heatmap if self.content else None

@@ -19,11 +19,10 @@ import numpy as np
 
 from workstation.config import ExpertSettings
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.imageio import read_image
 from workstation.core.types import ModelVersion, Product
 from workstation.experts.base import ProgressFn
 from workstation.experts.pipeline import InspectionPipeline
-from workstation.services.onboard import fit_product, trained_model_paths
+from workstation.services.onboard import fit_product, read_for_experts, trained_model_paths
 from workstation.store.repository import Store
 from workstation.store.rows import NewPrediction
 
@@ -81,9 +80,7 @@ def _usable_active(store: Store, product: Product) -> ModelVersion | None:
     return active
 
 
-def _load(
-    store: Store, version: ModelVersion, product: Product, device: str
-) -> InspectionPipeline:
+def _load(store: Store, version: ModelVersion, product: Product, device: str) -> InspectionPipeline:
     return InspectionPipeline.load(store.model_files(version), product=product, device=device)
 
 
@@ -124,7 +121,7 @@ def inspect_product(
         kept = []
         for record in batch:
             try:
-                images.append(read_image(record.path))
+                images.append(read_for_experts(store, record, settings.image_size))
                 kept.append(record)
             except UserError as exc:
                 failed.append((record.id, str(exc)))

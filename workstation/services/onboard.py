@@ -20,7 +20,8 @@ import numpy as np
 
 from workstation.config import ExpertSettings
 from workstation.core.errors import UserError
-from workstation.core.imageio import read_image
+from workstation.core.imageio import LARGE_PIXELS, read_image
+from workstation.core.raster import read_large
 from workstation.core.types import (
     CALIBRATED_THRESHOLD,
     NORMAL_LABEL,
@@ -159,7 +160,7 @@ def fit_product(
     pipeline = InspectionPipeline(config, product=product, device=device)
     normals = []
     for record in records:
-        normals.append(read_image(record.path, max_side=fit_read_side(record, settings.image_size)))
+        normals.append(read_for_experts(store, record, settings.image_size, reduce=True))
         if stages:
             stages(len(normals), len(records), "reading normal images")
     calibration = pipeline.fit(normals, progress=progress, stages=stages)
@@ -196,6 +197,18 @@ def fit_read_side(record: ImageRecord, image_size: int) -> int:
     """
     shape = working_shape([(record.height, record.width)], image_size=image_size, multiple=1)
     return 2 * max(shape)
+
+
+def read_for_experts(
+    store: Store, record: ImageRecord, image_size: int, *, reduce: bool = False
+) -> np.ndarray:
+    """An image as the experts need it. A very large scan comes from its pyramid
+    (``core.raster``), at ``fit_read_side``: decoding it whole would take gigabytes for
+    pixels the experts shrink away. Others are read whole, or reduced when ``reduce``."""
+    side = fit_read_side(record, image_size)
+    if record.width * record.height > LARGE_PIXELS:
+        return read_large(record.path, store.path, record.sha256, side)
+    return read_image(record.path, max_side=side if reduce else None)
 
 
 def onboard_product(
@@ -238,7 +251,7 @@ def onboard_product(
     ][:MAX_FIT_NORMALS]
     scores: list[tuple[int, float]] = []
     for record in defects:
-        result = pipeline.predict([read_image(record.path)])[0]
+        result = pipeline.predict([read_for_experts(store, record, settings.image_size)])[0]
         scores.append((record.id, result.score))
         if stages:
             stages(len(scores), len(defects), "checking known defects")
