@@ -99,6 +99,11 @@ class ShotScore:
     """A normal shot (train split) rather than a defect example."""
 
 
+ONBOARD_BATCH = 2
+"""Images scored per progress report while onboarding: the nearest-neighbour search, not
+the batch, sets the pace, and a report every 8 images left the page silent for 20 s."""
+
+
 @dataclass(frozen=True)
 class OnboardFit:
     result: OnboardResult
@@ -185,6 +190,7 @@ def onboard_from_files(
         settings,
         device=device,
         cancel=cancel,
+        batch_size=ONBOARD_BATCH,
         progress=lambda done, total, what: stage(done, total, f"{what} the images"),
     )
     shots = []
