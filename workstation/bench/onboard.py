@@ -77,8 +77,7 @@ def phase_times(lines: list[tuple[float, str]], end: float) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop
-
+    from workstation.bench.gui import pump_until
     from workstation.gui.app import build_workstation
     from workstation.gui.launch import application
     from workstation.gui.main_window import MainWindow
@@ -87,11 +86,7 @@ def run(args: argparse.Namespace) -> int:
     app = application()
 
     def wait_until(predicate: Any, timeout_s: float) -> None:
-        deadline = time.perf_counter() + timeout_s
-        while not predicate():
-            if time.perf_counter() > deadline:
-                raise TimeoutError("onboarding did not finish in time")
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+        pump_until(app, predicate, timeout_s)
 
     with tempfile.TemporaryDirectory(prefix="iad-bench-onboard-") as tmp:
         folder = Path(tmp)
