@@ -103,21 +103,41 @@ class ColorBar(QWidget):
             label = f"threshold {d.threshold:.2f}"
             width = metrics.horizontalAdvance(label)
             painter.drawText(QPointF(x - width / 2, below + metrics.ascent()), label)
-        self._marker(painter, self._x(d.peak, bar), bar.top(), PEAK_COLOR, f"peak {d.peak:.2f}")
+        taken = self._marker(
+            painter, self._x(d.peak, bar), bar.top(), PEAK_COLOR, f"peak {d.peak:.2f}"
+        )
         if self.cursor is not None:
             self._marker(
-                painter, self._x(self.cursor, bar), bar.top(), CURSOR_COLOR, f"{self.cursor:.2f}"
+                painter,
+                self._x(self.cursor, bar),
+                bar.top(),
+                CURSOR_COLOR,
+                f"cursor {self.cursor:.2f}",
+                avoid=taken,
             )
 
-    def _marker(self, painter: QPainter, x: float, top: float, color: QColor, text: str) -> None:
-        """A triangle pointing at the bar with its value above, kept inside the widget."""
+    def _marker(
+        self,
+        painter: QPainter,
+        x: float,
+        top: float,
+        color: QColor,
+        text: str,
+        avoid: tuple[float, float] | None = None,
+    ) -> tuple[float, float]:
+        """A triangle pointing at the bar with its value above, kept inside the widget and
+        beside the ``avoid`` span (another marker's text); returns its own text span."""
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(color)
         painter.drawPolygon(
             QPolygonF([QPointF(x - 5, top - 7), QPointF(x + 5, top - 7), QPointF(x, top + 1)])
         )
-        metrics = self.fontMetrics()
-        width = metrics.horizontalAdvance(text)
-        left = min(max(0.0, x - width / 2), self.width() - width)
+        width = self.fontMetrics().horizontalAdvance(text)
+        left = x - width / 2
+        if avoid is not None and left < avoid[1] + 6 and left + width > avoid[0] - 6:
+            before = avoid[0] - 8 - width
+            left = before if before >= 0 else avoid[1] + 8
+        left = min(max(0.0, left), self.width() - width)
         painter.setPen(color)
         painter.drawText(QPointF(left, top - 8), text)
+        return left, left + width
