@@ -338,6 +338,10 @@ class RunPage(QWizardPage):
         self.threshold.setText(
             f"Chosen threshold: <b>{level}</b> (scores are calibrated: 1.00 is the threshold)"
         )
+        # wide camera frames (1240 x 500) make short thumbnails: rows as tall as they are
+        tallest = max((item.thumbnail.height() for item in outcome.previews), default=THUMB)
+        self.grid.setIconSize(QSize(THUMB, tallest))
+        self.grid.setGridSize(QSize(THUMB + 30, tallest + 48))
         for item in outcome.previews:
             role = (
                 "reference" if item.is_reference else ("anomalous" if item.anomalous else "normal")
