@@ -96,7 +96,7 @@ def test_the_gate_is_told_the_threshold(store: Store, tmp_path: Path) -> None:
     manifest = build_manifest(
         store, store.get_product("part"), RoundOptions(kind="selftaught"), tmp_path / "round"
     )
-    assert manifest.hyperparameters["decision_threshold"] == 1.3
+    assert manifest.extras.decision_threshold == 1.3
 
 
 def test_models_threshold_cli(store: Store, capsys: pytest.CaptureFixture[str]) -> None:

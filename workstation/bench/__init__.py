@@ -14,4 +14,6 @@ BENCH_MODULES: tuple[str, ...] = (
     "active",
     "training",
     "sync",
+    "damage",
+    "hostile",
 )

@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation import device
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.gui.app import Workstation
@@ -41,7 +43,6 @@ from workstation.gui.window_layout import (
     CANVAS_SHARE,
     ShareSplitter,
     caption,
-    cuda_driver_present,
     fit_side_docks,
     keep_name_readable,
     place_engineer_dock,
@@ -308,7 +309,7 @@ class MainWindow(QMainWindow):
         store = self.ws.store
         names = [
             v.name
-            for kind in ("experts", "selftaught", "adapter")
+            for kind in (kinds.EXPERTS, *(k.name for k in kinds.experts()))
             if (v := store.active_model_version(product.id, kind))
         ]
         self.version_label.setText("model: " + (" + ".join(names) if names else "none"))
@@ -373,7 +374,7 @@ class MainWindow(QMainWindow):
 
     def _resolve_device(self) -> None:
         preference = self.ws.settings.device.preference
-        if preference == "cpu" or (preference == "auto" and not cuda_driver_present()):
+        if preference == "cpu" or (preference == "auto" and not device.cuda_driver_present()):
             # no torch import just for the label: it takes seconds, and quitting soon after
             # start would have to wait for it
             self.device_label.setText("device: CPU")

@@ -6,9 +6,6 @@ laptop screen tests: which pane keeps which share, and how narrow a column may g
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSize, Qt
@@ -38,19 +35,6 @@ SIDE_DOCK_WIDTHS = (460, 340)
 """Image list and explanation widths on a wide first window (px)."""
 CANVAS_SHARE = 2 / 3
 """The canvas gets two thirds of the centre by default, the normal reference one third."""
-
-
-def cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver is installed, known without importing torch.
-
-    Without one CUDA cannot be available, so "auto" means CPU; with one, torch decides.
-    """
-    if sys.platform.startswith("linux"):
-        return Path("/proc/driver/nvidia").exists()
-    if sys.platform == "win32":
-        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
-        return (system / "nvcuda.dll").exists()
-    return False
 
 
 class ShareSplitter(QSplitter):
