@@ -110,7 +110,10 @@ def test_dragging_the_threshold_changes_the_counts_and_saving_records_the_author
     history = store.threshold_history(store.get_product("widget").id)
     assert history[-1].threshold == 0.1 and history[-1].author == window.ws.reviewer
     # the window follows: the heatmap's threshold is the new one, the queue flags follow
-    qtbot.waitUntil(lambda: window.controller.current.content.heatmap.threshold == 0.1)
+    qtbot.waitUntil(
+        lambda: window.controller.current is not None
+        and window.controller.current.content.heatmap.threshold == 0.1
+    )
     flagged = [window.list_model.row_at(i).anomalous for i in range(window.list_model.rowCount())]
     assert sum(bool(f) for f in flagged) == panel.flagged
 
