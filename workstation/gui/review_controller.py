@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from workstation.config import ExpertSettings, ExplainerSettings
+from workstation.config import ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import Explanation, Product, ReviewVerdict
 from workstation.faults import user_message
@@ -140,6 +140,9 @@ class ReviewController(QObject):
         self.session.mask_changed.connect(self._undone)
         self.session.message.connect(self.message.emit)
         self.jobs = ReviewModelJobs(self, explainer_settings)
+        # the window's actions call these on the controller; they run on the model lane
+        self.inspect_new = self.jobs.inspect_new
+        self.redraft = self.jobs.redraft
         self._pending_view: dict[str, float] | None = None
         self._shut_down = False
         self._view_timer = QTimer(self)
@@ -421,23 +424,6 @@ class ReviewController(QObject):
             return
         self.canvas.refresh_mask(diff.box)
         self._on_mask_edited(diff)
-
-    def inspect_new(
-        self,
-        expert_settings: ExpertSettings,
-        device_preference: str,
-        *,
-        on_progress: Callable[[int, int, str], None],
-        on_done: Callable[[str], None],
-    ) -> None:
-        """Score every image the active experts have not seen yet (model lane, cancellable)."""
-        self.jobs.inspect_new(
-            expert_settings, device_preference, on_progress=on_progress, on_done=on_done
-        )
-
-    def redraft(self) -> None:
-        """Have the explainer write a new draft for the shown image, streaming into the panel."""
-        self.jobs.redraft()
 
     # -- state ---------------------------------------------------------------------------------
     def _on_view_changed(self) -> None:

@@ -38,6 +38,7 @@ class ReviewModelJobs:
         on_progress: Callable[[int, int, str], None],
         on_done: Callable[[str], None],
     ) -> None:
+        """Score every image the active experts have not seen yet (model lane, cancellable)."""
         c = self.controller
         if c.service is None:
             return
@@ -72,6 +73,7 @@ class ReviewModelJobs:
         )
 
     def redraft(self) -> None:
+        """Have the explainer write a new draft for the shown image, streaming into the panel."""
         c = self.controller
         if c.current is None or c.service is None:
             return
