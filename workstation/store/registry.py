@@ -22,6 +22,7 @@ from typing import Any
 
 from workstation.core import kinds
 from workstation.core.errors import CancelledError, UserError
+from workstation.core.tempfiles import pid_alive
 from workstation.core.types import (
     ModelKind,
     ModelState,
@@ -31,7 +32,6 @@ from workstation.core.types import (
     check_literal,
 )
 from workstation.store.base import timestamp
-from workstation.store.blobs import pid_alive
 from workstation.store.model_files import (
     FilesProblem,
     ModelFilesError,
@@ -48,7 +48,7 @@ FIT_LOCK_STALE_S = 6 * 3600.0
 """A fit lock older than this is taken over even if its process seems alive (pid reuse,
 another machine on a shared folder): no fit of a few hundred normals takes that long."""
 _FIT_LOCK_POLL_S = 0.25
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 
 def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
