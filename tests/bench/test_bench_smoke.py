@@ -182,12 +182,13 @@ SMOKES: tuple[Smoke, ...] = (
     ),
     Smoke(
         "hostile",
-        lambda _: ["--expand", "4"],
+        lambda _: ["--expand", "4", "--near", "3"],
         {
             **{f"{case}.exit_code": equals(2) for case in (
                 "feedback-bomb", "model-bomb", "weights-bomb", "mask-50000", "png-19999"
             )},
             "feedback-bomb.peak_rss_mb": lambda mb: 0 < mb < 1024,
+            "near-limit.exit_code": equals(2),
             "baseline.exit_code": equals(0),
         },
     ),
