@@ -53,7 +53,7 @@ def open_store(args: argparse.Namespace) -> Store:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import promote
+    from workstation.services.versions import promote
 
     store = open_store(args)
     try:
@@ -65,7 +65,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import rollback
+    from workstation.services.versions import rollback
 
     store = open_store(args)
     try:
