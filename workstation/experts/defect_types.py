@@ -372,8 +372,6 @@ def _fit_temperature(
         )
         logits[test] = z[test] @ weights + bias
     grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 61))
-    losses = [
-        -float(np.log(_softmax(logits[held] / t)[np.arange(held.sum()), labels[held]] + 1e-12).mean())
-        for t in grid
-    ]
+    rows, truth = np.arange(held.sum()), labels[held]
+    losses = [-float(np.log(_softmax(logits[held] / t)[rows, truth] + 1e-12).mean()) for t in grid]
     return float(grid[int(np.argmin(losses))])
