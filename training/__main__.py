@@ -54,6 +54,10 @@ def run_kind(manifest: RoundManifest, out: Path, device: str) -> dict[str, objec
         from training.adapter_round import run_adapter_round
 
         return run_adapter_round(manifest, out, device=device, emit=emit)
+    if manifest.kind == "types":  # kind: types (issue 22)
+        from training.types_round import run_types_round
+
+        return run_types_round(manifest, out, device=device, emit=emit)
     if manifest.kind == "selftaught":
         from training.selftaught_round import run_selftaught_round
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-RoundKind = Literal["adapter", "vlm", "selftaught"]
+RoundKind = Literal["adapter", "vlm", "selftaught", "types"]
 SampleLabel = Literal["normal", "anomalous"]
 EventKind = Literal["start", "step", "metrics", "done", "error"]
 
@@ -44,6 +44,10 @@ class Sample:
     explanation: dict[str, str] | None = None
     guidance: str = ""
     golden: bool = False
+    map_path: str | None = None
+    """The image's stored anomaly map (``.npy``), for kinds that read it (types)."""
+    author: str = ""
+    """Who reviewed the sample (a types round's drafts name them)."""
 
     def __post_init__(self) -> None:
         _check(self.label, SampleLabel, "sample label")
@@ -124,6 +128,11 @@ class NotEnoughFeedbackError(ContractError):
 
 def check_feedback(kind: RoundKind, train: tuple[Sample, ...] | list[Sample]) -> None:
     """Refuse a round that cannot learn: no labels, or only one side of the boundary."""
+    if kind == "types":  # kind: types (issue 22)
+        from training.types_kind import check_types_feedback
+
+        check_types_feedback(train)
+        return
     if kind == "selftaught":
         if not any(s.label == "normal" for s in train):
             raise NotEnoughFeedbackError(

@@ -29,7 +29,8 @@ def register_rollback(inner: argparse._SubParsersAction) -> None:
         "rollback", help="retire the active trained version and reactivate its parent"
     )
     parser.add_argument("--product", required=True)
-    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
+    kinds = ("adapter", "selftaught", "vlm", "types")  # kind: types (issue 22)
+    parser.add_argument("--kind", choices=kinds, default="adapter")
     add_db_option(parser)
     parser.set_defaults(handler=_rollback)
 

@@ -23,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train on the product's images and reviews and register the new model "
         "version: active when it passes the gate, else a candidate (see `models promote`). "
         "selftaught: a network learns the product's normal look from its normal images and "
-        "synthetic defects (no feedback needed); adapter and vlm learn from reviews.",
+        "synthetic defects (no feedback needed); adapter and vlm learn from reviews; "
+        "types learns the plant's defect types and words from reviewed defects.",
     )
     parser.add_argument("--product", required=True, help="product name")
-    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
+    kinds = ("adapter", "selftaught", "vlm", "types")  # kind: types (issue 22)
+    parser.add_argument("--kind", choices=kinds, default="adapter")
     parser.add_argument(
         "--if-new-labels",
         type=int,

@@ -33,12 +33,14 @@ from workstation.gui.app import Workstation
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
-TRAINABLE = ("selftaught", "adapter", "vlm")
+TRAINABLE = ("selftaught", "adapter", "vlm", "types")  # kind: types (issue 22)
 KIND_HELP = {
     "selftaught": "Teach the self-taught expert the product's normal look from its normal "
     "images and synthetic defects (no reviews needed; up to about 8 min on a CPU).",
     "adapter": "Train the segmentation adapter on the masks inspectors painted or accepted.",
     "vlm": "Fine-tune the explainer (LoRA) on the explanations inspectors wrote or accepted.",
+    "types": "Learn the plant's defect types and words from reviewed defects (seconds on a "
+    "CPU); drafts then name the type, its confidence and the examples it resembles.",
 }
 PLOT_BG = "#1e2024"
 CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")

@@ -205,6 +205,10 @@ def build_manifest(
     store: Store, product: Product, options: RoundOptions, round_dir: Path
 ) -> RoundManifest:
     """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
+    if options.kind == "types":  # kind: types (issue 22)
+        from workstation.services.defect_types import build_types_manifest
+
+        return build_types_manifest(store, product, options, round_dir)
     since = _last_round_start(store, product, options.kind)
     samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
     if options.kind == "selftaught":
@@ -338,7 +342,18 @@ def run_round(
         manifest = build_manifest(store, product, options, round_dir)
         manifest_path = manifest.save(round_dir / "manifest.json")
         record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
-    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    outcome = _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    if options.kind == "types" and outcome.version is not None:  # kind: types (issue 22)
+        _types_changed(store, product, outcome.version.state == "active")
+    return outcome
+
+
+def _types_changed(store: Store, product: Product, changed: bool = True) -> None:
+    """A new active type head rewrites the unreviewed images' drafts (kind: types)."""
+    if changed:
+        from workstation.services.typed_drafts import redraft_unreviewed
+
+        redraft_unreviewed(store, product)
 
 
 def resumable_round(store: Store, product: Product, kind: RoundKind) -> Round | None:
@@ -447,7 +462,10 @@ def promote(store: Store, version_name: str) -> ModelVersion:
     version = store.get_model_version(version_name)
     if version.state == "active":
         raise UserError(f"{version.name} is already the active {version.kind} version")
-    return store.set_model_state(version.id, "active")
+    promoted = store.set_model_state(version.id, "active")
+    if version.kind == "types":  # kind: types (issue 22)
+        _types_changed(store, store.get_product(version.product_id))
+    return promoted
 
 
 def rollback(store: Store, product_name: str, kind: RoundKind) -> ModelVersion | None:
@@ -460,6 +478,7 @@ def rollback(store: Store, product_name: str, kind: RoundKind) -> ModelVersion |
     if active is None:
         raise UserError(f"{product.name!r} has no active {kind} version to roll back")
     store.set_model_state(active.id, "rolled_back")
-    if active.parent_id is None:
-        return None
-    return store.set_model_state(active.parent_id, "active")
+    parent = None if active.parent_id is None else store.set_model_state(active.parent_id, "active")
+    if kind == "types":  # kind: types (issue 22)
+        _types_changed(store, product)
+    return parent
