@@ -40,6 +40,7 @@ HEAD_FILE = "type_head.json"
 ARRAYS_FILE = "type_head.npz"
 HEAD_FORMAT = "iad-defect-types/1"
 UNSURE = "unsure"
+MIN_TEMPERATURE = 0.25
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,9 @@ def _fit_temperature(
             z[~test], labels[~test], classes, l2=settings.l2, steps=settings.steps
         )
         logits[test] = z[test] @ weights + bias
-    grid = np.exp(np.linspace(math.log(0.05), math.log(20.0), 61))
+    # Never sharper than 1/MIN_TEMPERATURE: a few separable exemplars would otherwise
+    # choose the sharpest temperature and call every near tie certain.
+    grid = np.exp(np.linspace(math.log(MIN_TEMPERATURE), math.log(20.0), 61))
     rows, truth = np.arange(held.sum()), labels[held]
     losses = [-float(np.log(_softmax(logits[held] / t)[rows, truth] + 1e-12).mean()) for t in grid]
     return float(grid[int(np.argmin(losses))])
