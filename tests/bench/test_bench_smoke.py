@@ -100,6 +100,26 @@ SMOKES: tuple[Smoke, ...] = (
         },
     ),
     Smoke(
+        "explain",
+        lambda data: ["--maps", "0", "--vlm", "none", "--types", str(data), "--shots", "1",
+                      "--seeds", "2", "--image-size", "64", "--normals", "4",
+                      "--round-defects", "10"],
+        {
+            "types.defects": equals(10),
+            "types.measure_s_per_defect": positive,
+            "types.shots": each(
+                lambda row: row["k"] == 1
+                and fraction(row["accuracy"])
+                and fraction(row["template_accuracy"])
+                and fraction(row["macro_f1"])
+            ),
+            "types.round.defects": equals(10),
+            "types.round.wall_s": positive,
+            "types.round.after.held_out_type_accuracy": fraction,
+        },
+        label="explain-types",
+    ),
+    Smoke(
         "gui",
         lambda _: ["--size", "64", "--images", "3", "--switches", "2", "--strokes", "1",
                    "--inference", "1", "--large", "96"],

@@ -3,6 +3,7 @@ and the region vectors it learns from."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def test_region_vectors_tell_a_line_from_a_spot() -> None:
     b = region_vector(dark, spot, None, None, source)
     assert [name for name, _ in a.groups] == list(GROUPS)
     offsets = np.cumsum([0] + [w for _, w in a.groups])
-    shape = dict(zip(GROUPS, zip(offsets[:-1], offsets[1:], strict=True), strict=True))
+    shape = dict(zip(GROUPS, itertools.pairwise(offsets), strict=True))
     start, _ = shape["shape"]
     assert a.values[start + 2] > b.values[start + 2] + 1  # log elongation
     p0, _ = shape["pixels"]
