@@ -9,11 +9,13 @@ filter follow, and a rollback brings the template's drafts back.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from workstation.__main__ import main
 from workstation.config import ExpertSettings
 from workstation.core.errors import UserError
 from workstation.core.types import Explanation
@@ -123,3 +125,17 @@ def test_types_round_refuses_a_single_type(tmp_path: Path, demo: Path) -> None:
     with pytest.raises(UserError, match="at least two defect types"):
         run_round(store, "plate", _options())
     store.close()
+
+
+def test_search_finds_reviewed_defects_by_words(
+    tmp_path: Path, demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _ = _reviewed_store(tmp_path, demo, per_type=1)
+    db = str(store.path)
+    store.close()
+    assert main(["search", "--db", db, "--product", "plate", "--encoder", "ngram",
+                 "missing material on the face", "--limit", "3"]) == 0
+    hits = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(hits) == 3 and hits[0]["defect_type"] == "missing_material"
+    assert hits[0]["similarity"] >= hits[1]["similarity"] >= hits[2]["similarity"]
+    assert main(["search", "--db", db, "--product", "plate", "x", "--limit", "0"]) == 2
