@@ -1,20 +1,18 @@
 """The ``types`` round kind's light parts: its hyperparameters and its feedback check.
 
-Standard library only (with ``training.contract``), so the app checks a manifest and the
-CLI validates options without importing numpy-heavy round code. The round itself is
-``training.types_round``; the head it trains is ``workstation.experts.defect_types``.
+No torch and no images, so the app checks a manifest and the CLI validates options
+without importing the round's code. The round itself is ``training.types_round``; the
+head it trains is ``workstation.experts.defect_types`` (numpy only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, fields
 
 from training.contract import NotEnoughFeedbackError, Sample
-
-if TYPE_CHECKING:
-    from workstation.experts.defect_types import HeadSettings
+from workstation.core.errors import UserError
+from workstation.experts.defect_types import HeadSettings
 
 KIND = "types"
 INPUT_KEYS = frozenset({"regression_tolerance", "experts_path", "parent_types"})
@@ -27,15 +25,9 @@ HELP = (
 
 
 @dataclass(frozen=True)
-class TypesHyperparameters:
-    """How a types round fits its head (see ``workstation.experts.defect_types``)."""
+class TypesHyperparameters(HeadSettings):
+    """How a types round fits its head: the head's own settings, and one choice of the round."""
 
-    l2: float = 1.0
-    steps: int = 300
-    shrink: float = 1.0
-    confidence_bar: float = 0.5
-    prior_share: float = 0.5
-    folds: int = 5
     refit_on_all: bool = True
     """After the gate has judged the train-side head, the saved head learns from every
     reviewed defect, held-out ones included: few-shot heads gain most from each example."""
@@ -43,8 +35,6 @@ class TypesHyperparameters:
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> TypesHyperparameters:
         """Strict: an unknown key is an error (a typo must not silently train defaults)."""
-        from workstation.core.errors import UserError
-
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - names - INPUT_KEYS)
         if unknown:
@@ -54,16 +44,12 @@ class TypesHyperparameters:
             )
         chosen = {k: v for k, v in values.items() if k in names}
         try:
-            hyper = cls(**chosen)  # type: ignore[arg-type]
-            hyper.head_settings()
+            return cls(**chosen)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             raise UserError(f"bad types hyperparameters: {exc}") from None
-        return hyper
 
     def head_settings(self) -> HeadSettings:
-        from workstation.experts.defect_types import HeadSettings
-
-        values = {k: v for k, v in asdict(self).items() if k != "refit_on_all"}
+        values = {f.name: getattr(self, f.name) for f in fields(HeadSettings)}
         return HeadSettings(**values)
 
 
