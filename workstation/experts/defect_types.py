@@ -10,8 +10,9 @@ How it decides, and why:
 - With two or more examples of some type, each group is re-weighted by how well it
   separates the types on the exemplars (between-type over within-type variance, shrunk
   towards equal weights): a product whose types differ in shape leans on shape, one whose
-  types differ in texture leans on texture. On the generated demo this took 5-shot
-  accuracy from 0.89 to 0.96 (``docs/benchmarks.md``).
+  types differ in texture leans on texture. Against equal weights it took 5-shot accuracy
+  from 0.87 to 0.92 on the demo and from 0.79 to 0.81 on magnetic tile
+  (``docs/benchmarks.md``).
 - A softmax regression with L2 (a small head, seconds at most on a CPU) gives the
   probabilities; its temperature is fitted on cross-validated predictions of the
   exemplars, so "80 %" means about 80 % (calibrated), and an answer under
