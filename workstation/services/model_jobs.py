@@ -78,6 +78,19 @@ def redraft(
     return explain_image(store, image_id, explainer, on_token=on_token, should_stop=should_stop)
 
 
+def redraft_unreviewed(
+    store: Store,
+    product: Product,
+    *,
+    progress: Callable[[int, int], None],
+    cancelled: Callable[[], bool],
+) -> int:
+    """Rewrite the unreviewed images' machine drafts (a type head changed: kind types)."""
+    from workstation.services.typed_drafts import redraft_unreviewed as rewrite
+
+    return rewrite(store, product, progress=progress, cancelled=cancelled)
+
+
 @dataclass(frozen=True)
 class OnboardRequest:
     """What the onboarding wizard collected: the product's words and its example files."""

@@ -150,7 +150,11 @@ def draft_explainer(store: Store, product: Product, *, device: str = "cpu") -> E
 
 
 def redraft_unreviewed(
-    store: Store, product: Product, *, progress: Callable[[int, int], None] | None = None
+    store: Store,
+    product: Product,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Rewrite the machine drafts of every unreviewed image with the product's drafter now
     (after a types version was promoted or rolled back): the next images the inspector
@@ -165,6 +169,8 @@ def redraft_unreviewed(
         if latest is not None and latest.source.split(":", 1)[0] in MACHINE_SOURCES:
             pending.append(row.image.id)
     for done, image_id in enumerate(pending, start=1):
+        if cancelled is not None and cancelled():
+            return done - 1  # each draft is its own revision: the ones written stay
         explain_image(store, image_id, explainer)
         if progress is not None:
             progress(done, len(pending))
