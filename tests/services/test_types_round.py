@@ -13,6 +13,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workstation.__main__ import main
@@ -139,3 +140,22 @@ def test_search_finds_reviewed_defects_by_words(
     assert len(hits) == 3 and hits[0]["defect_type"] == "missing_material"
     assert hits[0]["similarity"] >= hits[1]["similarity"] >= hits[2]["similarity"]
     assert main(["search", "--db", db, "--product", "plate", "x", "--limit", "0"]) == 2
+
+
+def test_before_any_example_the_template_speaks_the_products_words(tmp_path: Path) -> None:
+    from workstation.core.types import AnomalyMap
+    from workstation.explain.prompts import ExplainRequest
+    from workstation.services.typed_drafts import PriorExplainer
+
+    values = np.zeros((64, 64), np.float32)
+    values[30:32, 5:60] = 3.0  # a long thin line: the template's "scratch" shape
+    request = ExplainRequest(
+        image=np.full((64, 64, 3), 128, np.uint8),
+        anomaly_map=AnomalyMap(values, score=3.0, threshold=1.0),
+    )
+    table = {"scratch": {"delamination": 0.8, "porosity": 0.2}}
+    explainer = PriorExplainer(("delamination", "porosity"), lambda s: table.get(s, {}))
+    said = explainer.explain(request).explanation
+    assert said.defect_type == "delamination" and explainer.source == "template"
+    known = PriorExplainer(("scratch", "porosity"), lambda shape: {"porosity": 1.0})
+    assert known.explain(request).explanation.defect_type == "scratch"  # the template's own

@@ -6,7 +6,8 @@ template: it measures the region the template would describe, asks the product's
 type head (with the vocabulary prior for types nobody has corrected yet), and writes the
 draft with :func:`workstation.explain.drafts.learned_description`. Its revisions carry the
 source ``types:<version>``, so the review window can say where the type came from. With
-no active head, :func:`draft_explainer` is the template itself.
+no active head, :func:`draft_explainer` is the template, with the product's own words
+for its shape classes (:class:`PriorExplainer`, the vocabulary prior).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workstation.explain import template
 from workstation.explain.drafts import ReviewedExample, TypeAnswer, learned_description
 from workstation.explain.prompts import ExplainRequest
 from workstation.explain.result import (
+    TEMPLATE_SOURCE,
     Explainer,
     ExplainResult,
     StopCheck,
@@ -130,6 +132,43 @@ class TypedExplainer:
         return result
 
 
+class PriorExplainer:
+    """No type head yet: the template, its shape class named by the product's own word.
+
+    The template knows a few words per shape ("scratch", "crack", "pit", ...); a product
+    whose vocabulary says "delamination" or "porosity" would otherwise see the shape's
+    name. Here the vocabulary word nearest to the shape's description (the text encoder's
+    prior) names it instead.
+    """
+
+    source = TEMPLATE_SOURCE
+
+    def __init__(self, vocabulary: tuple[str, ...], prior: PriorFn) -> None:
+        self.vocabulary = vocabulary
+        self.prior = prior
+
+    def explain(
+        self,
+        request: ExplainRequest,
+        *,
+        on_token: TokenCallback | None = None,
+        should_stop: StopCheck | None = None,
+    ) -> ExplainResult:
+        result = template_result(request)
+        said = result.explanation
+        if said.verdict == "anomalous" and said.defect_type not in self.vocabulary:
+            amap = request.anomaly_map
+            binary = template.region_mask(amap, request.mask)
+            facts = template.region_facts(amap, binary, from_mask=request.mask is not None)
+            row = self.prior(facts.shape) if facts is not None else {}
+            if row:
+                named = max(row, key=lambda word: row[word])
+                result = replace(result, explanation=replace(said, defect_type=named))
+        if on_token is not None:
+            on_token(result.explanation.description)
+        return result
+
+
 def active_types_version(store: Store, product: Product) -> ModelVersion | None:
     version = store.active_model_version(product.id, "types")
     return version if version is not None and version.path else None
@@ -139,7 +178,10 @@ def draft_explainer(store: Store, product: Product, *, device: str = "cpu") -> E
     """The weight-free drafter of ``product``: the learned types when a head is active."""
     version = active_types_version(store, product)
     if version is None:
-        return TemplateExplainer()
+        vocabulary = tuple(product.defect_vocabulary)
+        if not vocabulary:
+            return TemplateExplainer()
+        return PriorExplainer(vocabulary, vocabulary_prior(vocabulary))
     head = DefectTypeHead.load(store.model_files(version))  # refuses changed files
     experts = store.active_model_version(product.id, "experts")
     folder = store.model_files(experts) if experts is not None and experts.path else None
