@@ -40,6 +40,7 @@ from workstation.gui.render import COLORMAPS
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
 from workstation.gui.theme import app_icon
+from workstation.gui.type_drafts import TypeDraftsFollower
 from workstation.gui.view_toolbar import ViewToolbar
 
 OPACITY_STEPS = (0.25, 0.55, 0.85)
@@ -143,8 +144,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.models_dock: QDockWidget | None = None
-        self._drafting_types: str | None = None
-        """The type head whose words the unreviewed drafts are in (kind: types)."""
+        self.type_drafts = TypeDraftsFollower(self.controller, self.show_message)  # kind: types
         self.models_panel: Any = None
         self._restore_layout()
         self._resolve_device()
@@ -357,8 +357,7 @@ class MainWindow(QMainWindow):
         self.product_label.setText(f"Product: {product.name}")
         self.setWindowTitle(f"{product.name} · IAD Workstation")
         self._show_version(product)
-        active_types = self.ws.store.active_model_version(product.id, "types")
-        self._drafting_types = active_types.name if active_types else None
+        self.type_drafts.opened(product)  # kind: types (issue 22)
 
     def _fill_products_menu(self, products: list[Product]) -> None:
         self.products_menu.clear()
@@ -485,7 +484,7 @@ class MainWindow(QMainWindow):
         if self.models_dock is None:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
-            panel.versions_changed.connect(lambda: self._types_changed(product))
+            panel.versions_changed.connect(lambda: self.type_drafts.versions_changed(product))
             # a round that promoted a model changes what the experts see: score again
             panel.round_finished.connect(self._after_round)
             self.models_panel = panel
@@ -498,15 +497,6 @@ class MainWindow(QMainWindow):
             )
         self.models_dock.show()
         self.models_dock.raise_()
-
-    def _types_changed(self, product: Product) -> None:
-        """Promoted or rolled back in the Models dock: another type head writes the
-        unreviewed drafts now, on the model lane (kind: types, issue 22)."""
-        active = self.ws.store.active_model_version(product.id, "types")
-        name = active.name if active else None
-        if name != self._drafting_types:
-            self._drafting_types = name
-            self.controller.redraft_unreviewed(on_done=self.show_message)
 
     def _after_round(self, message: str) -> None:
         if message.startswith("promoted"):

@@ -492,32 +492,6 @@ class ReviewController(QObject):
             on_progress=on_progress,
         )
 
-    def redraft_unreviewed(self, *, on_done: Callable[[str], None]) -> None:
-        """Rewrite every unreviewed machine draft with the product's drafter now (a type head
-        was promoted or rolled back: kind types, issue 22); the list shows them after."""
-        if self.service is None:
-            return
-        store, product = self.service.store, self.service.product
-
-        def job(progress: ProgressFn, cancel: CancelToken) -> int:
-            return model_jobs.redraft_unreviewed(
-                store,
-                product,
-                progress=lambda done, total: progress(done, total, "rewriting drafts"),
-                cancelled=lambda: cancel.cancelled,
-            )
-
-        def done(count: int) -> None:
-            self.scores_changed()
-            on_done(f"{count} draft(s) rewritten with the product's drafter")
-
-        self.model_lane.submit(
-            job,
-            channel="redraft-unreviewed",
-            on_result=done,
-            on_error=lambda exc: on_done(self._report_failure("rewriting drafts failed", exc)),
-        )
-
     def redraft(self) -> None:
         """Have the explainer write a new draft for the shown image, streaming into the panel."""
         if self.current is None or self.service is None:
