@@ -20,7 +20,7 @@ import numpy as np
 
 from training.contract import ProgressEvent, RoundManifest, Sample
 from training.evaluate import gated_result
-from training.types_kind import TypesHyperparameters, check_types_feedback, sample_type
+from training.kinds.types import TypesHyperparameters, check_feedback, sample_type
 from workstation.core.imageio import read_image
 from workstation.core.types import AnomalyMap, Product
 from workstation.experts.defect_types import DefectTypeHead, Exemplar
@@ -131,10 +131,10 @@ def run_types_round(
     manifest: RoundManifest, out: Path, *, device: str, emit: Emit
 ) -> dict[str, object]:
     """Measure, fit, judge and save into ``out``; returns the metrics record."""
-    hyper = TypesHyperparameters.from_dict(manifest.hyperparameters)
-    check_types_feedback(manifest.train)
+    hyper: TypesHyperparameters = manifest.typed_hyperparameters()
+    check_feedback(manifest.train)
     started = time.monotonic()
-    experts = manifest.hyperparameters.get("experts_path")
+    experts = manifest.extras.experts
     source = load_patch_source(
         Path(str(experts)) if experts else None, manifest.backbone, device=device
     )
@@ -158,7 +158,7 @@ def run_types_round(
     head = fit_head(train, hyper, vocabulary, manifest.seed)
     truth = [r.defect_type for r in held]
     after = type_scores(truth, [head.predict(r.vector).best for r in held], "held_out_")
-    parent_path = manifest.hyperparameters.get("parent_types")
+    parent_path = manifest.extras.parent
     parent = DefectTypeHead.load(Path(str(parent_path))) if parent_path else None
     if parent is not None and parent.mean.size != train[0].vector.size:
         parent = None  # trained on another backbone: it cannot answer these vectors
@@ -172,7 +172,7 @@ def run_types_round(
         baseline = "the template's shape rules"
     before = type_scores(truth, before_said, "held_out_")
     if held:
-        result = gated_result(before, after, manifest.hyperparameters)
+        result = gated_result(before, after, manifest.extras.regression_tolerance)
     else:
         first = parent_path is None
         result = {

@@ -94,7 +94,7 @@ def test_a_working_shape_off_the_network_grid_is_refused() -> None:
 
 def _pipeline(folder: Path, experts: tuple[str, ...] = ("fewshot",)) -> InspectionPipeline:
     config = PipelineConfig(
-        experts=experts, fewshot=FewShotConfig(image_size=64), selftaught_path=str(folder)
+        experts=experts, fewshot=FewShotConfig(image_size=64), trained={"selftaught": str(folder)}
     )
     return InspectionPipeline(config)
 

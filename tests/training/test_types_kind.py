@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from training.contract import NotEnoughFeedbackError, RoundManifest, Sample
-from training.types_kind import TypesHyperparameters, check_types_feedback
+from training.kinds.types import TypesHyperparameters
+from training.kinds.types import check_feedback as check_types_feedback
 from training.types_round import type_scores
 from workstation.core.errors import UserError
 
@@ -21,9 +22,7 @@ def _defect(kind: str, index: int, mask: str | None = "m.npy") -> Sample:
 
 
 def test_hyperparameters_are_strict() -> None:
-    hyper = TypesHyperparameters.from_dict(
-        {"l2": 2.0, "regression_tolerance": 0.01, "experts_path": "/x", "parent_types": "/y"}
-    )
+    hyper = TypesHyperparameters.from_dict({"l2": 2.0})
     assert hyper.l2 == 2.0 and hyper.head_settings().l2 == 2.0
     with pytest.raises(UserError, match=r"unknown types hyperparameter.*stepz"):
         TypesHyperparameters.from_dict({"stepz": 10})

@@ -239,7 +239,7 @@ def time_round(
     vocabulary: tuple[str, ...],
 ) -> dict[str, Any]:
     """One real types round on ``count`` defects through ``python -m training``, timed."""
-    from training.contract import RoundManifest, Sample
+    from training.contract import RoundExtras, RoundManifest, Sample
     from workstation.services.defect_types import split_by_type
     from workstation.services.rounds import child_command, child_env
 
@@ -266,7 +266,7 @@ def time_round(
         manifest = RoundManifest(
             product="bench", kind="types", backbone=settings.backbone, base_model="",
             train=tuple(train), held_out=tuple(held),
-            hyperparameters={"experts_path": str(experts)},
+            extras=RoundExtras(experts=str(experts)),
             image_size=settings.image_size,
             product_context={"defect_vocabulary": list(vocabulary), "threshold": 1.0},
         )

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from workstation.core import masks
 from workstation.core.types import AnomalyMap, Explanation, Product, Severity
+from workstation.explain.regions import region_mask, usable_threshold
 
 ShapeClass = Literal["scratch", "pit", "stain", "missing material"]
 
@@ -115,22 +115,6 @@ def _ratio_text(ratio: float | None) -> str:
     return "" if ratio is None else f"; peak {ratio:.1f}x the threshold"
 
 
-def region_mask(anomaly_map: AnomalyMap, mask: np.ndarray | None) -> np.ndarray:
-    """The region to describe: ``mask`` at the map's size, else the thresholded map."""
-    if mask is not None:
-        binary = masks.binarize(mask)
-        if binary.shape != anomaly_map.map.shape:
-            binary = cv2.resize(
-                binary, anomaly_map.map.shape[::-1], interpolation=cv2.INTER_NEAREST
-            )
-        return binary
-    threshold = anomaly_map.threshold
-    if threshold is None:
-        # Uncalibrated map: half the peak keeps the hottest structure without a threshold.
-        threshold = 0.5 * float(np.nanmax(anomaly_map.map))
-    return masks.mask_from_map(anomaly_map.map, threshold)
-
-
 @dataclass(frozen=True)
 class RegionFacts:
     """What the template says about a region, for any explainer that words it differently."""
@@ -158,26 +142,24 @@ class RegionFacts:
 
 def region_facts(
     anomaly_map: AnomalyMap,
-    binary: np.ndarray,
+    region: np.ndarray,
     *,
     from_mask: bool,
     rules: TemplateRules = DEFAULT_RULES,
 ) -> RegionFacts | None:
-    """Facts of the regions in ``binary`` (from :func:`region_mask`); None when empty."""
-    threshold = anomaly_map.threshold
-    score_ratio = None
-    if threshold is not None and threshold > 0:
-        score_ratio = anomaly_map.score / threshold
+    """Facts of the regions in ``region`` (from ``regions.region_mask``); None when empty."""
+    threshold = usable_threshold(anomaly_map)
+    score_ratio = None if threshold is None else anomaly_map.score / threshold
     values = None if from_mask else anomaly_map.map
-    regions = masks.analyze_regions(binary, values, max_side=rules.max_side)
+    regions = masks.analyze_regions(region, values, max_side=rules.max_side)
     if not regions:
         return None
     main = regions[0]
     ratio = score_ratio
-    if main.peak is not None and threshold is not None and threshold > 0:
+    if main.peak is not None and threshold is not None:
         ratio = main.peak / threshold
     total_area = sum(r.area_fraction for r in regions)
-    cell = masks.dominant_cell(binary) or main.cell
+    cell = masks.dominant_cell(region) or main.cell
     return RegionFacts(
         regions=tuple(regions),
         location=masks.grid_words(cell),
@@ -201,17 +183,15 @@ def explain(
     non-empty mask means anomalous. The location names the grid cell that holds the
     largest part of all anomalous pixels.
     """
-    threshold = anomaly_map.threshold
-    score_ratio = None
-    if threshold is not None and threshold > 0:
-        score_ratio = anomaly_map.score / threshold
-    binary = region_mask(anomaly_map, mask)
+    threshold = usable_threshold(anomaly_map)
+    score_ratio = None if threshold is None else anomaly_map.score / threshold
+    region = region_mask(anomaly_map, mask)
     if mask is not None:
-        anomalous = bool(binary.any())
+        anomalous = bool(region.any())
     elif anomaly_map.anomalous is not None:
         anomalous = anomaly_map.anomalous
     else:
-        anomalous = bool(binary.any())
+        anomalous = bool(region.any())
     if not anomalous:
         strength = "" if score_ratio is None else f" (score {score_ratio:.2f}x the threshold)"
         return Explanation(
@@ -219,7 +199,7 @@ def explain(
             severity="low",
             description=f"No region stands out from the normal references{strength}.",
         )
-    facts = region_facts(anomaly_map, binary, from_mask=mask is not None, rules=rules)
+    facts = region_facts(anomaly_map, region, from_mask=mask is not None, rules=rules)
     if facts is None:
         return Explanation(
             verdict="anomalous",

@@ -11,13 +11,13 @@ learn from; no sample is golden, because type corrections are what the head lear
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.contract import ContractError, RoundManifest, Sample, check_feedback
+from training.contract import ContractError, RoundExtras, RoundManifest, Sample, check_feedback
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.store.repository import Store
@@ -125,16 +125,13 @@ def build_types_manifest(
     except ContractError as exc:
         shutil.rmtree(round_dir, ignore_errors=True)
         raise UserError(f"no types round for {product.name!r}: {exc}") from None
-    hyper: dict[str, object] = {
-        "regression_tolerance": options.regression_tolerance,
-        **options.hyperparameters,
-    }
     experts = store.active_model_version(product.id, "experts")
-    if experts is not None and experts.path:
-        hyper.setdefault("experts_path", str(store.model_files(experts)))
     parent = store.active_model_version(product.id, "types")
-    if parent is not None and parent.path:
-        hyper.setdefault("parent_types", str(store.model_files(parent)))
+    extras = RoundExtras(
+        regression_tolerance=options.regression_tolerance,
+        experts=str(store.model_files(experts)) if experts is not None and experts.path else None,
+        parent=str(store.model_files(parent)) if parent is not None and parent.path else None,
+    )
     return RoundManifest(
         product=product.name,
         kind="types",
@@ -142,7 +139,8 @@ def build_types_manifest(
         base_model="",
         train=tuple(train),
         held_out=tuple(held),
-        hyperparameters=hyper,
+        hyperparameters=asdict(options.hyperparameters),
+        extras=extras,
         seed=options.seed,
         image_size=options.image_size,
         product_context={

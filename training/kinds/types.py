@@ -1,27 +1,24 @@
-"""The ``types`` round kind's light parts: its hyperparameters and its feedback check.
+"""The defect-type head as a trained kind (issue 22): it learns the plant's defect types
+and words from reviewed defects (``training.types_round``; the head is
+``workstation.experts.defect_types``, numpy only).
 
-No torch and no images, so the app checks a manifest and the CLI validates options
-without importing the round's code. The round itself is ``training.types_round``; the
-head it trains is ``workstation.experts.defect_types`` (numpy only).
+Its manifest is built by ``workstation.services.defect_types`` (its own samples: the
+final mask, the reviewed type, the inspector's words, the stored map; a per-type held-out
+share), so ``learns_from_all_normals`` and the generic feedback collection do not apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
-from training.contract import NotEnoughFeedbackError, Sample
-from workstation.core.errors import UserError
+from training.contract import NotEnoughFeedbackError, ParentModel, Sample
+from workstation.core import strict
 from workstation.experts.defect_types import HeadSettings
 
-KIND = "types"
-INPUT_KEYS = frozenset({"regression_tolerance", "experts_path", "parent_types"})
-"""Manifest entries the app adds beside the hyperparameters: the gate's tolerance, the
-product's fitted experts (where region features come from) and the active head."""
-HELP = (
-    "types: learn the plant's defect types (and words) from reviewed defects; drafts then "
-    "name the type with its confidence and the reviewed examples it resembles"
-)
+learns_from_all_normals = False
 
 
 @dataclass(frozen=True)
@@ -33,18 +30,11 @@ class TypesHyperparameters(HeadSettings):
     reviewed defect, held-out ones included: few-shot heads gain most from each example."""
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> TypesHyperparameters:
-        """Strict: an unknown key is an error (a typo must not silently train defaults)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names - INPUT_KEYS)
-        if unknown:
-            raise UserError(
-                f"unknown types hyperparameter(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(names))}"
-            )
-        chosen = {k: v for k, v in values.items() if k in names}
+    def from_dict(cls, values: Mapping[str, Any]) -> TypesHyperparameters:
+        from workstation.core.errors import UserError
+
         try:
-            return cls(**chosen)  # type: ignore[arg-type]
+            return strict.from_dict(cls, values, "types hyperparameter")
         except (TypeError, ValueError) as exc:
             raise UserError(f"bad types hyperparameters: {exc}") from None
 
@@ -53,12 +43,16 @@ class TypesHyperparameters(HeadSettings):
         return HeadSettings(**values)
 
 
+Hyperparameters = TypesHyperparameters
+"""The name the registry reads (``TrainedKind.hyperparameters``)."""
+
+
 def sample_type(sample: Sample) -> str:
     """The reviewed type of a defect sample ('' when none was given)."""
     return str((sample.explanation or {}).get("defect_type", "")).strip()
 
 
-def check_types_feedback(train: Sequence[Sample]) -> None:
+def check_feedback(train: Sequence[Sample]) -> None:
     """A types round needs reviewed defects with a mask and at least two named types."""
     usable = [
         s for s in train if s.label == "anomalous" and s.mask_path is not None and sample_type(s)
@@ -74,3 +68,18 @@ def check_types_feedback(train: Sequence[Sample]) -> None:
             f"every reviewed defect ({len(usable)}) is a {types[0]!r}; a type head needs at "
             "least two defect types to tell apart"
         )
+
+
+def manifest_extras(
+    parent: ParentModel | None, *, backbone: str, round_dir: Path
+) -> dict[str, str]:
+    """The active head (its exemplars judge the "before" side), on any backbone: a head
+    trained on another one is set aside by the round itself."""
+    if parent is not None and parent.path:
+        return {"parent": str(parent.files())}
+    return {}
+
+
+def settings_defaults(settings: Any) -> tuple[str, dict[str, object]]:
+    """No base model; the head's own defaults."""
+    return "", {}
