@@ -6,6 +6,7 @@ import numpy as np
 
 from workstation.core.types import AnomalyMap
 from workstation.explain import template
+from workstation.explain.regions import region_mask
 from workstation.explain.drafts import (
     ReviewedExample,
     TypeAnswer,
@@ -18,7 +19,7 @@ def _facts() -> template.RegionFacts:
     values = np.zeros((90, 90), np.float32)
     values[70:80, 5:15] = 2.0
     amap = AnomalyMap(values, score=2.0, threshold=1.0)
-    facts = template.region_facts(amap, template.region_mask(amap, None), from_mask=False)
+    facts = template.region_facts(amap, region_mask(amap, None), from_mask=False)
     assert facts is not None
     return facts
 

@@ -39,6 +39,7 @@ from workstation.experts.defect_types import DefectTypeHead, Exemplar, HeadSetti
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.experts.regions import PatchSource, region_vector
 from workstation.explain import template
+from workstation.explain.regions import region_mask
 from workstation.explain.drafts import TypeAnswer, learned_description
 from workstation.services.typed_drafts import answer_of
 
@@ -125,7 +126,7 @@ def measure_defects(
         fused = pipeline.predict([image])[0]
         amap = AnomalyMap(fused.map, score=fused.score, threshold=1.0)
         said = template.explain(amap, mask=mask, product=product)
-        facts = template.region_facts(amap, template.region_mask(amap, mask), from_mask=True)
+        facts = template.region_facts(amap, region_mask(amap, mask), from_mask=True)
         vector = region_vector(image, mask, fused.map, 1.0, source)
         name = f"{item.label}/{Path(item.path).name}"
         assert facts is not None  # the mask is not empty

@@ -19,6 +19,7 @@ from workstation.core.types import LEARNED_TYPES_SOURCE, ModelVersion, Product
 from workstation.experts.defect_types import DefectTypeHead, TypePrediction
 from workstation.experts.regions import PatchSource, load_patch_source, region_vector
 from workstation.explain import template
+from workstation.explain.regions import region_mask
 from workstation.explain.drafts import ReviewedExample, TypeAnswer, learned_description
 from workstation.explain.prompts import ExplainRequest
 from workstation.explain.result import (
@@ -95,7 +96,7 @@ class TypedExplainer:
     ) -> tuple[TypePrediction, template.RegionFacts] | None:
         """The head's answer for the request's region, or None when there is no region."""
         amap = request.anomaly_map
-        binary = template.region_mask(amap, request.mask)
+        binary = region_mask(amap, request.mask)
         facts = template.region_facts(amap, binary, from_mask=request.mask is not None)
         if facts is None:
             return None
@@ -158,7 +159,7 @@ class PriorExplainer:
         said = result.explanation
         if said.verdict == "anomalous" and said.defect_type not in self.vocabulary:
             amap = request.anomaly_map
-            binary = template.region_mask(amap, request.mask)
+            binary = region_mask(amap, request.mask)
             facts = template.region_facts(amap, binary, from_mask=request.mask is not None)
             row = self.prior(facts.shape) if facts is not None else {}
             if row:
