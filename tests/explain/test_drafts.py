@@ -6,13 +6,13 @@ import numpy as np
 
 from workstation.core.types import AnomalyMap
 from workstation.explain import template
-from workstation.explain.regions import region_mask
 from workstation.explain.drafts import (
     ReviewedExample,
     TypeAnswer,
     adapt_text,
     learned_description,
 )
+from workstation.explain.regions import region_mask
 
 
 def _facts() -> template.RegionFacts:

@@ -39,8 +39,8 @@ from workstation.experts.defect_types import DefectTypeHead, Exemplar, HeadSetti
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.experts.regions import PatchSource, region_vector
 from workstation.explain import template
-from workstation.explain.regions import region_mask
 from workstation.explain.drafts import TypeAnswer, learned_description
+from workstation.explain.regions import region_mask
 from workstation.services.typed_drafts import answer_of
 
 Progress = Callable[[str], None]

@@ -15,13 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
+
 from workstation.core.types import LEARNED_TYPES_SOURCE, ModelVersion, Product
 from workstation.experts.defect_types import DefectTypeHead, TypePrediction
 from workstation.experts.regions import PatchSource, load_patch_source, region_vector
 from workstation.explain import template
-from workstation.explain.regions import region_mask
 from workstation.explain.drafts import ReviewedExample, TypeAnswer, learned_description
 from workstation.explain.prompts import ExplainRequest
+from workstation.explain.regions import region_mask
 from workstation.explain.result import (
     TEMPLATE_SOURCE,
     Explainer,
@@ -50,6 +52,22 @@ def vocabulary_prior(vocabulary: tuple[str, ...]) -> PriorFn:
         return table.get(shape, {})
 
     return prior
+
+
+def _region(request: ExplainRequest) -> tuple[np.ndarray, template.RegionFacts | None]:
+    """The region the template describes (at the map's size) and its facts."""
+    binary = region_mask(request.anomaly_map, request.mask)
+    facts = template.region_facts(
+        request.anomaly_map, binary, from_mask=request.mask is not None
+    )
+    return binary, facts
+
+
+def _streamed(result: ExplainResult, on_token: TokenCallback | None) -> ExplainResult:
+    """Weight-free drafts are instant: the whole text is the one streamed piece."""
+    if on_token is not None:
+        on_token(result.explanation.description)
+    return result
 
 
 def answer_of(prediction: TypePrediction) -> TypeAnswer:
@@ -95,11 +113,10 @@ class TypedExplainer:
         self, request: ExplainRequest
     ) -> tuple[TypePrediction, template.RegionFacts] | None:
         """The head's answer for the request's region, or None when there is no region."""
-        amap = request.anomaly_map
-        binary = region_mask(amap, request.mask)
-        facts = template.region_facts(amap, binary, from_mask=request.mask is not None)
+        binary, facts = _region(request)
         if facts is None:
             return None
+        amap = request.anomaly_map
         import cv2
 
         full = cv2.resize(binary, request.image.shape[1::-1], interpolation=cv2.INTER_NEAREST)
@@ -128,9 +145,7 @@ class TypedExplainer:
                 said, defect_type="" if prediction.unsure else prediction.best, description=text
             )
             result = replace(base, explanation=typed, source=self.source)
-        if on_token is not None:
-            on_token(result.explanation.description)
-        return result
+        return _streamed(result, on_token)
 
 
 class PriorExplainer:
@@ -158,16 +173,12 @@ class PriorExplainer:
         result = template_result(request)
         said = result.explanation
         if said.verdict == "anomalous" and said.defect_type not in self.vocabulary:
-            amap = request.anomaly_map
-            binary = region_mask(amap, request.mask)
-            facts = template.region_facts(amap, binary, from_mask=request.mask is not None)
+            facts = _region(request)[1]
             row = self.prior(facts.shape) if facts is not None else {}
             if row:
                 named = max(row, key=lambda word: row[word])
                 result = replace(result, explanation=replace(said, defect_type=named))
-        if on_token is not None:
-            on_token(result.explanation.description)
-        return result
+        return _streamed(result, on_token)
 
 
 def active_types_version(store: Store, product: Product) -> ModelVersion | None:
