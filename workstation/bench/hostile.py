@@ -10,6 +10,9 @@ of its own (one wrapper per case, so the maximum is that case's):
   2 GiB), in a feedback bundle, a model version bundle and an offline weight bundle;
 * ``mask-50000``: a 2 KB mask array whose header declares 50000 x 50000 pixels;
 * ``png-19999``: an image whose PNG header declares 19999 x 19999 pixels;
+* ``near-limit``: the image of a real bundle replaced by ``--near`` MiB (400 by default)
+  that deflate about 40-fold: a 10 MB file under every directory check, so the member
+  is read whole and refused only at its header (the most memory a refusal can take);
 * ``baseline``: ``iad-workstation --version`` (the interpreter and the imports).
 
 Expected: every refusal exits 2 with one line, far below 1 GB.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -43,6 +47,9 @@ _WRAPPER = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("hostile", help="memory to refuse hostile bundles")
     parser.add_argument("--expand", type=int, default=2048, help="bomb size in MiB (2048)")
+    parser.add_argument(
+        "--near", type=int, default=400, help="near-limit image member in MiB (400)"
+    )
     parser.add_argument("--workdir", help="scratch folder (default: a temp folder, removed)")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     parser.set_defaults(handler=run)
@@ -79,18 +86,47 @@ def read_bundle(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     return manifest, members
 
 
-def _bomb(out: Path, manifest: dict[str, Any], member: str, mib: int, key: str) -> Path:
-    """A bundle whose ``member`` is ``mib`` MiB of zeros, deflated while streaming."""
+def _streamed(
+    out: Path,
+    manifest: dict[str, Any],
+    key: str,
+    member: str,
+    mib: int,
+    chunk: bytes,
+    others: dict[str, bytes] | None = None,
+) -> Path:
+    """A bundle whose ``member`` is ``chunk`` (1 MiB) ``mib`` times, deflated while
+    streaming, beside ``others`` (stored); the manifest lists all with right hashes."""
     digest = hashlib.sha256()
-    chunk = bytes(1 << 20)
+    listed = [
+        {"path": n, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+        for n, d in (others or {}).items()
+    ]
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, data in (others or {}).items():
+            archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
         with archive.open(member, "w", force_zip64=True) as handle:
             for _ in range(mib):
                 handle.write(chunk)
                 digest.update(chunk)
-        listed = [{"path": member, "sha256": digest.hexdigest(), "size": mib << 20}]
+        listed.append({"path": member, "sha256": digest.hexdigest(), "size": mib * len(chunk)})
         archive.writestr(MANIFEST, json.dumps({**manifest, key: listed}))
     return out
+
+
+def _bomb(out: Path, manifest: dict[str, Any], member: str, mib: int, key: str) -> Path:
+    """A bundle whose ``member`` is ``mib`` MiB of zeros (deflate: about 1000-fold)."""
+    return _streamed(out, manifest, key, member, mib, bytes(1 << 20))
+
+
+def _near_limit(work: Path, mib: int) -> Path:
+    """The real bundle with its image replaced by ``mib`` MiB that deflate about 40-fold:
+    under every directory check, so it is read, and refused only at its header."""
+    manifest, members = read_bundle(work / "real.zip")
+    image = next(n for n in members if n.startswith("images/"))
+    del members[image]
+    chunk = os.urandom(24 << 10) + bytes((1 << 20) - (24 << 10))
+    return _streamed(work / "near.zip", manifest, "members", image, mib, chunk, members)
 
 
 def _png_header(side: int) -> bytes:
@@ -142,7 +178,7 @@ def _measure(argv: list[str]) -> dict[str, object]:
     }
 
 
-def bench_hostile(work: Path, expand: int) -> dict[str, dict[str, object]]:
+def bench_hostile(work: Path, expand: int, near_mib: int) -> dict[str, dict[str, object]]:
     station, cases = _feedback_cases(work)
     feedback, _ = read_bundle(work / "real.zip")
     model = {
@@ -162,7 +198,12 @@ def bench_hostile(work: Path, expand: int) -> dict[str, dict[str, object]]:
     }
     db = ["--db", str(station)]
     runs = {"baseline": _measure(["--version"])}
-    for name, path in {**cases, "feedback-bomb": bombs["feedback-bomb"]}.items():
+    near = _near_limit(work, near_mib)
+    for name, path in {
+        **cases,
+        "feedback-bomb": bombs["feedback-bomb"],
+        "near-limit": near,
+    }.items():
         runs[name] = {
             "bundle_mb": path.stat().st_size / 1e6,
             **_measure([*db, "sync", "import", str(path)]),
@@ -181,7 +222,9 @@ def run(args: argparse.Namespace) -> int:
         from workstation.core.errors import UserError
 
         raise UserError("bench hostile needs --expand >= 2 (MiB)")
-    runs = in_scratch(args.workdir, "iad-bench-hostile-", lambda w: bench_hostile(w, args.expand))
+    runs = in_scratch(
+        args.workdir, "iad-bench-hostile-", lambda w: bench_hostile(w, args.expand, args.near)
+    )
     head = f"{'case':<14} {'bundle MB':>9} {'peak RSS MB':>11} {'exit':>4} {'s':>6}  line"
     return emit(
         [head]

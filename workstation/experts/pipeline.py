@@ -22,7 +22,7 @@ import numpy as np
 from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap, Product
-from workstation.experts.base import Expert, ProgressFn, build_backbone
+from workstation.experts.base import Expert, ProgressFn, StageFn, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert, calibration_indices
 from workstation.experts.fusion import Calibration, FusionMode, calibrate
 from workstation.experts.registration import AlignMode, Registrar
@@ -165,7 +165,11 @@ class InspectionPipeline:
     # --- fit / predict ----------------------------------------------------------------
 
     def fit(
-        self, normals: Sequence[np.ndarray], *, progress: ProgressFn | None = None
+        self,
+        normals: Sequence[np.ndarray],
+        *,
+        progress: ProgressFn | None = None,
+        stages: StageFn | None = None,
     ) -> Calibration:
         """Fit every expert on the normal shots, then calibrate on held-out scores.
 
@@ -188,9 +192,11 @@ class InspectionPipeline:
         per_shot: list[dict[str, AnomalyMap]] = [{} for _ in chosen]
         for step, (name, expert) in enumerate(self.experts.items()):
             if isinstance(expert, FewShotExpert):
-                expert.fit(normals, calibration=chosen)
-                maps = expert.calibration_maps()
+                expert.fit(normals, calibration=chosen, stages=stages)
+                maps = expert.calibration_maps(stages)
             else:
+                if stages:
+                    stages(0, 1, f"fitting the {name} expert")
                 expert.fit(normals)
                 maps = expert.predict([normals[i] for i in chosen])
             for slot, amap in zip(per_shot, maps, strict=True):

@@ -20,13 +20,14 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from workstation.config import ExpertSettings, ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.mask_tools import MaskEditor
-from workstation.core.types import Explanation, Product, ReviewVerdict
+from workstation.core.types import CALIBRATED_NORMAL_LEVEL, Explanation, Product, ReviewVerdict
 from workstation.core.undo import UndoHistory
 from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
+from workstation.gui.tiled_view import large_raster
 from workstation.gui.workers import (
     CancelToken,
     Lane,
@@ -59,7 +60,8 @@ def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedIm
     from workstation.core.imageio import read_image
 
     detail = service.detail(image_id)
-    rgb = read_image(detail.record.path)
+    raster = large_raster(detail.record, service.store.path)
+    rgb = raster.levels[0] if raster is not None else read_image(detail.record.path)
     if rgb.shape[:2] != detail.mask.shape:
         raise UserError(
             f"{detail.record.name} is now {rgb.shape[1]}x{rgb.shape[0]} pixels but was imported "
@@ -67,8 +69,13 @@ def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedIm
         )
     heat = None
     if detail.anomaly_map is not None:
-        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1])
+        # calibrated scores put a typical normal at a fixed level: the colours mean the
+        # same score on every image of the product
+        normal = CALIBRATED_NORMAL_LEVEL if detail.threshold is not None else None
+        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1], normal)
     overlays = prepare_overlays(heat, detail.mask, colormap)
+    if raster is not None:
+        return LoadedImage(detail, CanvasContent(image_id, rgb, [], heat, overlays, raster=raster))
     factor = overview_factor(rgb.shape[1], rgb.shape[0])
     content = CanvasContent(
         image_id,
@@ -240,8 +247,13 @@ class ReviewController(QObject):
         def job(_progress: Any, _cancel: Any) -> Any:
             from workstation.core.imageio import read_image
 
-            # a comparison view: a reduced read keeps huge references cheap
-            rgb = read_image(record.path, max_side=REFERENCE_MAX_SIDE)
+            # a comparison view: a reduced read keeps huge references cheap (a scan too
+            # large to decode here comes from a reduced level of its pyramid)
+            raster = large_raster(record, service.store.path)
+            if raster is not None:
+                rgb = raster.reduced(REFERENCE_MAX_SIDE)
+            else:
+                rgb = read_image(record.path, max_side=REFERENCE_MAX_SIDE)
             return image_tiles(rgb), (record.width, record.height), record.width / rgb.shape[1]
 
         self.io.submit(

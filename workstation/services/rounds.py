@@ -166,9 +166,11 @@ def collect_feedback(
     Label: the review's verdict (``accepted`` takes the model's verdict). The mask of a
     defect is the newest inspector or ground-truth revision (for ``accepted``, the newest
     revision of any source: the inspector accepted the model's mask). A sample is golden
-    when it is an inspector correction made before the last successful round (``since``).
+    when it is an inspector correction made before the last successful round (``since``)
+    or an image an engineer marked golden (``store.mark_golden``).
     """
     samples = []
+    marked = store.golden_image_ids(product.id)
     for row in store.query_images(product.id, review_state="reviewed", order_by="name"):
         review = store.latest_review(row.image.id)
         if review is None or review.verdict not in DECISIVE:
@@ -193,7 +195,8 @@ def collect_feedback(
                 image_id=row.image.id,
                 mask_path=None if mask_path is None else str(mask_path),
                 explanation=explanation.explanation.to_dict() if explanation else None,
-                golden=bool(corrected and since is not None and review.created_at < since),
+                golden=row.image.id in marked
+                or bool(corrected and since is not None and review.created_at < since),
             )
         )
     return samples
@@ -260,7 +263,13 @@ def build_manifest(
         held_out=tuple(held),
         references=references,
         hyperparameters=asdict(options.hyperparameters),
-        extras=RoundExtras(regression_tolerance=options.regression_tolerance, **extras),
+        extras=RoundExtras(
+            regression_tolerance=options.regression_tolerance,
+            # the gate judges false alarms and recall where the engineer's threshold is
+            # (``models threshold``), not at the calibrated default
+            decision_threshold=product.decision_threshold,
+            **extras,
+        ),
         seed=options.seed,
         image_size=options.image_size,
         product_context={
