@@ -139,7 +139,7 @@ def run_types_round(
         Path(str(experts)) if experts else None, manifest.backbone, device=device
     )
     context = manifest.product_context
-    threshold = context.get("threshold")
+    threshold = manifest.extras.decision_threshold
     vocabulary = tuple(str(w) for w in context.get("defect_vocabulary", ()))
     samples = usable(manifest.train) + usable(manifest.held_out)
     regions = []
@@ -148,7 +148,7 @@ def run_types_round(
             typed_region(
                 sample,
                 source,
-                threshold=None if threshold is None else float(threshold),
+                threshold=threshold,
                 vocabulary=vocabulary,
             )
         )

@@ -269,7 +269,7 @@ def time_round(
             train=tuple(train), held_out=tuple(held),
             extras=RoundExtras(experts=str(experts)),
             image_size=settings.image_size,
-            product_context={"defect_vocabulary": list(vocabulary), "threshold": 1.0},
+            product_context={"defect_vocabulary": list(vocabulary)},
         )
         path = manifest.save(root / "manifest.json")
         load_before = os.getloadavg()

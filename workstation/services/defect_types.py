@@ -129,6 +129,7 @@ def build_types_manifest(
     parent = store.active_model_version(product.id, "types")
     extras = RoundExtras(
         regression_tolerance=options.regression_tolerance,
+        decision_threshold=product.decision_threshold,
         experts=str(store.model_files(experts)) if experts is not None and experts.path else None,
         parent=str(store.model_files(parent)) if parent is not None and parent.path else None,
     )
@@ -146,7 +147,6 @@ def build_types_manifest(
         product_context={
             "description": product.description,
             "defect_vocabulary": list(product.defect_vocabulary),
-            "threshold": product.decision_threshold,
         },
     )
 
