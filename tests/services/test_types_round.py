@@ -24,7 +24,7 @@ from workstation.demo.generator import DEFECT_TYPES, DemoSpec, generate
 from workstation.services.explain import build_request
 from workstation.services.importing import import_directory
 from workstation.services.review import QueueFilter, ReviewService
-from workstation.services.rounds import RoundOptions, rollback, run_round
+from workstation.services.rounds import RoundOptions, run_round
 from workstation.services.triage import triage_product
 from workstation.services.typed_drafts import draft_explainer
 from workstation.store.repository import Store
@@ -109,7 +109,8 @@ def test_types_round_promotes_and_redrafts_unreviewed_images(tmp_path: Path, dem
     crack_rows = service.rows(QueueFilter(defect_type="crack"), offset=0, limit=500)
     assert all(r.defect_type == "crack" for r in crack_rows) and crack_rows
 
-    rollback(store, "plate", "types")
+    db = str(store.path)
+    assert main(["models", "rollback", "--db", db, "--product", "plate", "--kind", "types"]) == 0
     for row in defects:
         draft = service.detail(row.image.id).draft
         assert draft is not None and draft.source == "template"

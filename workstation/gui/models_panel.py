@@ -258,8 +258,8 @@ class ModelsPanel(QWidget):
         return self.versions[rows[0].row()] if rows else None
 
     def promote_selected(self) -> None:
-        """``services.rounds.promote`` of the selected version."""
-        from workstation.services.rounds import promote
+        """``services.versions.promote`` of the selected version."""
+        from workstation.services.versions import promote
 
         version = self.selected_version()
         if version is None:
@@ -274,9 +274,9 @@ class ModelsPanel(QWidget):
         self._changed()
 
     def roll_back_selected(self) -> None:
-        """``services.rounds.rollback_version`` of the selected (active) version: retire it
+        """``services.versions.rollback_version`` of the selected (active) version: retire it
         and reactivate its parent, if it has one."""
-        from workstation.services.rounds import rollback_version
+        from workstation.services.versions import rollback_version
 
         version = self.selected_version()
         if version is None:
