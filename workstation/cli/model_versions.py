@@ -58,6 +58,8 @@ def _promote(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
         version = promote(store, args.version)
+        if version.kind == "types":  # kind: types (issue 22): drafts follow the head
+            _redraft(store, version.product_id)
         print(json.dumps({"active": version.name, "kind": version.kind}))
     finally:
         store.close()
@@ -70,10 +72,20 @@ def _rollback(args: argparse.Namespace) -> int:
     store = open_store(args)
     try:
         active = rollback(store, args.product, args.kind)
+        if args.kind == "types":  # kind: types (issue 22): drafts follow the head
+            _redraft(store, args.product)
         print(json.dumps({"active": active.name if active else None, "kind": args.kind}))
     finally:
         store.close()
     return 0
+
+
+def _redraft(store: Store, product: str | int) -> None:
+    """Another type head is active: rewrite the unreviewed drafts in its words (the GUI
+    does the same on its model lane, ``gui/type_drafts.py``)."""
+    from workstation.services.typed_drafts import redraft_unreviewed
+
+    redraft_unreviewed(store, store.get_product(product))
 
 
 def _versions(args: argparse.Namespace) -> int:

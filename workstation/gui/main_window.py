@@ -38,6 +38,7 @@ from workstation.gui.image_list import ImageListModel, ImageListPanel
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
 from workstation.gui.theme import app_icon
+from workstation.gui.type_drafts import TypeDraftsFollower
 from workstation.gui.view_toolbar import ViewToolbar
 from workstation.gui.window_layout import (
     CANVAS_SHARE,
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.models_dock: QDockWidget | None = None
+        self.type_drafts = TypeDraftsFollower(self.controller, self.show_message)  # kind: types
         self.models_panel: Any = None
         self.threshold_dock: QDockWidget | None = None
         self.threshold_panel: Any = None
@@ -298,6 +300,7 @@ class MainWindow(QMainWindow):
         self.product_label.setText(f"Product: {product.name}")
         self.setWindowTitle(f"{product.name} · IAD Workstation")
         self._show_version(product)
+        self.type_drafts.opened(product)  # kind: types (issue 22)
 
     def _fill_products_menu(self, products: list[Product]) -> None:
         self.products_menu.clear()
@@ -435,6 +438,7 @@ class MainWindow(QMainWindow):
         def build(product: Product) -> ModelsPanel:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
+            panel.versions_changed.connect(lambda: self.type_drafts.versions_changed(product))
             # a round that promoted a model changes what the experts see: score again
             panel.round_finished.connect(self._after_round)
             return panel

@@ -68,12 +68,27 @@ def redraft(
     """Have the product's explainer write a new draft for one image, token by token."""
     from workstation.services.explain import create_product_explainer, explain_image
 
-    # asked for per job and kept in no attribute, so unloading really frees it
+    # asked for per job and kept in no attribute, so unloading really frees it; a new
+    # active type head is a new drafter (kind: types)
+    types = store.active_model_version(product.id, "types")
     explainer = models.get(
-        f"explainer:{product.id}:{settings!r}",
+        f"explainer:{product.id}:{settings!r}:{types.name if types else ''}",
         lambda: create_product_explainer(store, product, settings),
     )
     return explain_image(store, image_id, explainer, on_token=on_token, should_stop=should_stop)
+
+
+def redraft_unreviewed(
+    store: Store,
+    product: Product,
+    *,
+    progress: Callable[[int, int], None],
+    cancelled: Callable[[], bool],
+) -> int:
+    """Rewrite the unreviewed images' machine drafts (a type head changed: kind types)."""
+    from workstation.services.typed_drafts import redraft_unreviewed as rewrite
+
+    return rewrite(store, product, progress=progress, cancelled=cancelled)
 
 
 @dataclass(frozen=True)

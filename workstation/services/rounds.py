@@ -222,6 +222,10 @@ def build_manifest(
     store: Store, product: Product, options: RoundOptions, round_dir: Path
 ) -> RoundManifest:
     """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
+    if options.kind == "types":  # kind: types (issue 22): its own samples, per-type split
+        from workstation.services.defect_types import build_types_manifest
+
+        return build_types_manifest(store, product, options, round_dir)
     kind = kinds.get(options.kind).implementation()
     since = _last_round_start(store, product, options.kind)
     samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
@@ -361,7 +365,18 @@ def run_round(
         manifest = build_manifest(store, product, options, round_dir)
         manifest_path = manifest.save(round_dir / "manifest.json")
         record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
-    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    outcome = _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    if options.kind == "types" and outcome.version is not None:  # kind: types (issue 22)
+        _types_changed(store, product, outcome.version.state == "active")
+    return outcome
+
+
+def _types_changed(store: Store, product: Product, changed: bool = True) -> None:
+    """A new active type head rewrites the unreviewed images' drafts (kind: types)."""
+    if changed:
+        from workstation.services.typed_drafts import redraft_unreviewed
+
+        redraft_unreviewed(store, product)
 
 
 def resumable_round(store: Store, product: Product, kind: str) -> Round | None:
