@@ -225,7 +225,7 @@ class Judge:
     def __init__(self, evidence: Evidence, members: Sequence[Member]) -> None:
         self.evidence = evidence
         self.members = {m.name: m for m in members}
-        self.tried: list[Scored] = []
+        self.tried: dict[tuple[tuple[Part, ...], tuple[int, ...]], Scored] = {}
 
     def rows(self, names: Sequence[str]) -> np.ndarray:
         usable = np.ones(len(self.evidence.images), bool)
@@ -247,6 +247,9 @@ class Judge:
     def score(self, parts: Sequence[Part], rows: np.ndarray | None = None) -> Scored:
         names = [p.member for p in parts]
         rows = self.rows(names) if rows is None else rows
+        key = (tuple(parts), tuple(int(i) for i in rows))
+        if key in self.tried:
+            return self.tried[key]
         labels = self.evidence.anomalous[rows]
         if labels.all() or not labels.any():
             raise UserError("the fusion evidence needs both normals and defects")
@@ -274,7 +277,7 @@ class Judge:
             rows=len(rows),
             normals=int((~labels).sum()),
         )
-        self.tried.append(scored)
+        self.tried[key] = scored
         return scored
 
 
@@ -330,7 +333,7 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
                 "normals": s.normals,
                 "defects": s.rows - s.normals,
             }
-            for s in judge.tried
+            for s in judge.tried.values()
         ),
         evidence=_evidence_counts(evidence),
     )

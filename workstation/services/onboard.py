@@ -32,6 +32,7 @@ from workstation.experts.base import ProgressFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.services.confirmed import confirmed_anomalies
 from workstation.store.repository import Store
 
 MAX_FIT_NORMALS = 200
@@ -156,7 +157,9 @@ def fit_product(
     config = PipelineConfig.from_settings(settings, **trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
     normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
-    calibration = pipeline.fit(normals, progress=progress)
+    side = fit_read_side(records[0], settings.image_size)
+    anomalies = confirmed_anomalies(store, product, max_side=side)
+    calibration = pipeline.fit(normals, progress=progress, anomalies=anomalies)
     folder = store.new_model_folder()
     try:
         pipeline.save(folder)
@@ -171,7 +174,11 @@ def fit_product(
                 "normals": float(len(records)),
                 "threshold_confidence": calibration.threshold.confidence,
             },
-            config={**config.to_dict(), "statement": calibration.threshold.statement()},
+            config={
+                **config.to_dict(),
+                "statement": calibration.threshold.statement(),
+                "fusion": pipeline.choice.summary() if pipeline.choice else None,
+            },
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # gone already once registered
