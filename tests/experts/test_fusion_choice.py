@@ -187,3 +187,34 @@ def test_fixed_fusion_keeps_every_expert() -> None:
     calibration = pipeline.fit(normals)
     assert pipeline.choice is None
     assert [n.name for n in calibration.norms] == ["fewshot", "selftaught"]
+
+
+def test_the_image_head_learns_from_confirmed_defects_and_round_trips(tmp_path: Path) -> None:
+    from synthetic_parts import with_defect
+
+    normals = [textured(seed) for seed in range(8)]
+    confirmed = [with_defect(20 + k) for k in range(3)]
+    pipeline = InspectionPipeline(PipelineConfig(fewshot=FewShotConfig(image_size=96)))
+    calibration = pipeline.fit(normals, anomalies=confirmed)
+    assert calibration.head is not None and calibration.head.labelled == 3
+    assert pipeline.choice is not None and "3 confirmed defects" in pipeline.choice.summary()
+    defect, _ = with_defect(40)
+    results = pipeline.predict([textured(50), defect])
+    assert results[1].score > results[0].score
+    pipeline.save(tmp_path / "v")
+    again = InspectionPipeline.load(tmp_path / "v").predict([textured(50), defect])
+    assert [r.score for r in again] == pytest.approx([r.score for r in results])
+
+
+def test_fit_head_weights_confirmed_defects_like_all_synthetic_ones() -> None:
+    from workstation.experts.image_head import fit_head
+
+    rng = np.random.default_rng(0)
+    normal = [rng.random((16, 16)) for _ in range(10)]
+    faint = [rng.random((16, 16)) + 0.2 for _ in range(10)]
+    strong = [rng.random((16, 16)) + 3.0 * (rng.random((16, 16)) > 0.9) for _ in range(2)]
+    head = fit_head(
+        normal + faint + strong, [False] * 10 + [True] * 12, [False] * 20 + [True] * 2
+    )
+    assert head.labelled == 2
+    assert head.score(strong[0]) > max(head.score(n) for n in normal)

@@ -31,6 +31,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import CALIBRATED_THRESHOLD, AnomalyMap
+from workstation.experts.image_head import ImageHead
 
 FusionMode = Literal["mean", "max"]
 CALIBRATION_FILE = "calibration.json"
@@ -206,6 +207,9 @@ class Calibration:
     location: float
     """Median fused calibration score; calibrated = (fused - location) / (raw - location)."""
     calibration_scores: tuple[float, ...] = field(default=())
+    head: ImageHead | None = None
+    """Image score learned from confirmed defects (``image_head.py``); None: the experts'
+    own scores, fused like the maps."""
 
     @property
     def unit(self) -> float:
@@ -226,6 +230,8 @@ class Calibration:
         for norm in extra:
             heat = heat + norm.weight * norm.apply(outputs[norm.name].map)
             score = score + norm.weight * float(norm.apply(outputs[norm.name].score))
+        if self.head is not None:
+            score = self.head.score(np.asarray(heat))
         return AnomalyMap(
             map=np.asarray((heat - self.location) / self.unit, dtype=np.float32),
             score=float((score - self.location) / self.unit),
@@ -242,6 +248,7 @@ class Calibration:
             "location": self.location,
             "calibration_scores": list(self.calibration_scores),
             "statement": self.threshold.statement(),
+            "head": None if self.head is None else self.head.to_dict(),
         }
 
     @classmethod
@@ -257,6 +264,7 @@ class Calibration:
             threshold=ThresholdChoice(**data["threshold"]),  # type: ignore[arg-type]
             location=float(data["location"]),  # type: ignore[arg-type]
             calibration_scores=tuple(data.get("calibration_scores", ())),  # type: ignore[arg-type]
+            head=ImageHead.from_dict(data["head"]) if data.get("head") else None,  # type: ignore[arg-type]
         )
 
     def save(self, folder: Path) -> Path:
@@ -306,6 +314,7 @@ def calibrate(
     additive: Sequence[str] = (),
     optimistic: bool = False,
     weights: Mapping[str, float] | None = None,
+    head: ImageHead | None = None,
 ) -> Calibration:
     """Fit norms and threshold from per-normal outputs (``{expert name: map}`` each).
 
@@ -331,6 +340,7 @@ def calibrate(
         mode=mode,
         threshold=ThresholdChoice(1.0, 1, 1, target_fpr, 0.0, 1.0, 1),
         location=0.0,
+        head=head,
     )
     fused = [provisional.fuse(out).score for out in calibration_outputs]
     threshold = choose_threshold(fused, target_fpr, optimistic=optimistic)
@@ -345,4 +355,5 @@ def calibrate(
         threshold=threshold,
         location=location,
         calibration_scores=tuple(float(s) for s in fused),
+        head=head,
     )

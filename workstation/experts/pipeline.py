@@ -24,6 +24,7 @@ from workstation.core.types import AnomalyMap, Product
 from workstation.experts.base import Expert, ProgressFn, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert, calibration_indices
 from workstation.experts.fusion import Calibration, FusionMode, calibrate
+from workstation.experts.image_head import ImageHead
 from workstation.experts.registration import AlignMode, Registrar
 from workstation.experts.selection import FusionChoice
 
@@ -229,6 +230,7 @@ class InspectionPipeline:
             additive=tuple(self.additive),
             optimistic=optimistic,
             weights=self.config.weights,
+            head=self._head(),
         )
         self.fitted_count = len(normals)
         if progress:
@@ -257,7 +259,7 @@ class InspectionPipeline:
             not self.config.select
             or "fewshot" not in self.config.experts
             or len(normals) < 2
-            or (len(backbones) == 1 and not others)
+            or (len(backbones) == 1 and not others and not anomalies)
         ):
             if self.config.backbone == AUTO and "fewshot" in self.config.experts:
                 self._set_fewshot(FALLBACK_BACKBONE, None)
@@ -292,6 +294,11 @@ class InspectionPipeline:
         )
         self.choice = run.choice
         return {"fewshot"} if run.fitted is not None else set()
+
+    def _head(self) -> ImageHead | None:
+        """The image head the choice learned from confirmed defects, if any."""
+        data = self.choice.head if self.choice is not None else None
+        return ImageHead.from_dict(data) if data else None
 
     def _set_fewshot(self, backbone: str, fitted: FewShotExpert | None) -> None:
         """Put the few-shot expert of ``backbone`` first among the experts."""

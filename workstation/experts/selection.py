@@ -35,6 +35,7 @@ import numpy as np
 
 from workstation.core import metrics
 from workstation.core.errors import UserError
+from workstation.experts.image_head import ImageHead, fit_head
 from workstation.experts.synthetic.evidence import EVIDENCE_FAMILIES, paint_evidence
 
 Normalisation = Literal["normal", "probability"]
@@ -188,6 +189,8 @@ class FusionChoice:
     left_out: dict[str, str] = field(default_factory=dict)
     candidates: tuple[dict[str, object], ...] = ()
     evidence: dict[str, int] = field(default_factory=dict)
+    head: dict[str, object] | None = None
+    """The image head learned from the confirmed defects (``image_head.py``), if any."""
 
     def options(self) -> dict[str, str]:
         """Slot -> option of the chosen members (the backbone of ``fewshot``)."""
@@ -197,6 +200,8 @@ class FusionChoice:
 
     def summary(self) -> str:
         text = "fusion: " + " + ".join(p.member for p in self.chosen)
+        if self.head is not None:
+            text += f"; image score learned from {self.head['labelled']} confirmed defects"
         if self.left_out:
             why = (f"{name} left out: {reason}" for name, reason in self.left_out.items())
             text += "; " + "; ".join(why)
@@ -216,6 +221,7 @@ class FusionChoice:
             left_out=dict(data.get("left_out", {})),  # type: ignore[call-overload]
             candidates=tuple(data.get("candidates", ())),  # type: ignore[arg-type]
             evidence=dict(data.get("evidence", {})),  # type: ignore[call-overload]
+            head=data.get("head"),  # type: ignore[arg-type]
         )
 
 
@@ -244,6 +250,24 @@ class Judge:
         spread = max(high - location, 1e-6 * max(1.0, abs(location)))
         return lambda values: (values - location) / spread
 
+    def fused(
+        self, parts: Sequence[Part], rows: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """Fused maps and scores of ``rows`` as ``Calibration.fuse`` forms them before its
+        final affine step: a weighted mean of the normal-unit parts, plus the weighted
+        probability parts."""
+        averaged = sum(p.weight for p in parts if p.norm == "normal") or 1.0
+        maps = [np.zeros(self.evidence.images[i].shape[:2], np.float32) for i in rows]
+        scores = np.zeros(len(rows))
+        for part in parts:
+            member = self.members[part.member]
+            apply = self._normalised(member, part.norm, rows)
+            share = part.weight / (averaged if part.norm == "normal" else 1.0)
+            scores += share * apply(member.scores[rows])
+            for slot, i in enumerate(rows):
+                maps[slot] += share * apply(member.maps[i])
+        return maps, scores
+
     def score(self, parts: Sequence[Part], rows: np.ndarray | None = None) -> Scored:
         names = [p.member for p in parts]
         rows = self.rows(names) if rows is None else rows
@@ -253,18 +277,7 @@ class Judge:
         labels = self.evidence.anomalous[rows]
         if labels.all() or not labels.any():
             raise UserError("the fusion evidence needs both normals and defects")
-        fused_maps: list[np.ndarray] = []
-        fused_scores = np.zeros(len(rows))
-        for part in parts:
-            member = self.members[part.member]
-            apply = self._normalised(member, part.norm, rows)
-            fused_scores += part.weight * apply(member.scores[rows])
-            for slot, i in enumerate(rows):
-                layer = part.weight * apply(member.maps[i])
-                if slot < len(fused_maps):
-                    fused_maps[slot] = fused_maps[slot] + layer
-                else:
-                    fused_maps.append(layer)
+        fused_maps, fused_scores = self.fused(parts, rows)
         with_mask = [k for k, i in enumerate(rows) if self.evidence.masks[i] is not None]
         pixel = metrics.pixel_auroc(
             [fused_maps[k] for k in with_mask],
@@ -320,7 +333,9 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
             current = verdict.parts
             reason += f"; {member.name} joins: {verdict.metrics_text()}"
     final = judge.score(current)
+    head = _learn_head(judge, current)
     return FusionChoice(
+        head=None if head is None else head.to_dict(),
         chosen=current,
         chosen_metrics=final.metrics_text(),
         reason=reason,
@@ -375,6 +390,17 @@ def _try_member(judge: Judge, current: tuple[Part, ...], member: Member) -> Scor
             f"with it vs {before.image_auroc:.2f}/{before.pixel_auroc:.2f} without"
         )
     return top
+
+
+def _learn_head(judge: Judge, parts: tuple[Part, ...]) -> ImageHead | None:
+    """The image head, when inspectors confirmed defects: on the rows the chosen members
+    may be judged on, plus every confirmed defect."""
+    confirmed = np.asarray([f == "labelled" for f in judge.evidence.family])
+    if not confirmed.any():
+        return None
+    rows = np.union1d(judge.rows([p.member for p in parts]), np.flatnonzero(confirmed))
+    heats, _ = judge.fused(parts, rows)
+    return fit_head(heats, judge.evidence.anomalous[rows].tolist(), confirmed[rows].tolist())
 
 
 def _evidence_counts(evidence: Evidence) -> dict[str, int]:
