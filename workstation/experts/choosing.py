@@ -33,12 +33,20 @@ MAX_SELECTION_SHOTS = 48
 BASE_SLOT = "fewshot"
 
 
+NOT_AUTO = frozenset({"vgg16-hed"})
+"""Installed backbones ``auto`` does not try: VGG16-HED costs 8x EfficientNet-Lite0 per
+image and was best on no set measured (docs/benchmarks.md, ImageNet CNNs: below Lite0 on
+the demo, below the filter bank on bsdata), so fitting it at every onboarding only adds
+waiting. It stays available by name."""
+
+
 def candidate_backbones(requested: str) -> tuple[str, ...]:
     """``auto``: the weight-free filter bank first (simplest), then every installed
-    ImageNet backbone of the registry (new ones join by being installed)."""
+    ImageNet backbone of the registry but :data:`NOT_AUTO` (new ones join by being
+    installed)."""
     if requested != AUTO:
         return (requested,)
-    return ("filterbank", *installed_imagenet_backbones())
+    return ("filterbank", *(b for b in installed_imagenet_backbones() if b not in NOT_AUTO))
 
 
 @dataclass
