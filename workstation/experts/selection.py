@@ -232,6 +232,7 @@ class Judge:
         self.evidence = evidence
         self.members = {m.name: m for m in members}
         self.tried: dict[tuple[tuple[Part, ...], tuple[int, ...]], Scored] = {}
+        self._quantiles: dict[tuple[str, tuple[int, ...]], tuple[float, float]] = {}
 
     def rows(self, names: Sequence[str]) -> np.ndarray:
         usable = np.ones(len(self.evidence.images), bool)
@@ -240,13 +241,18 @@ class Judge:
         return np.flatnonzero(usable)
 
     def _normalised(self, member: Member, norm: Normalisation, rows: np.ndarray) -> Callable:
-        normal_rows = [i for i in rows if not self.evidence.anomalous[i]]
-        pixels = np.concatenate([member.maps[i].ravel() for i in normal_rows])
-        high = float(np.quantile(pixels, 0.99))
+        normal_rows = tuple(int(i) for i in rows if not self.evidence.anomalous[i])
+        key = (member.name, normal_rows)
+        if key not in self._quantiles:
+            pixels = np.concatenate([member.maps[i].ravel() for i in normal_rows])
+            self._quantiles[key] = (
+                float(np.median(pixels)),
+                float(np.quantile(pixels, 0.99)),
+            )
+        location, high = self._quantiles[key]
         if norm == "probability":
             unit = max(high, PROBABILITY_FLOOR)
             return lambda values: values / unit
-        location = float(np.median(pixels))
         spread = max(high - location, 1e-6 * max(1.0, abs(location)))
         return lambda values: (values - location) / spread
 
