@@ -150,7 +150,9 @@ class Scored:
     @property
     def label(self) -> str:
         return " + ".join(
-            p.member if p.weight == 1.0 else f"{p.weight:g}x {p.member}" for p in self.parts
+            (p.member if p.weight == 1.0 else f"{p.weight:g}x {p.member}")
+            + (" (added)" if p.norm == "probability" else "")
+            for p in self.parts
         )
 
     @property
