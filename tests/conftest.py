@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from workstation.store.repository import Store
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -98,3 +100,10 @@ def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], str]
     yield make
     for path in immutable:
         subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh store (tests that need another kind define their own ``store``)."""
+    with Store.open(tmp_path / "store" / "test.sqlite") as opened:
+        yield opened

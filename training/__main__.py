@@ -13,6 +13,7 @@ share and write nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from training import distributed
 from training.contract import ContractError, ProgressEvent, RoundManifest
+from workstation.core import kinds
 
 METRICS_FILE = "metrics.json"
 MANIFEST_COPY = "manifest.json"
@@ -50,17 +52,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def run_kind(manifest: RoundManifest, out: Path, device: str) -> dict[str, object]:
-    if manifest.kind == "adapter":
-        from training.adapter_round import run_adapter_round
-
-        return run_adapter_round(manifest, out, device=device, emit=emit)
-    if manifest.kind == "selftaught":
-        from training.selftaught_round import run_selftaught_round
-
-        return run_selftaught_round(manifest, out, device=device, emit=emit)
-    from training.vlm_lora import run_vlm_round
-
-    return run_vlm_round(manifest, out, device=device, emit=emit)
+    """The kind's own round (``workstation.core.kinds``), imported only now."""
+    return kinds.get(manifest.kind).run_round()(manifest, out, device=device, emit=emit)
 
 
 def with_oom_retry(
@@ -90,13 +83,22 @@ def with_oom_retry(
                     '(set [device] preference = "cpu")'
                 ) from exc
             params["batch_size"] = batch // 2
-            params["grad_accumulation"] = int(params.get("grad_accumulation", 1)) * 2
+            # Only kinds that accumulate gradients keep the effective batch; the others'
+            # strict hyperparameters would refuse the key.
+            if "grad_accumulation" in fields_of(manifest):
+                params["grad_accumulation"] = int(params.get("grad_accumulation", 1)) * 2
             emit(
                 ProgressEvent(
                     "start", message=f"out of GPU memory; retrying with batch {batch // 2}"
                 )
             )
             manifest = RoundManifest(**{**manifest.__dict__, "hyperparameters": params})
+
+
+def fields_of(manifest: RoundManifest) -> set[str]:
+    """The names the manifest kind's hyperparameters dataclass accepts."""
+    hyper = kinds.get(manifest.kind).implementation().Hyperparameters
+    return {f.name for f in dataclasses.fields(hyper)}
 
 
 def run(manifest_path: Path, out: Path, device_preference: str = "auto") -> int:

@@ -10,48 +10,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 from training import distributed
+from training.kinds.adapter import AdapterHyperparameters
 from training.losses import dice_loss, focal_loss
 from workstation.experts.adapter import SegmentationHead
-
-
-@dataclass(frozen=True)
-class AdapterHyperparameters:
-    """Defaults chosen so a round on ~100 masks trains in well under a minute on a CPU."""
-
-    hidden: int = 64
-    steps: int = 300
-    batch_size: int = 8
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.75
-    dice_weight: float = 1.0
-    detail: float = 2.0
-    """The head's working side relative to the few-shot expert's, capped at the images' own
-    size. Matching needs neighbourhood context and a bounded memory bank, so the few-shot
-    expert works coarse; a per-patch head has neither limit, and pits a few pixels wide are
-    only visible to it at a finer grid (bsdata, base 512 px: adapter alone image AUROC
-    0.86 at 1x, 0.89 at native size; see docs/benchmarks.md)."""
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("adapter steps and batch_size must be at least 1")
-        if self.hidden < 0:
-            raise ValueError("adapter hidden size must be >= 0 (0 = linear head)")
-        if not 0 < self.detail <= 8:
-            raise ValueError("adapter detail must be in (0, 8] (1 = the experts' own size)")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, object]) -> AdapterHyperparameters:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)  # type: ignore[arg-type]
-
 
 StepFn = Callable[[int, int, float], None]
 """``on_step(step, total, loss)``; raise from it to stop training."""

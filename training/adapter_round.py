@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from training import distributed
-from training.adapter import AdapterHyperparameters, EtaClock, mask_targets, train_head
-from training.contract import ProgressEvent, RoundManifest, check_feedback
+from training.adapter import EtaClock, mask_targets, train_head
+from training.contract import ProgressEvent, RoundManifest
 from training.data import MaskExample, mask_examples
 from training.evaluate import ScoredSample, gated_result, held_out_metrics
+from training.kinds.adapter import AdapterHyperparameters, check_feedback
 from workstation.core.imageio import read_image
 from workstation.core.types import AnomalyMap
 from workstation.experts.adapter import (
@@ -180,7 +181,7 @@ def evaluate_round(
         ]
     before = held_out_metrics(_scored(before_maps, held))
     after = held_out_metrics(_scored(after_maps, held))
-    return gated_result(before, after, manifest.hyperparameters) | {
+    return gated_result(before, after, manifest.extras.regression_tolerance) | {
         "base_scale": after_scales.base,
         "adapter_scale": after_scales.adapter,
     }
@@ -190,12 +191,12 @@ def run_adapter_round(
     manifest: RoundManifest, out: Path, *, device: str, emit: Emit
 ) -> dict[str, object]:
     """Train, save into ``out`` (a fresh folder) and evaluate; returns the metrics record."""
-    check_feedback("adapter", manifest.train)
-    hyper = AdapterHyperparameters.from_dict(manifest.hyperparameters)
+    check_feedback(manifest.train)
+    hyper: AdapterHyperparameters = manifest.typed_hyperparameters()
     backbone = build_backbone(manifest.backbone, device=device)
     examples = mask_examples(manifest.train)
-    parent_path = manifest.hyperparameters.get("parent_adapter")
-    parent = AdapterExpert.load(Path(str(parent_path)), backbone) if parent_path else None
+    parent_path = manifest.extras.parent
+    parent = AdapterExpert.load(Path(parent_path), backbone) if parent_path else None
     candidate = fit_adapter(
         backbone,
         examples,

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-RoundKind = Literal["adapter", "vlm", "selftaught"]
+from workstation.core import kinds
+from workstation.core.strict import from_dict
+
+RoundKind = str
+"""A registered trained kind (:mod:`workstation.core.kinds`)."""
 SampleLabel = Literal["normal", "anomalous"]
 EventKind = Literal["start", "step", "metrics", "done", "error"]
 
@@ -50,6 +55,37 @@ class Sample:
 
 
 @dataclass(frozen=True)
+class RoundExtras:
+    """What the app adds around a kind's own hyperparameters: the promotion gate's
+    tolerance, the active version the round continues from, where it checkpoints."""
+
+    regression_tolerance: float = 0.01
+    parent: str | None = None
+    """Folder of the active version of the kind the round starts from (None: fresh)."""
+    checkpoint_dir: str | None = None
+    """Where a resumable round keeps its checkpoint (None: it keeps none)."""
+
+
+LEGACY_EXTRAS = {
+    "regression_tolerance": "regression_tolerance",
+    "parent_adapter": "parent",
+    "parent_selftaught": "parent",
+    "checkpoint_dir": "checkpoint_dir",
+}
+"""Manifests written before :class:`RoundExtras` kept these among the hyperparameters."""
+
+
+@dataclass(frozen=True)
+class ParentModel:
+    """The kind's active version as a round's manifest sees it: ``files()`` checks the
+    folder against its registered hash (and raises when it cannot be trusted)."""
+
+    path: str | None
+    backbone: object
+    files: Callable[[], Path]
+
+
+@dataclass(frozen=True)
 class RoundManifest:
     """Everything a round needs, saved as JSON so any round can be rerun bit for bit."""
 
@@ -63,13 +99,18 @@ class RoundManifest:
     references: tuple[str, ...] = ()
     """Normal reference images (the few-shot memory bank) used to score the held-out set."""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    """The kind's own hyperparameters (its ``Hyperparameters`` dataclass, strict)."""
+    extras: RoundExtras = field(default_factory=RoundExtras)
     seed: int = 0
     image_size: int = 256
     product_context: dict[str, Any] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
 
     def __post_init__(self) -> None:
-        _check(self.kind, RoundKind, "round kind")
+        try:
+            kinds.get(self.kind)
+        except kinds.UnknownKindError as exc:
+            raise ContractError(f"round kind: {exc}") from None
         if self.version > MANIFEST_VERSION:
             raise ContractError(
                 f"manifest version {self.version} is newer than this trainer "
@@ -86,6 +127,10 @@ class RoundManifest:
     def golden(self) -> tuple[Sample, ...]:
         return tuple(s for s in self.held_out if s.golden)
 
+    def typed_hyperparameters(self) -> Any:
+        """The kind's hyperparameters dataclass; an unknown key is refused (UserError)."""
+        return kinds.get(self.kind).hyperparameters(self.hyperparameters)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
@@ -96,6 +141,12 @@ class RoundManifest:
             raw["train"] = tuple(Sample(**s) for s in raw["train"])
             raw["held_out"] = tuple(Sample(**s) for s in raw["held_out"])
             raw["references"] = tuple(raw.get("references", ()))
+            if "extras" in raw:
+                raw["extras"] = from_dict(RoundExtras, raw["extras"], "round extras")
+            else:
+                hyper = dict(raw.get("hyperparameters", {}))
+                old = {new: hyper.pop(key) for key, new in LEGACY_EXTRAS.items() if key in hyper}
+                raw["hyperparameters"], raw["extras"] = hyper, RoundExtras(**old)
             return cls(**raw)
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ContractError(f"not a round manifest: {exc}") from exc
@@ -123,38 +174,8 @@ class NotEnoughFeedbackError(ContractError):
 
 
 def check_feedback(kind: RoundKind, train: tuple[Sample, ...] | list[Sample]) -> None:
-    """Refuse a round that cannot learn: no labels, or only one side of the boundary."""
-    if kind == "selftaught":
-        if not any(s.label == "normal" for s in train):
-            raise NotEnoughFeedbackError(
-                "the self-taught expert learns from normal images and the product has none; "
-                "import images labelled good (train/good) or review some as normal"
-            )
-        return
-    if kind == "adapter":
-        defects = sum(1 for s in train if s.label == "anomalous" and s.mask_path is not None)
-        normals = sum(1 for s in train if s.label == "normal")
-        if defects == 0:
-            raise NotEnoughFeedbackError(
-                f"no corrected defect masks to learn from yet ({normals} normal image(s) "
-                "only); review some defective images and paint or accept their masks first"
-            )
-        if normals == 0:
-            raise NotEnoughFeedbackError(
-                f"only defective images ({defects}) in the feedback; mark some good parts "
-                "as normal so the adapter sees both sides"
-            )
-        return
-    verdicts = {s.explanation.get("verdict") for s in train if s.explanation}
-    if not verdicts:
-        raise NotEnoughFeedbackError(
-            "no reviewed explanations yet; accept or correct some explanations first"
-        )
-    if len(verdicts) < 2:
-        raise NotEnoughFeedbackError(
-            f"every reviewed explanation says {verdicts.pop()!r}; a VLM round needs both "
-            "normal and anomalous examples so it does not learn to answer one way"
-        )
+    """Refuse a round that cannot learn: each kind's own check (``training/kinds/``)."""
+    kinds.get(kind).implementation().check_feedback(train)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from training.selftaught import SelfTaughtHyperparameters
+from training.kinds.selftaught import SelfTaughtHyperparameters
 from training.selftaught_round import fit_selftaught
 from workstation.core.imageio import read_image, write_bytes_atomic
 from workstation.datasets.mvtec import load_category

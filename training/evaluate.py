@@ -104,12 +104,9 @@ DEFAULT_REGRESSION_TOLERANCE = 0.01
 def gated_result(
     before: Mapping[str, float],
     after: Mapping[str, float],
-    hyperparameters: Mapping[str, object],
+    tolerance: float = DEFAULT_REGRESSION_TOLERANCE,
 ) -> dict[str, object]:
     """The metrics file's common part for every round kind: both sides and the verdict."""
-    tolerance = float(
-        hyperparameters.get("regression_tolerance", DEFAULT_REGRESSION_TOLERANCE)  # type: ignore[arg-type]
-    )
     decision = gate(before, after, tolerance=tolerance)
     return {
         "before": dict(before),

@@ -20,8 +20,8 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,17 @@ import numpy as np
 import torch
 
 from training import distributed
+from training.kinds.selftaught import SelfTaughtHyperparameters
 from training.losses import dice_loss, focal_loss
 from workstation.core.errors import UserError
 from workstation.core.imageio import write_bytes_atomic
 from workstation.experts.selftaught import (
-    ENCODERS,
-    Encoder,
     SelfTaughtConfig,
     SelfTaughtError,
     build_network,
     standardise,
 )
-from workstation.experts.synthetic import DefectSynthesizer, SynthesisMix
+from workstation.experts.synthetic import DefectSynthesizer
 
 CHECKPOINT_FILE = "checkpoint.pt"
 WARMUP = 0.05
@@ -49,66 +48,6 @@ WARMUP = 0.05
 
 class TrainingDivergedError(UserError):
     """The loss became NaN or infinite: the round stops, nothing is promoted."""
-
-
-@dataclass(frozen=True)
-class SelfTaughtHyperparameters:
-    """Defaults sized so a round on ~45 normals ends within 10 minutes on 2 CPU cores."""
-
-    steps: int = 4000
-    budget_minutes: float = 8.0
-    """Wall-clock cap on training; evaluation comes on top (well under a minute)."""
-    batch_size: int = 16
-    crop: int = 96
-    width: int = 12
-    encoder: Encoder = "scratch"
-    """``scratch`` or an ImageNet encoder whose weights a pip package ships."""
-    pretrained_lr_scale: float = 0.1
-    """Learning rate of ImageNet weights relative to the fresh layers: the usual
-    fine-tuning ratio, so the first steps, driven by a random decoder, do not wash out
-    what the encoder already knows."""
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    defect_probability: float = 0.5
-    real_defect_share: float = 0.3
-    """Of the defective crops, this share comes from inspector masks when there are some."""
-    lighting_jitter: float = 0.1
-    """Global gain (+-) and offset (+-25x this, gray levels) applied to every crop: lighting
-    that changes over a shift is normal, so the network must not learn it as a defect."""
-    families: dict[str, float] = field(default_factory=dict)
-    """Relative frequency per synthetic family (empty: the default mix, which leaves stains
-    out)."""
-    min_visible: float = 8.0
-    calibration_fraction: float = 0.25
-    """Normals kept out of training so the fusion can measure the network's unit on
-    images it never saw (see ``InspectionPipeline.fit``)."""
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.75
-    dice_weight: float = 1.0
-    checkpoint_every_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.crop < 32 or self.width < 1:
-            raise UserError("self-taught steps, batch_size, width >= 1 and crop >= 32")
-        if self.budget_minutes <= 0:
-            raise UserError("the self-taught time budget must be more than 0 minutes")
-        if not 0 <= self.defect_probability <= 1 or not 0 <= self.calibration_fraction < 1:
-            raise UserError("defect_probability in [0, 1] and calibration_fraction in [0, 1)")
-        if self.encoder not in ENCODERS:
-            raise UserError(f"self-taught encoder must be one of {', '.join(ENCODERS)}")
-        if self.pretrained_lr_scale < 0:
-            raise UserError("pretrained_lr_scale must be >= 0")
-        self.mix()  # validates the family names now, not at the first step
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> SelfTaughtHyperparameters:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def mix(self) -> SynthesisMix:
-        if self.families:
-            return SynthesisMix(weights=dict(self.families), min_visible=self.min_visible)
-        return SynthesisMix(min_visible=self.min_visible)
 
 
 @dataclass(frozen=True)

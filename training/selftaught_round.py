@@ -219,7 +219,7 @@ def _pipeline(
     config = PipelineConfig(
         backbone=manifest.backbone,
         fewshot=FewShotConfig(image_size=manifest.image_size),
-        selftaught_path=None if selftaught is None else str(selftaught),
+        trained={} if selftaught is None else {"selftaught": str(selftaught)},
     )
     pipeline = InspectionPipeline(config, device=device)
     pipeline.fit(list(references))
@@ -230,7 +230,7 @@ def run_selftaught_round(
     manifest: RoundManifest, out: Path, *, device: str, emit: Emit
 ) -> dict[str, object]:
     """Train, save into ``out`` and judge on the held-out side; the metrics record."""
-    hyper = SelfTaughtHyperparameters.from_dict(manifest.hyperparameters)
+    hyper: SelfTaughtHyperparameters = manifest.typed_hyperparameters()
     train_normals = [read_image(s.image_path) for s in manifest.train if s.label == "normal"]
     if not train_normals:
         raise NotEnoughFeedbackError(
@@ -251,7 +251,7 @@ def run_selftaught_round(
             expected = min(total, max(step, round(step / progress))) if progress > 0 else total
             emit(ProgressEvent("step", step=step, total=expected, loss=loss, eta_s=eta))
 
-    checkpoint = manifest.hyperparameters.get("checkpoint_dir")
+    checkpoint = manifest.extras.checkpoint_dir
     candidate, record = fit_selftaught(
         train_normals,
         image_size=manifest.image_size,
@@ -259,7 +259,7 @@ def run_selftaught_round(
         seed=manifest.seed,
         device=device,
         defects=[(e.image, e.mask) for e in real],
-        checkpoint_dir=None if checkpoint is None else Path(str(checkpoint)),
+        checkpoint_dir=None if checkpoint is None else Path(checkpoint),
         on_step=on_step,
     )
     if not distributed.world().is_main:
@@ -284,17 +284,18 @@ def run_selftaught_round(
         }
     emit(ProgressEvent("start", message="judging the candidate on held-out images"))
     synthetic = synthetic_examples(held_normals, shape=candidate.config.shape, mix=hyper.mix())
-    parent = manifest.hyperparameters.get("parent_selftaught")
+    parent = manifest.extras.parent
     sides = {}
     for side, folder in (("before", parent), ("after", out)):
         pipeline = _pipeline(
-            manifest, train_normals, None if folder is None else Path(str(folder)), device
+            manifest, train_normals, None if folder is None else Path(folder), device
         )
         sides[side] = side_metrics(
             pipeline, held_normals=held_normals, synthetic=synthetic, real=held_real
         )
-    tolerance = float(manifest.hyperparameters.get("regression_tolerance", 0.01))
-    promote, reason = selftaught_gate(sides["before"], sides["after"], tolerance=tolerance)
+    promote, reason = selftaught_gate(
+        sides["before"], sides["after"], tolerance=manifest.extras.regression_tolerance
+    )
     return result | {
         "before": sides["before"],
         "after": sides["after"],

@@ -15,15 +15,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from training import distributed
 from training.adapter import EtaClock
-from training.contract import ProgressEvent, RoundManifest, Sample, check_feedback
+from training.contract import ProgressEvent, RoundManifest, Sample
 from training.data import load_sample_mask
 from training.evaluate import gated_result
+from training.kinds.vlm import VlmHyperparameters, check_feedback
 from workstation.core.imageio import read_image
 from workstation.core.types import Explanation, Product
 
@@ -32,30 +32,6 @@ LANGUAGE_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|
 """Attention and MLP projections of the language model only: the vision tower's modules
 (``visual.*``, some of which share these names in Qwen2.5-VL) never match."""
 ADAPTER_SUBDIR = "adapter"
-
-
-@dataclass(frozen=True)
-class VlmHyperparameters:
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    learning_rate: float = 2e-4
-    steps: int = 60
-    """Optimiser steps."""
-    batch_size: int = 4
-    """Examples per optimiser step, as micro-batches of one (gradient accumulation)."""
-    grad_accumulation: int = 1
-    model: str = ""
-    """Catalogue name or folder of the base VLM (defaults to the manifest's base model)."""
-
-    def __post_init__(self) -> None:
-        if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.grad_accumulation < 1:
-            raise ValueError("rank, steps, batch_size and grad_accumulation must be >= 1")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, object]) -> VlmHyperparameters:
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
-        return cls(**known)  # type: ignore[arg-type]
 
 
 def chat_pairs(manifest: RoundManifest, samples: Sequence[Sample]) -> list[Any]:
@@ -117,8 +93,8 @@ def run_vlm_round(
     from workstation.explain.encode import encode_chat_pair
     from workstation.explain.vlm import load_vlm
 
-    check_feedback("vlm", manifest.train)
-    hyper = VlmHyperparameters.from_dict(manifest.hyperparameters)
+    check_feedback(manifest.train)
+    hyper: VlmHyperparameters = manifest.typed_hyperparameters()
     name = hyper.model or manifest.base_model
     folder = Path(name) if Path(name).is_dir() else None
     loaded = load_vlm(folder.name if folder else name, folder=folder, device=device)
@@ -197,7 +173,7 @@ def run_vlm_round(
     if golden:
         after["golden_answer_likelihood"] = _answer_likelihood(model, golden)
     model.save_pretrained(out / ADAPTER_SUBDIR)
-    return gated_result(before, after, manifest.hyperparameters) | {
+    return gated_result(before, after, manifest.extras.regression_tolerance) | {
         "base_model": loaded.name,
         "lora": {"r": hyper.rank, "alpha": hyper.alpha, "targets": LANGUAGE_TARGETS},
     }

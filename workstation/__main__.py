@@ -41,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from workstation.cli.doctor import run_doctor
 
             return run_doctor(args)
+        _limits_from_settings()
         if args.command is None:
             from workstation.gui.launch import launch_gui
 
@@ -59,6 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         line, code = user_message(exc, store=store_path(args))
         print("error: " + line.replace("\n", " "), file=sys.stderr)
         return code
+
+
+def _limits_from_settings() -> None:
+    """Put the ``[limits]`` settings in force before any bundle or image is read; a bad
+    settings file is reported by the commands that read it (and ``doctor``)."""
+    from contextlib import suppress
+
+    from workstation.config import load_settings
+    from workstation.core.errors import UserError
+
+    with suppress(UserError):
+        load_settings()
 
 
 if __name__ == "__main__":

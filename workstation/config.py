@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workstation.core.errors import UserError
+from workstation.core.untrusted import Limits, MiB, set_limits
 from workstation.paths import resources_dir, user_data_dir
 
 ALIGN_MODES = ("off", "rigid", "similarity")
@@ -76,12 +77,45 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """What a bundle or an image from outside may hold (``core.untrusted.Limits``).
+
+    The defaults are far above what a plant produces; raise one where a plant's data
+    really is larger (line-scan images over 100 megapixels, weight files over 16 GB)."""
+
+    max_image_megapixels: float = 100.0
+    max_bundle_member_mb: int = 16 * 1024
+    max_bundle_total_mb: int = 256 * 1024
+    max_bundle_table_mb: int = 64
+    max_bundle_members: int = 2_000_000
+    max_compression_ratio: int = 50
+
+    def to_limits(self) -> Limits:
+        return Limits(
+            member_bytes=int(self.max_bundle_member_mb * MiB),
+            total_bytes=int(self.max_bundle_total_mb * MiB),
+            table_bytes=int(self.max_bundle_table_mb * MiB),
+            members=int(self.max_bundle_members),
+            compression_ratio=int(self.max_compression_ratio),
+            image_pixels=int(self.max_image_megapixels * 1_000_000),
+        )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise UserError(f"limits.{f.name} must be a positive number")
+        self.to_limits()  # its own checks
+
+
+@dataclass(frozen=True)
 class Settings:
     device: DeviceSettings = field(default_factory=DeviceSettings)
     experts: ExpertSettings = field(default_factory=ExpertSettings)
     explainer: ExplainerSettings = field(default_factory=ExplainerSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 def user_config_path() -> Path:
@@ -122,6 +156,8 @@ def merge(settings: Settings, overrides: dict[str, Any]) -> Settings:
 
 
 def load_settings(user_file: Path | None = None) -> Settings:
+    """The settings, with their ``[limits]`` put in force for this process (every
+    reader of bundles and images checks against them)."""
     settings = Settings()
     default_file = resources_dir() / "default_config.toml"
     if default_file.is_file():
@@ -129,4 +165,5 @@ def load_settings(user_file: Path | None = None) -> Settings:
     user_file = user_file or user_config_path()
     if user_file.is_file():
         settings = merge(settings, _read_toml(user_file))
+    set_limits(settings.limits.to_limits())
     return settings

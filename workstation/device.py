@@ -1,6 +1,11 @@
-"""Choosing the torch device: CUDA when present, CPU otherwise (imports torch on call only)."""
+"""Choosing the torch device: CUDA when present, CPU otherwise (imports torch on call only;
+:func:`cuda_driver_present` never does)."""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
 
 from workstation.core.errors import UserError
 
@@ -25,3 +30,16 @@ def describe_device(device: str) -> str:
 
         return torch.cuda.get_device_name(torch.device(device))
     return "CPU"
+
+
+def cuda_driver_present() -> bool:
+    """Whether an NVIDIA driver is installed, known without importing torch.
+
+    Without one CUDA cannot be available, so "auto" means CPU; with one, torch decides.
+    """
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia").exists()
+    if sys.platform == "win32":
+        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
+        return (system / "nvcuda.dll").exists()
+    return False

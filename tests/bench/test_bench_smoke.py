@@ -170,6 +170,28 @@ SMOKES: tuple[Smoke, ...] = (
             "bundle_mb": positive,
         },
     ),
+    Smoke(
+        "damage",
+        lambda _: ["--images", "60", "--revisions", "120"],
+        {
+            "cut-4k.images_saved": fraction,
+            "cut-50%.rows_saved": fraction,
+            "flip-0.rows_saved": fraction,
+            "schema.images_saved": equals(1.0),
+        },
+    ),
+    Smoke(
+        "hostile",
+        lambda _: ["--expand", "4", "--near", "3"],
+        {
+            **{f"{case}.exit_code": equals(2) for case in (
+                "feedback-bomb", "model-bomb", "weights-bomb", "mask-50000", "png-19999"
+            )},
+            "feedback-bomb.peak_rss_mb": lambda mb: 0 < mb < 1024,
+            "near-limit.exit_code": equals(2),
+            "baseline.exit_code": equals(0),
+        },
+    ),
 )
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.adapter import AdapterHyperparameters
+from training.kinds.adapter import AdapterHyperparameters
 from workstation.__main__ import main
 from workstation.bench.review_loop import (
     GrowingBank,

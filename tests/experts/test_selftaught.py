@@ -98,7 +98,7 @@ def _pipeline(folder: Path, experts: tuple[str, ...] = ("fewshot",)) -> Inspecti
     config = PipelineConfig(
         experts=experts,
         fewshot=FewShotConfig(image_size=64),
-        selftaught_path=str(folder),
+        trained={"selftaught": str(folder)},
         select=False,
     )
     return InspectionPipeline(config)

@@ -170,7 +170,7 @@ def test_without_timm_even_loading_says_what_to_install(monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("encoder", "message"),
     [
-        ("resnet-50", "--encoder must be one of scratch, efficientnet-lite0"),
+        ("resnet-50", "encoder must be one of scratch, efficientnet-lite0"),
         (ENCODER, "pip install"),
     ],
 )

@@ -62,9 +62,35 @@ def test_promote_and_roll_back(qtbot, window, tmp_path, screenshot) -> None:  # 
     assert "experts-2" in window.version_label.text()
     screenshot(window, "models_panel")
     panel.table.selectRow(1)
+    panel.promote_button.click()  # already active: the service refuses, the panel says why
+    assert "already the active experts version" in panel.status.text()
+    panel.table.selectRow(1)
     panel.rollback_button.click()
     assert store.get_model_version(second.id).state == "rolled_back"
     assert store.get_model_version(first.id).state == "active"
+    assert panel.status.text() == "experts-2 rolled back; experts-1 is active again."
+
+
+def test_roll_back_means_the_active_version_not_a_selected_candidate(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    """The service's meaning, through the GUI: a selected candidate is not rolled back (that
+    would reactivate its parent over the active version); the active one is."""
+    store = window.ws.store
+    product = window.controller.product
+    first, second = versions(store, product.id)  # first active, second a candidate
+    window.show_models()
+    panel = window.models_panel
+    panel.refresh()
+    row = {v.name: n for n, v in enumerate(panel.versions)}
+    panel.table.selectRow(row["experts-2"])
+    panel.rollback_button.click()
+    assert "experts-2 is not the active experts version (candidate)" in panel.status.text()
+    assert store.get_model_version(first.id).state == "active"
+    assert store.get_model_version(second.id).state == "candidate"
+    panel.table.selectRow(row["experts-1"])
+    panel.rollback_button.click()
+    assert store.get_model_version(first.id).state == "rolled_back"
+    assert store.active_model_version(product.id, "experts") is None
+    assert panel.status.text() == "experts-1 rolled back."
 
 
 def give_feedback(ws, product) -> None:  # type: ignore[no-untyped-def]

@@ -177,7 +177,7 @@ def test_a_changed_trained_model_is_refused_before_it_joins_the_experts(
     folder = store.new_model_folder()
     (folder / "weights.bin").write_bytes(b"trained")
     version = store.add_model_version(product.id, kind=kind, state="active", files=folder)
-    assert trained_model_paths(store, product)[f"{kind}_path"] == version.path
+    assert trained_model_paths(store, product)[kind] == version.path
     (Path(version.path or "") / "weights.bin").write_bytes(b"swapped")
     with pytest.raises(ModelFilesError, match=f"rollback --product bsd --kind {kind}"):
         trained_model_paths(store, product)

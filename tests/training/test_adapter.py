@@ -11,10 +11,11 @@ import pytest
 import torch
 from synthetic_parts import textured, with_defect
 
-from training.adapter import AdapterHyperparameters, train_head
+from training.adapter import train_head
 from training.adapter_round import fit_adapter
 from training.contract import Sample
 from training.data import MaskExample
+from training.kinds.adapter import AdapterHyperparameters
 from training.losses import dice_loss, focal_loss
 from workstation.core.errors import UserError
 from workstation.experts.adapter import (
@@ -111,12 +112,12 @@ def test_feature_size_and_base_model_mismatch_are_refused(tmp_path: Path) -> Non
 
 
 def test_unreadable_or_foreign_folder_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(AdapterMismatchError, match="not an adapter folder"):
+    with pytest.raises(AdapterMismatchError, match="not an adapter model folder"):
         load_adapter(tmp_path, backbone="filterbank")
     folder = _saved(tmp_path)
     raw = json.loads((folder / "adapter.json").read_text())
     (folder / "adapter.json").write_text(json.dumps(raw | {"format": "something-else/9"}))
-    with pytest.raises(AdapterMismatchError, match="not supported"):
+    with pytest.raises(AdapterMismatchError, match=r"has format .something-else/9., not"):
         load_adapter(folder, backbone="filterbank")
 
 

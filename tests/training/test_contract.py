@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,11 +11,13 @@ from training.contract import (
     ContractError,
     NotEnoughFeedbackError,
     ProgressEvent,
+    RoundExtras,
     RoundManifest,
     Sample,
     check_feedback,
     parse_event,
 )
+from workstation.core.errors import UserError
 
 
 def _manifest(**changes: object) -> RoundManifest:
@@ -38,7 +41,8 @@ def _manifest(**changes: object) -> RoundManifest:
             ),
         ),
         "references": ("/d/ref.png",),
-        "hyperparameters": {"steps": 3, "parent_adapter": "/x"},
+        "hyperparameters": {"steps": 3},
+        "extras": RoundExtras(parent="/x"),
         "seed": 7,
     }
     values.update(changes)
@@ -119,3 +123,30 @@ def test_vlm_feedback_needs_both_verdicts() -> None:
     with pytest.raises(NotEnoughFeedbackError, match="both"):
         check_feedback("vlm", (normal,))
     check_feedback("vlm", (normal, bad))
+
+
+def test_manifest_before_extras_moves_the_app_keys_out_of_the_hyperparameters() -> None:
+    """Manifests written before RoundExtras (kept for ``train --resume``) still load."""
+    raw = json.loads(_manifest(extras=RoundExtras()).to_json())
+    del raw["extras"]
+    raw["hyperparameters"] = {
+        "steps": 3,
+        "regression_tolerance": 0.05,
+        "parent_adapter": "/p",
+        "checkpoint_dir": "/c",
+    }
+    old = RoundManifest.from_json(json.dumps(raw))
+    assert old.hyperparameters == {"steps": 3}
+    assert old.extras == RoundExtras(regression_tolerance=0.05, parent="/p", checkpoint_dir="/c")
+    assert old.typed_hyperparameters().steps == 3
+
+
+def test_mistyped_hyperparameter_in_a_manifest_is_refused_by_name() -> None:
+    manifest = _manifest(hyperparameters={"step": 3})
+    with pytest.raises(UserError, match=r"unknown adapter hyperparameter setting 'step'.*steps"):
+        manifest.typed_hyperparameters()
+
+
+def test_unregistered_kind_is_not_a_manifest() -> None:
+    with pytest.raises(ContractError, match="unknown trained model kind 'lora'"):
+        _manifest(kind="lora")

@@ -29,11 +29,11 @@ from training import distributed
 from training.__main__ import run
 from training.contract import ProgressEvent, RoundManifest, parse_event
 from training.distributed import World
+from training.kinds.selftaught import CHECKPOINT_DIR
 from training.selftaught import CHECKPOINT_FILE
 from training.selftaught_round import SYNTHETIC_PER_NORMAL
 from workstation.core.errors import UserError
 from workstation.services.rounds import (
-    CHECKPOINT_DIR,
     RoundHandle,
     RoundOptions,
     build_manifest,

@@ -8,6 +8,7 @@ import pytest
 from feedback_store import PRODUCT, add_feedback, feedback_store
 
 from training.contract import ProgressEvent, RoundManifest
+from training.kinds.adapter import AdapterHyperparameters
 from workstation.core.errors import UserError
 from workstation.services.rounds import (
     RoundHandle,
@@ -52,7 +53,7 @@ def test_round_registers_a_version_and_earlier_corrections_become_golden(tmp_pat
     assert {s.image_path for s in second.golden} == earlier
     assert not earlier & {s.image_path for s in second.train}
     if outcome.version.state == "active":
-        assert second.hyperparameters["parent_adapter"] == outcome.version.path
+        assert second.extras.parent == outcome.version.path
     store.close()
 
 
@@ -137,10 +138,10 @@ def test_rounds_from_settings_train_and_judge_at_the_experts_working_size() -> N
     settings = replace(settings, experts=replace(settings.experts, image_size=384))
     adapter = RoundOptions.from_settings(settings, "adapter", hyperparameters={"steps": 5})
     assert adapter.image_size == 384
-    assert adapter.hyperparameters == {"steps": 5}
+    assert adapter.hyperparameters == AdapterHyperparameters(steps=5)
     assert adapter.base_model == ""
     assert adapter.device == settings.device.preference
     vlm = RoundOptions.from_settings(settings, "vlm", device="cpu")
     assert vlm.base_model == settings.explainer.vlm
-    assert vlm.hyperparameters["model"] == settings.explainer.vlm
+    assert vlm.hyperparameters.model == settings.explainer.vlm
     assert vlm.device == "cpu"

@@ -13,6 +13,7 @@ from feedback_store import PRODUCT, feedback_store
 from synthetic_parts import textured
 
 from training.contract import ProgressEvent
+from training.kinds.selftaught import CHECKPOINT_DIR
 from training.selftaught import (
     CHECKPOINT_FILE,
     SelfTaughtHyperparameters,
@@ -24,7 +25,6 @@ from training.selftaught_round import fit_selftaught, selftaught_gate, split_for
 from workstation.core.errors import UserError
 from workstation.experts.selftaught import SelfTaughtConfig, SelfTaughtError, SelfTaughtExpert
 from workstation.services.rounds import (
-    CHECKPOINT_DIR,
     RoundOptions,
     build_manifest,
     rollback,

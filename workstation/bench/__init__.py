@@ -5,4 +5,14 @@ Benchmarks measure; tests never assert timings.
 
 from __future__ import annotations
 
-BENCH_MODULES: tuple[str, ...] = ("store", "expert", "explain", "gui", "active", "training", "sync")
+BENCH_MODULES: tuple[str, ...] = (
+    "store",
+    "expert",
+    "explain",
+    "gui",
+    "active",
+    "training",
+    "sync",
+    "damage",
+    "hostile",
+)

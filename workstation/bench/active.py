@@ -117,7 +117,7 @@ def run_benchmark(
     seeds: Sequence[int],
     adapter_steps: int,
 ) -> dict[str, Any]:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
     from workstation.bench.review_loop import prepare, seed_state, simulate, split_for_seed
     from workstation.core.errors import UserError
 
@@ -128,8 +128,9 @@ def run_benchmark(
     hyper = AdapterHyperparameters(steps=adapter_steps)
     started = time.perf_counter()
     prepared = prepare(dataset, image_size=image_size, hyper=hyper)
-    print(f"features of {len(prepared)} images in {time.perf_counter() - started:.0f} s",
-          flush=True)
+    print(
+        f"features of {len(prepared)} images in {time.perf_counter() - started:.0f} s", flush=True
+    )
     runs: dict[str, list[Run]] = {s: [] for s in strategies}
     split = None
     for seed in seeds:
@@ -209,9 +210,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=int, default=5, help="images reviewed per round (5)")
     parser.add_argument("--rounds", type=int, default=6, help="review rounds (6)")
     parser.add_argument("--shots", type=int, default=8, help="normal shots to start from (8)")
-    parser.add_argument(
-        "--image-size", type=int, default=256, help="few-shot working size (256)"
-    )
+    parser.add_argument("--image-size", type=int, default=256, help="few-shot working size (256)")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per strategy (5)")
     parser.add_argument("--seed", type=int, default=0, help="first seed (0)")
     parser.add_argument(

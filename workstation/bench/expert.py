@@ -32,13 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=int, default=512, help="image side and working size")
     parser.add_argument("--shots", type=int, default=16, help="normal shots to fit (16)")
     parser.add_argument("--images", type=int, default=40, help="images to predict (40)")
-    parser.add_argument("--bank-normals", type=int, default=200,
-                        help="normals for the memory measurement (200; 0 skips it)")
+    parser.add_argument(
+        "--bank-normals",
+        type=int,
+        default=200,
+        help="normals for the memory measurement (200; 0 skips it)",
+    )
     parser.add_argument("--memory-budget", type=int, default=20000)
     add_threads_argument(parser)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--random-init", action="store_true",
-                        help="DINOv2/CLIP with random weights (timing only, no download)")
+    parser.add_argument(
+        "--random-init",
+        action="store_true",
+        help="DINOv2/CLIP with random weights (timing only, no download)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     parser.set_defaults(handler=run)
 

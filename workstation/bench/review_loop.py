@@ -36,7 +36,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
     from workstation.core.types import AnomalyMap
     from workstation.experts.adapter import AdapterExpert
     from workstation.experts.base import Backbone
@@ -110,9 +110,7 @@ def prepare(dataset: Path, *, image_size: int, hyper: AdapterHyperparameters) ->
         with torch.inference_mode():
             feats = backbone.features([resize_rgb(im, fewshot_shape) for im in images])
         raw.append(feats.float().permute(0, 2, 3, 1).contiguous())
-        head_feats.append(
-            extract_features(backbone, images, shape=head_shape, dtype=torch.float16)
-        )
+        head_feats.append(extract_features(backbone, images, shape=head_shape, dtype=torch.float16))
         head_grid = (head_feats[-1].shape[2], head_feats[-1].shape[3])
         targets.append(adapter_targets(image_masks, head_grid))
         grid = (raw[-1].shape[1], raw[-1].shape[2])

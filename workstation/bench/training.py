@@ -30,7 +30,7 @@ import numpy as np
 from workstation.config import ExpertSettings
 
 if TYPE_CHECKING:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
 
 
 def _child(manifest_path: Path, out: Path, device: str) -> tuple[float, list[dict[str, object]]]:
@@ -292,7 +292,7 @@ def learning_curve(
 
 
 def _adapter_hyperparameters(steps: int | None) -> AdapterHyperparameters:
-    from training.adapter import AdapterHyperparameters
+    from training.kinds.adapter import AdapterHyperparameters
 
     return AdapterHyperparameters() if steps is None else AdapterHyperparameters(steps=steps)
 
@@ -363,13 +363,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the experts' working size for the curve and the self-taught round "
         "(default: the product default)",
     )
-    parser.add_argument("--kinds", default="adapter,selftaught,vlm",
-                        help="timing: which rounds, comma-separated")
+    parser.add_argument(
+        "--kinds", default="adapter,selftaught,vlm", help="timing: which rounds, comma-separated"
+    )
     parser.add_argument("--normals", type=int, default=45, help="timing: self-taught normals")
-    parser.add_argument("--normals-from", type=Path, metavar="DIR",
-                        help="timing: take the self-taught normals from this MVTec category")
-    parser.add_argument("--budget-minutes", type=float, default=8.0,
-                        help="timing: the self-taught round's training budget")
+    parser.add_argument(
+        "--normals-from",
+        type=Path,
+        metavar="DIR",
+        help="timing: take the self-taught normals from this MVTec category",
+    )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=8.0,
+        help="timing: the self-taught round's training budget",
+    )
     parser.add_argument("--masks", type=int, default=100, help="timing: defect masks")
     parser.add_argument("--size", type=int, default=512, help="timing: image size")
     parser.add_argument(

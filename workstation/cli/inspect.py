@@ -96,12 +96,18 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
     )
     rows: list[dict[str, object]] = []
     failed: list[dict[str, object]] = []
-    for path in args.images:
-        try:
+    total = len(args.images)
+    for number, path in enumerate(args.images, start=1):
+        step = f"[{number}/{total}] {path}"
+        try:  # the pixel limit is checked on the header, before anything is decoded
             image = read_image(path)
-        except UserError as exc:  # one unreadable file never stops the batch
+        except UserError as exc:  # one unreadable or refused file never stops the batch
+            print(f"{step}: refused", file=sys.stderr, flush=True)
             failed.append({"image": str(path), "error": str(exc)})
             continue
+        # Each item says it started: a large one takes a while, and the batch goes on.
+        height, width = image.shape[:2]
+        print(f"{step}: {width}x{height} px, scoring", file=sys.stderr, flush=True)
         result = pipeline.predict([image])[0]
         row: dict[str, object] = {
             "image": str(path),

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING
 
 from workstation.cli.storeargs import add_db_option, store_path
+from workstation.core import kinds
 
 if TYPE_CHECKING:
     from workstation.store.repository import Store
@@ -29,7 +30,7 @@ def register_rollback(inner: argparse._SubParsersAction) -> None:
         "rollback", help="retire the active trained version and reactivate its parent"
     )
     parser.add_argument("--product", required=True)
-    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
+    parser.add_argument("--kind", choices=kinds.names(), default="adapter")
     add_db_option(parser)
     parser.set_defaults(handler=_rollback)
 

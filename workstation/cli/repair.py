@@ -46,6 +46,16 @@ def print_report(report: SalvageReport) -> None:
         parts = [f"{table.copied} copied"]
         if table.recovered:
             parts.append(f"{table.recovered} of them by sqlite3 .recover")
+        if table.rebuilt:
+            parts.append(
+                f"{table.rebuilt} of them rebuilt from its indexes (columns no index holds "
+                "are empty"
+                + (
+                    f"; {table.files_found} image files found again by hash)"
+                    if table.table == "images"
+                    else ")"
+                )
+            )
         if table.unreadable:
             parts.append(f"{table.unreadable} unreadable")
         if table.tail_unknown:
@@ -55,6 +65,10 @@ def print_report(report: SalvageReport) -> None:
         print(f"  {table.table}: {', '.join(parts)}")
     print(f"  arrays: {report.arrays_copied} copied, {report.arrays_lost} lost")
     print(f"  model folders: {report.models_copied} copied, {report.models_lost} missing")
+    if report.schema_mended:
+        print(f"  {report.schema_mended} damaged schema entries were put right first")
+    copied, lost = report.rows
+    print(f"  rows: {copied} saved, {lost} known lost ({copied / max(copied + lost, 1):.1%} saved)")
     print(f"  {report.recover_note}")
     if report.complete:
         print(f"nothing was lost; use the new store: --db {report.target}")

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 
 from workstation.cli.families import add_families_option, parse_families
 from workstation.cli.storeargs import add_db_option, store_path
+from workstation.core import kinds
+from workstation.core.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synthetic defects (no feedback needed); adapter and vlm learn from reviews.",
     )
     parser.add_argument("--product", required=True, help="product name")
-    parser.add_argument("--kind", choices=("adapter", "selftaught", "vlm"), default="adapter")
+    kind_help = "; ".join(f"{k.name}: {k.help.rstrip('.')}" for k in kinds.all_kinds())
+    parser.add_argument("--kind", choices=kinds.names(), default="adapter", help=kind_help)
     parser.add_argument(
         "--if-new-labels",
         type=int,
@@ -56,9 +60,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+HYPERPARAMETER_OPTIONS = ("steps", "budget_minutes", "families", "encoder")
+"""Options that set the hyperparameter of the same name."""
+
+
+def flag_hyperparameters(args: argparse.Namespace) -> dict[str, object]:
+    """The hyperparameters the options set, refused in one line when ``--kind`` has no such
+    setting (its dataclass is the judge, ``core.kinds``) rather than in the child process.
+    The values themselves are checked when the options are built."""
+    accepted = _fields(kinds.get(args.kind))
+    values: dict[str, object] = {}
+    for key in HYPERPARAMETER_OPTIONS:
+        value = getattr(args, key)
+        if key == "families":
+            value = parse_families(value) or None
+            if value is not None:
+                from workstation.experts.synthetic.synthesizer import SynthesisMix
+
+                value = dict(SynthesisMix.of(value).weights)
+        if value is None:
+            continue
+        if key not in accepted:
+            takers = [k.name for k in kinds.all_kinds() if key in _fields(k)]
+            raise UserError(
+                f"--{key.replace('_', '-')} applies to --kind {' or '.join(takers)} only"
+            )
+        values[key] = value
+    return values
+
+
+def _fields(kind: kinds.TrainedKind) -> set[str]:
+    return {f.name for f in fields(kind.implementation().Hyperparameters)}
+
+
 def run(args: argparse.Namespace) -> int:
     from workstation.config import load_settings
-    from workstation.core.errors import UserError
     from workstation.services.rounds import (
         RoundHandle,
         RoundOptions,
@@ -79,25 +115,7 @@ def run(args: argparse.Namespace) -> int:
             if fresh < args.if_new_labels:
                 print(json.dumps({"status": "skipped", "new_labels": fresh}))
                 return 0
-        hyperparameters: dict[str, object] = {}
-        if args.steps is not None:
-            hyperparameters["steps"] = args.steps
-        if args.budget_minutes is not None:
-            hyperparameters["budget_minutes"] = args.budget_minutes
-        families = parse_families(args.families)
-        if families:
-            if args.kind != "selftaught":
-                raise UserError("--families applies to --kind selftaught only")
-            from workstation.experts.synthetic.synthesizer import SynthesisMix
-
-            # Refused here, in one line, rather than in the round's child process.
-            hyperparameters["families"] = dict(SynthesisMix.of(families).weights)
-        if args.encoder is not None:
-            from workstation.experts.selftaught import ENCODERS
-
-            if args.kind != "selftaught" or args.encoder not in ENCODERS:
-                raise UserError(f"--encoder goes with --kind selftaught: {', '.join(ENCODERS)}")
-            hyperparameters["encoder"] = args.encoder
+        hyperparameters = flag_hyperparameters(args)
         options = RoundOptions.from_settings(
             settings,
             args.kind,

@@ -17,10 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import uuid
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,16 +26,18 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from workstation.core.errors import UserError
+from workstation.core.tempfiles import create_temp
+from workstation.core.untrusted import limits
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MAX_PIXELS = 20_000 * 20_000
-"""Images above this are refused: one RGB copy would already take 1.2 GB."""
 LARGE_PIXELS = 50_000_000
 """Above this, validation decodes at reduced resolution to keep memory down."""
 _ORIENTATION_TAG = 0x0112
 
-# Pillow's own bomb guard would refuse valid 100-megapixel images; ours is MAX_PIXELS.
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# Pillow's own bomb guard has a fixed limit and only warns below twice it; ours is
+# max_pixels(), checked in _header on every path (no other module opens image files).
+Image.MAX_IMAGE_PIXELS = None
+
 
 
 class ImageReadError(UserError):
@@ -81,18 +80,54 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-@contextmanager
-def _no_bomb_warning() -> Iterator[None]:
-    """Between our limit and twice it Pillow only warns (on stderr, quoting its own
-    limit); the check in :func:`_header` refuses such an image with one message."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield
+def max_pixels() -> int:
+    """Width x height above which an image or mask is refused at its header, before a
+    pixel is decoded: the ``[limits] max_image_megapixels`` setting (one place, so
+    every reader and the tiled viewer agree)."""
+    return limits().image_pixels
 
 
-def _header(data: bytes, name: str) -> _Header:
+def pixel_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused (None when it is within the limit)."""
+    if width < 1 or height < 1:
+        return f"{width}x{height} pixels is not an image size"
+    if width * height > max_pixels():
+        return f"{width}x{height} pixels {_too_large()}"
+    return None
+
+
+class _BufferFile(io.RawIOBase):
+    """A read-only file over a buffer without copying it: ``io.BytesIO`` copies a
+    bytearray, which doubled the memory of a header check on a large bundle member."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        count = max(0, min(len(buffer), len(self._view) - self._pos))
+        buffer[:count] = self._view[self._pos : self._pos + count]
+        self._pos += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _header(data: bytes | bytearray, name: str) -> _Header:
     try:
-        with _no_bomb_warning(), Image.open(io.BytesIO(data)) as img:
+        with Image.open(_BufferFile(data)) as img:
             width, height = img.size
             orientation = 1
             # Pillow decodes a whole PNG to look for EXIF: only ask when the chunk exists.
@@ -111,8 +146,9 @@ def _header(data: bytes, name: str) -> _Header:
         if "truncat" in str(exc).lower():
             raise ImageReadError(f"{name}: the file is truncated ({exc})") from exc
         raise ImageReadError(f"{name}: corrupt image header ({exc})") from exc
-    if width * height > MAX_PIXELS:
-        raise ImageReadError(f"{name}: {width}x{height} pixels {_too_large()}")
+    problem = pixel_problem(width, height)
+    if problem is not None:
+        raise ImageReadError(f"{name}: {problem}")
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     return _Header(fmt, width, height, orientation)
@@ -120,8 +156,8 @@ def _header(data: bytes, name: str) -> _Header:
 
 def _too_large() -> str:
     return (
-        f"is more than the limit of {MAX_PIXELS // 1_000_000} megapixels; "
-        "downscale or tile the image first"
+        f"is more than the limit of {max_pixels() / 1e6:g} megapixels; downscale or tile "
+        "the image first, or raise [limits] max_image_megapixels in the settings"
     )
 
 
@@ -284,9 +320,15 @@ def image_size(path: Path | str) -> tuple[int, int]:
     path = Path(path)
     with open(path, "rb") as handle:
         data = handle.read()
+    return header_size(data, name=str(path))
+
+
+def header_size(data: bytes | bytearray, *, name: str = "image") -> tuple[int, int]:
+    """(width, height) of an image file's bytes from its header, refused above
+    :func:`max_pixels` before any pixel is decoded."""
     if not data:
-        raise ImageReadError(f"{path}: the file is empty (0 bytes)")
-    header = _header(data, str(path))
+        raise ImageReadError(f"{name}: the file is empty (0 bytes)")
+    header = _header(data, name)
     return header.width, header.height
 
 
@@ -355,10 +397,9 @@ def encode_png(array: np.ndarray, *, compression: int = 3) -> bytes:
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Write to a temp name in the same folder, flush to disk, rename: never half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}{path.suffix}"
+    fd, temp = create_temp(path.parent, path.suffix)  # O_EXCL: never a planted link
     try:
-        with open(temp, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -20,7 +20,8 @@ ReviewVerdict = Literal["accepted", "normal", "anomalous", "skipped"]
 anomalous = defective (mask and text as corrected); skipped = looked at, no decision."""
 ExplanationVerdict = Literal["normal", "anomalous"]
 Severity = Literal["low", "medium", "high"]
-ModelKind = Literal["experts", "adapter", "selftaught", "vlm"]
+ModelKind = str
+"""``experts`` (fitted) or a registered trained kind; checked by ``core.kinds``."""
 ModelState = Literal["active", "candidate", "rolled_back", "retired"]
 RoundStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from workstation.core.untrusted import limits
+
 
 def mask_to_counts(mask: np.ndarray) -> list[int]:
     """Binary (H, W) mask -> run lengths in column-major order, starting with zeros."""
@@ -83,6 +85,8 @@ def encode(mask: np.ndarray) -> dict[str, Any]:
 def decode(rle: dict[str, Any]) -> np.ndarray:
     """COCO RLE dict (compressed string or uncompressed list counts) -> uint8 0/1 mask."""
     height, width = (int(v) for v in rle["size"])
+    if not (height > 0 and width > 0 and height * width <= limits().image_pixels):
+        raise ValueError(f"RLE size {width}x{height} is not a mask within the pixel limit")
     counts = rle["counts"]
     if isinstance(counts, str):
         counts = string_to_counts(counts)

@@ -16,6 +16,7 @@ to an ``unlabeled/`` folder next to ``train/`` and ``test/`` (the importer knows
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.imageio import encode_png, write_bytes_atomic
+from workstation.core.tempfiles import create_temp
 from workstation.core.types import NORMAL_LABEL, Explanation, ImageRecord, Product
+from workstation.core.untrusted import inside
 from workstation.datasets import coco_rle
 from workstation.datasets.layouts import COCO_FILE, UNLABELED_DIR
 from workstation.paths import expand_user
@@ -110,11 +113,17 @@ def _unique_name(used: set[str], folder: str, image: ImageRecord) -> str:
     return name
 
 
+def _folder(item: FinalImage) -> tuple[str, ...]:
+    """Where an image goes: its split and label (names checked again by :func:`inside`,
+    since labels and product names may have come from another station's bundle)."""
+    return (UNLABELED_DIR,) if item.label is None else (item.split, item.label)
+
+
 def _copy(source: str, target: Path) -> None:
     if not Path(source).is_file():
         raise UserError(f"{source} is gone from disk; the store only keeps its path and hash")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".tmp-{target.name}")
+    fd, temp = create_temp(target.parent, target.suffix)  # O_EXCL: never a planted link
+    os.close(fd)
     try:
         shutil.copyfile(source, temp)
         temp.replace(target)
@@ -140,18 +149,18 @@ def _product_info(product: Product) -> dict[str, object]:
 def export_mvtec(
     store: Store, product: Product, out: Path, progress: Progress | None = None
 ) -> ExportReport:
-    root = out / product.name
+    root = inside(out, product.name)
     _empty_target(root)
     images = list(final_images(store, product))
     used: set[str] = set()
     masks = 0
     for done, item in enumerate(images, start=1):
-        folder = UNLABELED_DIR if item.label is None else f"{item.split}/{item.label}"
-        name = _unique_name(used, folder, item.image)
-        _copy(item.image.path, root / folder / name)
+        folder = _folder(item)
+        name = _unique_name(used, "/".join(folder), item.image)
+        _copy(item.image.path, inside(root, *folder, name))
         if item.mask is not None:
             stem = name.rsplit(".", 1)[0]
-            mask_path = root / "ground_truth" / str(item.label) / f"{stem}_mask.png"
+            mask_path = inside(root, "ground_truth", str(item.label), f"{stem}_mask.png")
             write_bytes_atomic(mask_path, encode_png(item.mask * np.uint8(255)))
             masks += 1
         if progress:
@@ -172,9 +181,9 @@ def export_coco(
     coco_images, annotations = [], []
     used: set[str] = set()
     for done, item in enumerate(images, start=1):
-        folder = UNLABELED_DIR if item.label is None else f"{item.split}/{item.label}"
-        file_name = f"images/{folder}/{_unique_name(used, folder, item.image)}"
-        _copy(item.image.path, out / file_name)
+        folder = _folder(item)
+        file_name = "/".join(("images", *folder, _unique_name(used, "/".join(folder), item.image)))
+        _copy(item.image.path, inside(out, *file_name.split("/")))
         coco_images.append(
             {
                 "id": item.image.id,
@@ -249,7 +258,7 @@ def _final_explanation(store: Store, image: ImageRecord) -> Explanation | None:
 def export_jsonl(
     store: Store, product: Product, out: Path, progress: Progress | None = None
 ) -> ExportReport:
-    target = out if out.suffix == ".jsonl" else out / f"{product.name}.jsonl"
+    target = out if out.suffix == ".jsonl" else inside(out, f"{product.name}.jsonl")
     if target.exists():
         raise UserError(f"{target} already exists; choose a new output file")
     prompt = chat_prompt(product)

@@ -77,10 +77,12 @@ class ProductMeta:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A folder entry that looks like an image but cannot be read as a file."""
+    """A file that was not imported: one found unreadable while planning (a broken link)
+    or while importing (a damaged image, a mask of the wrong size)."""
 
-    path: Path
+    path: str
     reason: str
+    """The whole one-line message, naming the file; what the CLI and the GUI show."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _images_in(folder: Path, skipped: list[Skipped] | None = None) -> list[Path]
         if path.is_file() and is_image_file(path):
             images.append(path)
         elif skipped is not None and path.is_symlink() and not path.exists():
-            skipped.append(Skipped(path, _unreachable_link(path)))
+            skipped.append(Skipped(str(path), f"{path}: {_unreachable_link(path)}"))
     return images
 
 

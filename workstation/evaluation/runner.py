@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from training.kinds.selftaught import SelfTaughtHyperparameters
 from workstation.core import metrics
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image, read_mask
@@ -78,21 +79,25 @@ class EvalConfig:
             raise UserError(f"--expert must be one of {', '.join(EXPERT_SETS)}")
         if self.shots < 0:
             raise UserError("--shots must be >= 0 (0: every train/good image)")
-        if self.budget_minutes <= 0:
-            raise UserError("--budget-minutes must be more than 0")
         if self.labelled < 0:
             raise UserError("--labelled must be >= 0")
-        if self.steps is not None and self.steps < 1:
-            raise UserError("--steps must be at least 1")
-        from workstation.experts.selftaught import ENCODERS
+        self.selftaught_hyperparameters()  # the round's own checks, now rather than later
 
-        if self.encoder not in ENCODERS:
-            raise UserError(f"--encoder must be one of {', '.join(ENCODERS)}")
+    def selftaught_hyperparameters(self) -> SelfTaughtHyperparameters:
+        """The self-taught round's typed hyperparameters: the one place the evaluation's
+        options become them (the round checks the values)."""
+        families = dict(SynthesisMix.without(*self.drop_families).weights)
+        return SelfTaughtHyperparameters(
+            budget_minutes=self.budget_minutes,
+            families=families if self.drop_families else {},
+            encoder=self.encoder,
+            **({} if self.steps is None else {"steps": self.steps}),
+        )
 
     def pipeline_config(self, selftaught_path: str | None = None) -> PipelineConfig:
         return PipelineConfig(
             experts=EXPERT_SETS[self.expert],
-            selftaught_path=selftaught_path,
+            trained={} if selftaught_path is None else {"selftaught": selftaught_path},
             align=self.align,
             select=self.select,
             backbone=self.backbone,
@@ -210,18 +215,14 @@ def _train_selftaught(
 ) -> tuple[Path, int]:
     """Train a self-taught network on the shots (never on test images); its folder and
     the steps it reached."""
-    from training.selftaught import SelfTaughtHyperparameters
     from training.selftaught_round import fit_selftaught
 
-    families = dict(SynthesisMix.without(*config.drop_families).weights)
-    hyper = SelfTaughtHyperparameters(
-        budget_minutes=config.budget_minutes,
-        families=families if config.drop_families else {},
-        encoder=config.encoder,  # type: ignore[arg-type]
-        **({} if config.steps is None else {"steps": config.steps}),
-    )
     expert, record = fit_selftaught(
-        shots, image_size=config.image_size, hyper=hyper, seed=config.seed, device=config.device
+        shots,
+        image_size=config.image_size,
+        hyper=config.selftaught_hyperparameters(),
+        seed=config.seed,
+        device=config.device,
     )
     return expert.save(scratch / "selftaught"), record.steps
 

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,10 +25,14 @@ from torch import nn
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
-from workstation.experts.base import Backbone
+from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
 from workstation.experts.fewshot import top_percent_mean
 from workstation.experts.fusion import normal_quantile, probability_scale
+from workstation.experts.model_folder import read_model_config
+
+if TYPE_CHECKING:
+    from workstation.experts.pipeline import InspectionPipeline
 
 SMOOTHING = 0.5
 """Map smoothing sigma in patch strides, as the few-shot expert uses."""
@@ -96,21 +101,14 @@ def save_adapter(head: SegmentationHead, config: AdapterConfig, folder: Path) ->
 
 
 def read_adapter_config(folder: Path) -> AdapterConfig:
-    path = Path(folder) / CONFIG_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        config = AdapterConfig(**raw)
-    except FileNotFoundError:
-        raise AdapterMismatchError(
-            f"{folder} is not an adapter folder (no {CONFIG_FILE})"
-        ) from None
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise AdapterMismatchError(f"adapter config {path} is unreadable: {exc}") from exc
-    if config.format != ADAPTER_FORMAT:
-        raise AdapterMismatchError(
-            f"adapter format {config.format!r} is not supported (expected {ADAPTER_FORMAT!r})"
-        )
-    return config
+    return read_model_config(
+        folder,
+        AdapterConfig,
+        file=CONFIG_FILE,
+        format=ADAPTER_FORMAT,
+        label="adapter",
+        error=AdapterMismatchError,
+    )
 
 
 def check_compatible(
@@ -273,3 +271,15 @@ def join_adapter(base: AnomalyMap, adapter: AnomalyMap, *, scales: JoinScales) -
         score=base.score / scales.base + adapter.score / scales.adapter,
         expert=f"{base.expert}+{adapter.expert}",
     )
+
+
+def attach(pipeline: InspectionPipeline, folder: Path) -> None:
+    """Add a trained adapter to ``pipeline`` (its registration in ``core.kinds``): on the
+    few-shot expert's backbone when it is the one the head was trained on, else on its
+    own copy of the right one."""
+    wanted = read_adapter_config(folder).backbone
+    shared = pipeline.experts.get("fewshot")
+    backbone = getattr(shared, "backbone", None)
+    if backbone is None or backbone.name != wanted:
+        backbone = build_backbone(wanted, device=pipeline.device)
+    pipeline.add_expert(AdapterExpert.load(folder, backbone), additive=True)

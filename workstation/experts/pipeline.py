@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap, Product
 from workstation.experts.base import Expert, ProgressFn, build_backbone
@@ -51,10 +52,9 @@ class PipelineConfig:
     clip_model: str = "clip-b16-plus"
     target_fpr: float = 0.05
     fusion: FusionMode = "mean"
-    adapter_path: str | None = None
-    """Folder of a trained adapter (``training`` output); joins the fusion additively."""
-    selftaught_path: str | None = None
-    """Folder of a trained self-taught network (``training`` output); joins additively."""
+    trained: dict[str, str] = field(default_factory=dict)
+    """Folder of each trained model that joins the experts, by kind (``core.kinds``, whose
+    ``attach`` adds it): ``training`` output, fused additively."""
     align: AlignMode = "off"
     """Register every image to a reference normal before the experts (registration.py)."""
     select: bool = True
@@ -70,11 +70,17 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.experts if e not in KNOWN_EXPERTS]
-        if unknown or not (self.experts or self.selftaught_path):
+        if unknown or not (self.experts or self.trained):
             raise UserError(
                 f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)} "
-                "or give a trained self-taught network"
+                "or give a trained model"
             )
+        for kind in self.trained:
+            if kind not in {k.name for k in kinds.experts()}:
+                raise UserError(
+                    f"{kind!r} is not a trained kind that joins the experts; known: "
+                    + ", ".join(k.name for k in kinds.experts())
+                )
         if not 0 < self.target_fpr < 1:
             raise UserError("target false-positive rate must be between 0 and 1")
 
@@ -105,11 +111,23 @@ class PipelineConfig:
     def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        values["trained"] = trained_folders(data)
         values["experts"] = tuple(values.get("experts", ("fewshot",)))
         values["left_out"] = tuple(values.get("left_out", ()))
         values["averaged"] = tuple(values.get("averaged", ()))
         values["fewshot"] = FewShotConfig(**values.get("fewshot", {}))
         return cls(**values)
+
+
+def trained_folders(config: dict[str, Any]) -> dict[str, str]:
+    """``trained`` of a saved config; configs saved before it named one ``<kind>_path``
+    field per kind, which reads the same (so their fits stay current)."""
+    trained = {str(k): str(v) for k, v in dict(config.get("trained") or {}).items() if v}
+    for kind in kinds.experts():
+        legacy = config.get(f"{kind.name}_path")
+        if legacy and kind.name not in trained:
+            trained[kind.name] = str(legacy)
+    return trained
 
 
 class InspectionPipeline:
@@ -149,24 +167,14 @@ class InspectionPipeline:
                 self.experts[name] = create_zeroshot_expert(
                     self.product, model=self.config.clip_model, device=self.device
                 )
-        if self.config.adapter_path:
-            self._attach_adapter(Path(self.config.adapter_path))
-        if self.config.selftaught_path and "selftaught" not in self.config.left_out:
-            from workstation.experts.selftaught import SelfTaughtExpert
-
-            folder = Path(self.config.selftaught_path)
-            expert = SelfTaughtExpert.load(folder, device=self.device)
-            self.add_expert(expert, additive=expert.name not in self.config.averaged)
-
-    def _attach_adapter(self, folder: Path) -> None:
-        from workstation.experts.adapter import AdapterExpert, read_adapter_config
-
-        wanted = read_adapter_config(folder).backbone
-        shared = self.experts.get("fewshot")
-        backbone = getattr(shared, "backbone", None)
-        if backbone is None or backbone.name != wanted:
-            backbone = build_backbone(wanted, device=self.device)
-        self.add_expert(AdapterExpert.load(folder, backbone), additive=True)
+        # Registration order, whatever order the config lists them in; a trained model
+        # the fusion choice left out is not built at all.
+        for kind in kinds.experts():
+            folder = self.config.trained.get(kind.name)
+            attach = kind.attach()
+            if folder and attach is not None and kind.name not in self.config.left_out:
+                attach(self, Path(folder))
+        self.additive -= set(self.config.averaged)
 
     def add_expert(self, expert: Expert, *, additive: bool = False) -> None:
         """Hook for extra experts (e.g. a learned adapter). Refit afterwards to calibrate.

@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import cv2
 import numpy as np
@@ -40,6 +40,10 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import write_bytes_atomic
 from workstation.core.types import AnomalyMap
 from workstation.experts.features import resize_rgb, to_rgb_uint8
+from workstation.experts.model_folder import read_model_config
+
+if TYPE_CHECKING:
+    from workstation.experts.pipeline import InspectionPipeline
 
 SELFTAUGHT_FORMAT = "iad-selftaught/1"
 ARCHITECTURE = "lite-unet/1"
@@ -375,22 +379,17 @@ class SelfTaughtExpert:
 
 
 def read_config(folder: Path) -> SelfTaughtConfig:
-    path = Path(folder) / CONFIG_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SelfTaughtError(
-            f"{folder} is not a self-taught model folder (no {CONFIG_FILE})"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SelfTaughtError(f"self-taught config {path} is unreadable: {exc}") from None
-    if not isinstance(raw, dict) or raw.get("format") != SELFTAUGHT_FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else None
-        raise SelfTaughtError(
-            f"{path} has format {found!r}, not {SELFTAUGHT_FORMAT!r}; train a new self-taught round"
-        )
-    known = set(SelfTaughtConfig.__dataclass_fields__)
-    try:
-        return SelfTaughtConfig(**{k: v for k, v in raw.items() if k in known})
-    except (TypeError, ValueError, IndexError) as exc:
-        raise SelfTaughtError(f"self-taught config {path} is damaged: {exc}") from None
+    return read_model_config(
+        folder,
+        SelfTaughtConfig,
+        file=CONFIG_FILE,
+        format=SELFTAUGHT_FORMAT,
+        label="self-taught",
+        error=SelfTaughtError,
+    )
+
+
+def attach(pipeline: InspectionPipeline, folder: Path) -> None:
+    """Add a trained self-taught network to ``pipeline`` (its registration in
+    ``core.kinds``); it joins the fusion additively."""
+    pipeline.add_expert(SelfTaughtExpert.load(folder, device=pipeline.device), additive=True)

@@ -26,6 +26,7 @@ from PIL import Image
 from workstation.core import masks
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap, Explanation, Product
+from workstation.explain.regions import region_mask, usable_threshold
 from workstation.paths import resources_dir
 
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
@@ -150,31 +151,12 @@ def render(template: str, values: dict[str, str], *, name: str = "template") -> 
     return PLACEHOLDER.sub(fill, template)
 
 
-def _threshold(anomaly_map: AnomalyMap) -> float | None:
-    t = anomaly_map.threshold
-    return t if t is not None and t > 0 else None
-
-
-def region_mask(request: ExplainRequest) -> np.ndarray:
-    """The mask the facts and crops describe: the given mask or the thresholded map."""
-    amap = request.anomaly_map
-    if request.mask is not None:
-        binary = masks.binarize(request.mask)
-        if binary.shape != amap.map.shape:
-            binary = cv2.resize(binary, amap.map.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        return binary
-    threshold = _threshold(amap)
-    if threshold is None:
-        threshold = 0.5 * float(np.nanmax(amap.map))
-    return masks.mask_from_map(amap.map, threshold)
-
-
 def region_facts(
     request: ExplainRequest, regions: list[masks.Region], options: PromptOptions
 ) -> str:
     """The expert's findings as short lines a language model can read."""
     amap = request.anomaly_map
-    threshold = _threshold(amap)
+    threshold = usable_threshold(amap)
     lines = []
     if threshold is not None:
         verdict = "anomalous" if amap.score >= threshold else "normal"
@@ -210,7 +192,7 @@ def _fit(image: np.ndarray, side: int) -> Image.Image:
 def heatmap_overlay(image: np.ndarray, request: ExplainRequest, mask: np.ndarray) -> np.ndarray:
     """The image with the map in colour (threshold at mid-scale) and region outlines in white."""
     values = request.anomaly_map.map.astype(np.float32)
-    threshold = _threshold(request.anomaly_map) or float(np.nanmax(values)) / 2 or 1.0
+    threshold = usable_threshold(request.anomaly_map) or float(np.nanmax(values)) / 2 or 1.0
     scaled = np.clip(np.nan_to_num(values / (2 * threshold)), 0, 1)
     colour = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
@@ -268,7 +250,7 @@ def build_prompt(
     request: ExplainRequest, *, options: PromptOptions = DEFAULT_OPTIONS, strict: bool = False
 ) -> Prompt:
     """Messages and images for one explanation; ``strict`` adds the retry instruction."""
-    mask = region_mask(request)
+    mask = region_mask(request.anomaly_map, request.mask)
     values = request.anomaly_map.map if request.mask is None else None
     regions = masks.analyze_regions(mask, values)
     image = request.image

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from workstation.core import masks
 from workstation.core.types import AnomalyMap, Explanation, Product, Severity
+from workstation.explain.regions import region_mask, usable_threshold
 
 ShapeClass = Literal["scratch", "pit", "stain", "missing material"]
 
@@ -115,21 +115,6 @@ def _ratio_text(ratio: float | None) -> str:
     return "" if ratio is None else f"; peak {ratio:.1f}x the threshold"
 
 
-def _region_mask(anomaly_map: AnomalyMap, mask: np.ndarray | None) -> np.ndarray:
-    if mask is not None:
-        binary = masks.binarize(mask)
-        if binary.shape != anomaly_map.map.shape:
-            binary = cv2.resize(
-                binary, anomaly_map.map.shape[::-1], interpolation=cv2.INTER_NEAREST
-            )
-        return binary
-    threshold = anomaly_map.threshold
-    if threshold is None:
-        # Uncalibrated map: half the peak keeps the hottest structure without a threshold.
-        threshold = 0.5 * float(np.nanmax(anomaly_map.map))
-    return masks.mask_from_map(anomaly_map.map, threshold)
-
-
 def explain(
     anomaly_map: AnomalyMap,
     *,
@@ -143,17 +128,15 @@ def explain(
     non-empty mask means anomalous. The location names the grid cell that holds the
     largest part of all anomalous pixels.
     """
-    threshold = anomaly_map.threshold
-    score_ratio = None
-    if threshold is not None and threshold > 0:
-        score_ratio = anomaly_map.score / threshold
-    region_mask = _region_mask(anomaly_map, mask)
+    threshold = usable_threshold(anomaly_map)
+    score_ratio = None if threshold is None else anomaly_map.score / threshold
+    region = region_mask(anomaly_map, mask)
     if mask is not None:
-        anomalous = bool(region_mask.any())
+        anomalous = bool(region.any())
     elif anomaly_map.anomalous is not None:
         anomalous = anomaly_map.anomalous
     else:
-        anomalous = bool(region_mask.any())
+        anomalous = bool(region.any())
     if not anomalous:
         strength = "" if score_ratio is None else f" (score {score_ratio:.2f}x the threshold)"
         return Explanation(
@@ -162,7 +145,7 @@ def explain(
             description=f"No region stands out from the normal references{strength}.",
         )
     values = anomaly_map.map if mask is None else None
-    regions = masks.analyze_regions(region_mask, values, max_side=rules.max_side)
+    regions = masks.analyze_regions(region, values, max_side=rules.max_side)
     if not regions:
         return Explanation(
             verdict="anomalous",
@@ -174,11 +157,11 @@ def explain(
         )
     main = regions[0]
     region_ratio = score_ratio
-    if main.peak is not None and threshold is not None and threshold > 0:
+    if main.peak is not None and threshold is not None:
         region_ratio = main.peak / threshold
     shape = classify_shape(main, region_ratio, rules)
     vocabulary = product.defect_vocabulary if product is not None else ()
-    cell = masks.dominant_cell(region_mask) or main.cell
+    cell = masks.dominant_cell(region) or main.cell
     location = masks.grid_words(cell)
     total_area = sum(r.area_fraction for r in regions)
     severity = severity_of(region_ratio, total_area, rules)

@@ -7,10 +7,7 @@ no review logic lives here.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, Qt
@@ -28,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation import device
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.gui.app import Workstation
@@ -53,19 +52,6 @@ SIDE_DOCK_WIDTHS = (460, 340)
 """Image list and explanation widths on a wide first window (px)."""
 CANVAS_SHARE = 2 / 3
 """The canvas gets two thirds of the centre by default, the normal reference one third."""
-
-
-def cuda_driver_present() -> bool:
-    """Whether an NVIDIA driver is installed, known without importing torch.
-
-    Without one CUDA cannot be available, so "auto" means CPU; with one, torch decides.
-    """
-    if sys.platform.startswith("linux"):
-        return Path("/proc/driver/nvidia").exists()
-    if sys.platform == "win32":
-        system = Path(os.environ.get("SYSTEMROOT", r"C:\Windows")) / "System32"
-        return (system / "nvcuda.dll").exists()
-    return False
 
 
 class ShareSplitter(QSplitter):
@@ -366,7 +352,7 @@ class MainWindow(QMainWindow):
         store = self.ws.store
         names = [
             v.name
-            for kind in ("experts", "selftaught", "adapter")
+            for kind in (kinds.EXPERTS, *(k.name for k in kinds.experts()))
             if (v := store.active_model_version(product.id, kind))
         ]
         self.version_label.setText("model: " + (" + ".join(names) if names else "none"))
@@ -435,7 +421,7 @@ class MainWindow(QMainWindow):
 
     def _resolve_device(self) -> None:
         preference = self.ws.settings.device.preference
-        if preference == "cpu" or (preference == "auto" and not cuda_driver_present()):
+        if preference == "cpu" or (preference == "auto" and not device.cuda_driver_present()):
             # no torch import just for the label: it takes seconds, and quitting soon after
             # start would have to wait for it
             self.device_label.setText("device: CPU")

@@ -28,18 +28,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation.core import kinds
+from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product
 from workstation.gui.app import Workstation
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
-TRAINABLE = ("selftaught", "adapter", "vlm")
-KIND_HELP = {
-    "selftaught": "Teach the self-taught expert the product's normal look from its normal "
-    "images and synthetic defects (no reviews needed; up to about 8 min on a CPU).",
-    "adapter": "Train the segmentation adapter on the masks inspectors painted or accepted.",
-    "vlm": "Fine-tune the explainer (LoRA) on the explanations inspectors wrote or accepted.",
-}
 PLOT_BG = "#1e2024"
 CURVE_COLOURS = ("#4a90e2", "#e8a33d", "#5cb85c", "#d9534f", "#9b59b6")
 
@@ -178,9 +173,9 @@ class ModelsPanel(QWidget):
         version_buttons.addWidget(self.rollback_button)
 
         self.kind = QComboBox()
-        for index, kind in enumerate(TRAINABLE):
-            self.kind.addItem(kind)
-            self.kind.setItemData(index, KIND_HELP[kind], Qt.ItemDataRole.ToolTipRole)
+        for index, kind in enumerate(kinds.all_kinds()):
+            self.kind.addItem(kind.name)
+            self.kind.setItemData(index, kind.help, Qt.ItemDataRole.ToolTipRole)
         self.kind.setCurrentText("adapter")
         self.start_button = QPushButton("Start round")
         self.start_button.setObjectName("primary")
@@ -313,27 +308,38 @@ class ModelsPanel(QWidget):
         return self.versions[rows[0].row()] if rows else None
 
     def promote_selected(self) -> None:
+        """``services.rounds.promote`` of the selected version."""
+        from workstation.services.rounds import promote
+
         version = self.selected_version()
         if version is None:
             self.status.setText("Select a version to promote.")
             return
-        self.ws.store.set_model_state(version.id, "active")
+        try:
+            promote(self.ws.store, version.name)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         self.status.setText(f"{version.name} is now the active {version.kind} model.")
         self._changed()
 
     def roll_back_selected(self) -> None:
-        """Mark the selected version rolled back and reactivate its parent, if it has one."""
+        """``services.rounds.rollback_version`` of the selected (active) version: retire it
+        and reactivate its parent, if it has one."""
+        from workstation.services.rounds import rollback_version
+
         version = self.selected_version()
         if version is None:
             self.status.setText("Select a version to roll back.")
             return
-        store = self.ws.store
-        store.set_model_state(version.id, "rolled_back")
+        try:
+            active = rollback_version(self.ws.store, version.name)
+        except UserError as exc:
+            self.status.setText(str(exc))
+            return
         message = f"{version.name} rolled back"
-        if version.parent_id is not None:
-            parent = store.get_model_version(version.parent_id)
-            store.set_model_state(parent.id, "active")
-            message += f"; {parent.name} is active again"
+        if active is not None:
+            message += f"; {active.name} is active again"
         self.status.setText(message + ".")
         self._changed()
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from workstation import __version__
+from workstation.core import untrusted
 from workstation.core.errors import UserError
+from workstation.core.tempfiles import create_temp, remove_stale
 from workstation.pretrained.catalog import CLIP_MEAN, CLIP_STD, CatalogEntry, ModelFamily
 from workstation.pretrained.weights import (
     MANIFEST_NAME,
@@ -43,6 +45,7 @@ from workstation.pretrained.weights import (
 )
 
 MANIFEST_FORMAT = 1
+PARTIAL = ".zip.partial"
 _CHUNK = 1 << 20
 
 
@@ -142,13 +145,19 @@ def create_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _message: None)
     entries: list[BundleFile] = []
-    partial = out.with_name(out.name + ".partial")
+    remove_stale(out.parent, suffix=PARTIAL)  # what a killed run left here
+    fd, partial = create_temp(out.parent, PARTIAL)  # O_EXCL: never a planted link
     try:
-        with zipfile.ZipFile(partial, "w", allowZip64=True) as archive:
+        with (
+            os.fdopen(fd, "w+b") as handle,
+            zipfile.ZipFile(handle, "w", allowZip64=True) as archive,
+        ):
             for arcname, source in _bundle_sources(resolved):
                 say(f"adding {arcname}")
-                compress = zipfile.ZIP_STORED if arcname.endswith(WEIGHT_SUFFIXES) else (
-                    zipfile.ZIP_DEFLATED
+                compress = (
+                    zipfile.ZIP_STORED
+                    if arcname.endswith(WEIGHT_SUFFIXES)
+                    else (zipfile.ZIP_DEFLATED)
                 )
                 if isinstance(source, bytes):
                     archive.writestr(arcname, source, compress_type=compress)
@@ -188,33 +197,36 @@ def _manifest(resolved: ResolvedModel, files: list[BundleFile]) -> dict[str, Any
 
 
 def install_bundle(zip_path: Path | str, *, progress: Progress | None = None) -> InstalledBundle:
-    """Verify and install a bundle zip; replaces an installed model of the same name."""
+    """Verify and install a bundle zip; replaces an installed model of the same name.
+
+    The zip is untrusted (:mod:`workstation.core.untrusted`): its directory is checked
+    against the limits first, every path must stay inside the staging folder, and each
+    file is refused while streaming once it outgrows the size its manifest declares.
+    """
     source = Path(zip_path).expanduser()
     if not source.is_file():
         raise UserError(f"bundle {source} does not exist")
     say = progress or (lambda _message: None)
     where = f"bundle {source.name}"
     try:
-        with zipfile.ZipFile(source) as archive:
+        with untrusted.open_zip(source) as archive:
+            untrusted.check_directory(archive)
             manifest = _manifest_from_zip(archive, where)
             target = bundles_dir() / manifest["name"]
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{manifest['name']}.", dir=target.parent))
             try:
-                for item in manifest["files"]:
-                    say(f"checking {item['path']}")
-                    _extract_verified(archive, item, staging, where)
+                for item in untrusted.listed_members(manifest["files"], "manifest.files"):
+                    say(f"checking {item.path}")
+                    _extract_verified(archive, item, staging)
                 (staging / MANIFEST_NAME).write_text(
                     json.dumps(manifest, indent=2), encoding="utf-8"
                 )
                 _swap_into_place(staging, target)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except zipfile.BadZipFile as exc:
-        raise UserError(
-            f"{where} is not a valid zip (truncated or corrupt: {first_line(exc)}); "
-            "copy it again or make a new bundle"
-        ) from None
+    except untrusted.MalformedBundle as exc:
+        raise untrusted.MalformedBundle(exc.field, exc.why, source=where) from None
     say(f"installed {manifest['name']} in {target}")
     return _describe_installed(target, verify=False)
 
@@ -223,9 +235,10 @@ def _manifest_from_zip(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
     names = set(archive.namelist())
     if MANIFEST_NAME not in names:
         raise UserError(f"{where} has no {MANIFEST_NAME}: it is not a model bundle")
+    data = untrusted.read_bounded(archive, MANIFEST_NAME, untrusted.limits().table_bytes)
     try:
-        manifest = json.loads(archive.read(MANIFEST_NAME).decode("utf-8"))
-    except ValueError as exc:
+        manifest = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         raise UserError(f"{where}: manifest.json is not valid JSON ({first_line(exc)})") from None
     made_with = manifest.get("format", MANIFEST_FORMAT) if isinstance(manifest, dict) else None
     if isinstance(made_with, int) and made_with > MANIFEST_FORMAT:
@@ -242,8 +255,8 @@ def _manifest_from_zip(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
         detail = "; ".join(
             part
             for part in (
-                f"missing {', '.join(missing)}" if missing else "",
-                f"not in the manifest: {', '.join(extra)}" if extra else "",
+                f"missing {untrusted.clip(', '.join(missing), 200)}" if missing else "",
+                f"not in the manifest: {untrusted.clip(', '.join(extra), 200)}" if extra else "",
             )
             if part
         )
@@ -251,23 +264,15 @@ def _manifest_from_zip(archive: zipfile.ZipFile, where: str) -> dict[str, Any]:
     return manifest
 
 
-def _extract_verified(
-    archive: zipfile.ZipFile, item: dict[str, Any], staging: Path, where: str
-) -> None:
-    destination = staging / item["path"]
+def _extract_verified(archive: zipfile.ZipFile, item: untrusted.Listed, staging: Path) -> None:
+    """Write one member under ``staging`` (a new file, never through a link); refused
+    while streaming once it holds more than its manifest says, and at the end when its
+    sha256 differs."""
+    destination = untrusted.inside(staging, *item.path.split("/"))
     destination.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    with archive.open(item["path"]) as src, destination.open("wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    with destination.open("xb") as dst:
+        for chunk in untrusted.verified_chunks(archive, item):
             dst.write(chunk)
-    if digest.hexdigest() != item["sha256"] or size != int(item["size"]):
-        raise UserError(
-            f"{where}: {item['path']} does not match the sha256 in its manifest "
-            "(the file was changed or damaged); make the bundle again"
-        )
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
@@ -295,8 +300,7 @@ def _describe_installed(folder: Path, *, verify: bool) -> InstalledBundle:
     hashes_ok: bool | None = None
     if verify:
         hashes_ok = all(
-            (folder / f.path).is_file() and sha256_file(folder / f.path) == f.sha256
-            for f in files
+            (folder / f.path).is_file() and sha256_file(folder / f.path) == f.sha256 for f in files
         )
     size = sum((folder / f.path).stat().st_size for f in files if (folder / f.path).is_file())
     return InstalledBundle(
@@ -337,7 +341,9 @@ def _describe_or_flag(folder: Path, *, verify: bool) -> InstalledBundle:
 
 def _bundle_folders(root: Path) -> Iterator[Path]:
     for folder in sorted(root.iterdir()):
-        if folder.is_dir() and not folder.name.startswith(".") and (
-            folder / MANIFEST_NAME
-        ).is_file():
+        if (
+            folder.is_dir()
+            and not folder.name.startswith(".")
+            and (folder / MANIFEST_NAME).is_file()
+        ):
             yield folder

@@ -21,9 +21,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
+from workstation.core import untrusted
 from workstation.core.errors import MissingModelError, UserError
 from workstation.paths import models_dir
 from workstation.pretrained.catalog import (
@@ -41,7 +42,7 @@ MANIFEST_NAME = "manifest.json"
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 _DINOV2_MODEL_TYPES = frozenset({"dinov2", "dinov2_with_registers"})
 
 
@@ -310,9 +311,9 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
         raise UserError(f"{where}: manifest.json lacks {', '.join(missing)}")
     name = manifest["name"]
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise UserError(f"{where}: manifest names an invalid model {name!r}")
+        raise UserError(f"{where}: manifest names an invalid model {untrusted.echo(name)}")
     if manifest["kind"] not in ("open_clip", "dinov2", "vlm"):
-        raise UserError(f"{where}: unknown model kind {manifest['kind']!r}")
+        raise UserError(f"{where}: unknown model kind {untrusted.echo(manifest['kind'])}")
     entry = find_entry(name)
     if entry is not None and entry.family != manifest["kind"]:
         raise UserError(
@@ -322,17 +323,10 @@ def validate_manifest(manifest: Any, where: str) -> dict[str, Any]:
     files = manifest["files"]
     if not isinstance(files, list) or not files:
         raise UserError(f"{where}: manifest lists no files")
-    for item in files:
-        if not (isinstance(item, dict) and {"path", "sha256", "size"} <= item.keys()):
-            raise UserError(f"{where}: manifest file entries need path, sha256 and size")
-        _check_member_path(str(item["path"]), where)
+    for entry in untrusted.listed_members(files, "manifest.files"):
+        if entry.path.startswith(".") or entry.path == MANIFEST_NAME:
+            raise UserError(f"{where}: refusing unsafe path {untrusted.echo(entry.path)}")
     return manifest
-
-
-def _check_member_path(member: str, where: str) -> None:
-    pure = PurePosixPath(member)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in member or member.startswith("."):
-        raise UserError(f"{where}: refusing unsafe path {member!r} in the bundle")
 
 
 def read_manifest_file(path: Path) -> dict[str, Any]:

@@ -22,18 +22,12 @@ from workstation.core.errors import UserError
 from workstation.core.imageio import ImageReadError, probe_image, read_mask_checked
 from workstation.core.types import ImageRecord, Product
 from workstation.datasets.coco_rle import segmentation_to_mask
-from workstation.datasets.layouts import CocoMask, ImportItem, ProductPlan, plan_import
+from workstation.datasets.layouts import CocoMask, ImportItem, ProductPlan, Skipped, plan_import
 from workstation.store.repository import Store
 from workstation.store.rows import NewImage
 
 Progress = Callable[[int, int], None]
 BATCH_SIZE = 32
-
-
-@dataclass(frozen=True)
-class ImportFailure:
-    path: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -48,7 +42,7 @@ class ProductImport:
 @dataclass(frozen=True)
 class ImportReport:
     products: tuple[ProductImport, ...]
-    failures: tuple[ImportFailure, ...]
+    failures: tuple[Skipped, ...]
     warnings: tuple[str, ...]
     cancelled: bool = False
 
@@ -64,7 +58,7 @@ class ImportReport:
 @dataclass(frozen=True)
 class _Prepared:
     entry: NewImage | None
-    failures: tuple[ImportFailure, ...] = ()
+    failures: tuple[Skipped, ...] = ()
     warning: str | None = None
 
 
@@ -91,7 +85,7 @@ def _prepare(item: ImportItem) -> _Prepared:
     try:
         probed = probe_image(item.path)
     except UserError as exc:
-        return _Prepared(None, (ImportFailure(str(item.path), str(exc)),))
+        return _Prepared(None, (Skipped(str(item.path), str(exc)),))
     mask, warning, failures = None, None, ()
     if item.mask is not None:
         try:
@@ -99,7 +93,7 @@ def _prepare(item: ImportItem) -> _Prepared:
         except UserError as exc:
             # The image is still worth having; only its ground truth is unusable.
             mask_name = str(item.mask) if isinstance(item.mask, Path) else str(item.path)
-            failures = (ImportFailure(mask_name, f"{exc} (image imported without its mask)"),)
+            failures = (Skipped(mask_name, f"{exc} (image imported without its mask)"),)
     entry = NewImage(
         path=str(item.path.absolute()),
         sha256=probed.sha256,
@@ -165,14 +159,14 @@ def import_directory(
     workers = workers or min(4, os.cpu_count() or 1)
     done = 0
     results: list[ProductImport] = []
-    failures: list[ImportFailure] = []
+    failures: list[Skipped] = []
     warnings: list[str] = []
     cancelled = False
     if progress:
         progress(0, total)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="import") as pool:
         for plan in plans:
-            failures += [ImportFailure(str(s.path), f"{s.path}: {s.reason}") for s in plan.skipped]
+            failures += plan.skipped
             warnings += plan.warnings
             record = ensure_product(store, plan)
             added = existing = masks = 0

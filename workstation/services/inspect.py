@@ -22,7 +22,7 @@ from workstation.core.errors import CancelledError, UserError
 from workstation.core.imageio import read_image
 from workstation.core.types import ModelVersion, Product
 from workstation.experts.base import ProgressFn
-from workstation.experts.pipeline import InspectionPipeline
+from workstation.experts.pipeline import InspectionPipeline, trained_folders
 from workstation.services.onboard import fit_product, trained_model_paths
 from workstation.store.repository import Store
 from workstation.store.rows import NewPrediction
@@ -75,8 +75,7 @@ def _usable_active(store: Store, product: Product) -> ModelVersion | None:
         return None
     if active.files_sha256 is None:
         return None
-    trained = trained_model_paths(store, product)
-    if any(active.config.get(key) != path for key, path in trained.items()):
+    if trained_folders(active.config) != trained_model_paths(store, product):
         return None
     return active
 

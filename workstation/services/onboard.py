@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from workstation.config import ExpertSettings
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image
 from workstation.core.types import (
@@ -82,7 +83,7 @@ def normal_images(store: Store, product: Product) -> list[ImageRecord]:
 
 
 def active_model_path(store: Store, product: Product, kind: str) -> str | None:
-    """Folder of the product's active trained model of ``kind`` (adapter, selftaught),
+    """Folder of the product's active trained model of ``kind`` (one that joins the experts),
     checked against its registered hash.
 
     A missing folder means no such model (the experts run without it, as before it was
@@ -94,12 +95,11 @@ def active_model_path(store: Store, product: Product, kind: str) -> str | None:
     return str(store.model_files(version))
 
 
-def trained_model_paths(store: Store, product: Product) -> dict[str, str | None]:
-    """The trained models that join the experts: part of what makes a fit current."""
-    return {
-        "adapter_path": active_model_path(store, product, "adapter"),
-        "selftaught_path": active_model_path(store, product, "selftaught"),
-    }
+def trained_model_paths(store: Store, product: Product) -> dict[str, str]:
+    """The active trained models that join the experts, by kind (``core.kinds``): part of
+    what makes a fit current."""
+    found = {k.name: active_model_path(store, product, k.name) for k in kinds.experts()}
+    return {name: path for name, path in found.items() if path}
 
 
 def readiness(calibration: Calibration, *, seed: int = 0) -> Readiness:
@@ -154,7 +154,7 @@ def fit_product(
             f"product {product.name!r} has no normal images; import some labelled good "
             "(train/good) or review images as normal, then try again"
         )
-    config = PipelineConfig.from_settings(settings, **trained_model_paths(store, product))
+    config = PipelineConfig.from_settings(settings, trained=trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
     normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
     side = fit_read_side(records[0], settings.image_size)

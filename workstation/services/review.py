@@ -25,7 +25,7 @@ from workstation.core.types import (
     ReviewVerdict,
     check_literal,
 )
-from workstation.store.rows import ImageOrder, ImageRow
+from workstation.store.rows import ImageFilter, ImageOrder, ImageRow
 
 INSPECTOR = "inspector"
 MACHINE_SOURCES: tuple[str, ...] = ("template", "vlm", "expert")
@@ -53,15 +53,15 @@ class QueueFilter:
                 f"score range is empty: minimum {self.score_min} > maximum {self.score_max}"
             )
 
-    def store_kwargs(self) -> dict[str, Any]:
-        return {
-            "review_state": "unreviewed" if self.unreviewed else None,
-            "predicted_anomalous": self.predicted_anomalous,
-            "score_min": self.score_min,
-            "score_max": self.score_max,
-            "defect_type": self.defect_type or None,
-            "conflict": True if self.conflicts else None,
-        }
+    def store_filter(self) -> ImageFilter:
+        return ImageFilter(
+            review_state="unreviewed" if self.unreviewed else None,
+            predicted_anomalous=self.predicted_anomalous,
+            score_min=self.score_min,
+            score_max=self.score_max,
+            defect_type=self.defect_type or None,
+            conflict=True if self.conflicts else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,16 +104,12 @@ class ReviewService:
         self._order = None
 
     def count(self, flt: QueueFilter = QueueFilter()) -> int:
-        return int(self.store.count_images(self.product.id, **flt.store_kwargs()))
+        return int(self.store.count_images(self.product.id, flt.store_filter()))
 
     def rows(self, flt: QueueFilter, *, offset: int, limit: int) -> list[ImageRow]:
         return list(
             self.store.query_images(
-                self.product.id,
-                order_by=self.order,
-                limit=limit,
-                offset=offset,
-                **flt.store_kwargs(),
+                self.product.id, flt.store_filter(), order_by=self.order, limit=limit, offset=offset
             )
         )
 

@@ -17,22 +17,24 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from training.contract import (
     ContractError,
+    ParentModel,
     ProgressEvent,
-    RoundKind,
+    RoundExtras,
     RoundManifest,
     Sample,
     check_feedback,
     parse_event,
 )
+from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product, Round
 from workstation.services.onboard import normal_images
@@ -42,22 +44,26 @@ if TYPE_CHECKING:
     from workstation.config import Settings
 
 DECISIVE = ("accepted", "normal", "anomalous")
-CHECKPOINT_DIR = "checkpoint"
-"""Inside a round's folder: where a self-taught round keeps the checkpoint it resumes from."""
 CORRECTION_SOURCES = ("inspector", "ground_truth")
 OnEvent = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True)
 class RoundOptions:
-    kind: RoundKind = "adapter"
+    """Everything a round is started with, typed: the CLI and the GUI build one (usually
+    through :meth:`from_settings`) and the manifest is written from it."""
+
+    kind: str = "adapter"
+    """A registered trained kind (:mod:`workstation.core.kinds`)."""
     backbone: str = "filterbank"
     base_model: str = ""
     image_size: int = 256
     holdout_fraction: float = 0.3
     regression_tolerance: float = 0.01
     seed: int = 0
-    hyperparameters: dict[str, object] = field(default_factory=dict)
+    hyperparameters: Any = field(default_factory=dict)
+    """The kind's ``Hyperparameters`` dataclass; a mapping given here is converted
+    strictly (an unknown key is a UserError naming it and the known ones)."""
     device: str = "auto"
     processes: int = 1
     """Training processes (torchrun, DistributedDataParallel): one per GPU, or gloo ranks
@@ -68,12 +74,17 @@ class RoundOptions:
             raise UserError("holdout_fraction must be in [0, 1)")
         if self.processes < 1:
             raise UserError(f"processes must be at least 1; got {self.processes}")
+        try:
+            kind = kinds.get(self.kind)
+        except kinds.UnknownKindError as exc:
+            raise UserError(str(exc)) from None
+        object.__setattr__(self, "hyperparameters", kind.hyperparameters(self.hyperparameters))
 
     @classmethod
     def from_settings(
         cls,
         settings: Settings,
-        kind: RoundKind,
+        kind: str,
         *,
         hyperparameters: dict[str, object] | None = None,
         device: str | None = None,
@@ -81,13 +92,16 @@ class RoundOptions:
     ) -> RoundOptions:
         """The round the CLI and the GUI start: trained and judged at the experts' own size,
         so the gate's "before" is exactly what the inspector sees now."""
-        hyper = dict(hyperparameters or {})
-        if kind == "vlm":
-            hyper.setdefault("model", settings.explainer.vlm)
+        try:
+            module = kinds.get(kind).implementation()
+        except kinds.UnknownKindError as exc:
+            raise UserError(str(exc)) from None
+        base_model, defaults = module.settings_defaults(settings)
+        hyper = {**defaults, **(hyperparameters or {})}
         return cls(
             kind=kind,
             backbone=settings.experts.backbone,
-            base_model=settings.explainer.vlm if kind == "vlm" else "",
+            base_model=base_model,
             image_size=settings.experts.image_size,
             holdout_fraction=settings.training.holdout_fraction,
             regression_tolerance=settings.training.regression_tolerance,
@@ -205,9 +219,10 @@ def build_manifest(
     store: Store, product: Product, options: RoundOptions, round_dir: Path
 ) -> RoundManifest:
     """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
+    kind = kinds.get(options.kind).implementation()
     since = _last_round_start(store, product, options.kind)
     samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
-    if options.kind == "selftaught":
+    if kind.learns_from_all_normals:
         samples = _with_normal_images(store, product, samples)
     train, held = split_samples(
         samples, holdout_fraction=options.holdout_fraction, seed=options.seed
@@ -217,7 +232,7 @@ def build_manifest(
     except ContractError as exc:
         shutil.rmtree(round_dir, ignore_errors=True)
         raise UserError(f"no {options.kind} round for {product.name!r}: {exc}") from None
-    if options.kind == "selftaught":
+    if kind.learns_from_all_normals:
         # The few-shot bank of both gate sides holds only train-side normals, so the
         # held-out normals measure false alarms honestly.
         references = tuple(s.image_path for s in train if s.label == "normal")
@@ -225,15 +240,13 @@ def build_manifest(
         references = tuple(
             r.path for r in store.list_images(product.id, split="train", source_label="good")
         )
-    hyper = {"regression_tolerance": options.regression_tolerance, **options.hyperparameters}
-    parent = store.active_model_version(product.id, options.kind)
-    same_backbone = parent is not None and parent.config.get("backbone") == options.backbone
-    if parent is not None and parent.path and options.kind == "adapter" and same_backbone:
-        hyper.setdefault("parent_adapter", str(store.model_files(parent)))
-    if options.kind == "selftaught":
-        if parent is not None and parent.path and Path(parent.path).is_dir():
-            hyper.setdefault("parent_selftaught", str(store.model_files(parent)))
-        hyper.setdefault("checkpoint_dir", str(round_dir / CHECKPOINT_DIR))
+    active = store.active_model_version(product.id, options.kind)
+    parent = None
+    if active is not None:
+        parent = ParentModel(
+            active.path, active.config.get("backbone"), lambda: store.model_files(active)
+        )
+    extras = kind.manifest_extras(parent, backbone=options.backbone, round_dir=round_dir)
     return RoundManifest(
         product=product.name,
         kind=options.kind,
@@ -242,7 +255,8 @@ def build_manifest(
         train=tuple(train),
         held_out=tuple(held),
         references=references,
-        hyperparameters=hyper,
+        hyperparameters=asdict(options.hyperparameters),
+        extras=RoundExtras(regression_tolerance=options.regression_tolerance, **extras),
         seed=options.seed,
         image_size=options.image_size,
         product_context={
@@ -341,7 +355,7 @@ def run_round(
     return _run_child(store, product, record, options, on_event=on_event, handle=handle)
 
 
-def resumable_round(store: Store, product: Product, kind: RoundKind) -> Round | None:
+def resumable_round(store: Store, product: Product, kind: str) -> Round | None:
     """The newest round of ``kind`` that stopped (killed, cancelled, failed) after writing
     a checkpoint, unless a later round of that kind succeeded."""
     for record in reversed(store.list_rounds(product.id)):
@@ -349,9 +363,19 @@ def resumable_round(store: Store, product: Product, kind: RoundKind) -> Round | 
             continue
         if record.status == "succeeded":
             return None
-        if (Path(record.manifest_path).parent / CHECKPOINT_DIR).is_dir():
+        checkpoint = _checkpoint_dir(Path(record.manifest_path))
+        if checkpoint is not None and checkpoint.is_dir():
             return record
     return None
+
+
+def _checkpoint_dir(manifest_path: Path) -> Path | None:
+    """Where the round's manifest says it checkpoints (None: nowhere, or unreadable)."""
+    try:
+        folder = RoundManifest.load(manifest_path).extras.checkpoint_dir
+    except (ContractError, UserError):
+        return None
+    return None if folder is None else Path(folder)
 
 
 def _run_child(
@@ -401,7 +425,9 @@ def _run_child(
         shutil.rmtree(out, ignore_errors=True)
         store.update_round(record.id, status="failed", message=message)
         return RoundOutcome(store.get_round(record.id), None, "failed", message)
-    shutil.rmtree(round_dir / CHECKPOINT_DIR, ignore_errors=True)
+    checkpoint = _checkpoint_dir(manifest_path)
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     return _register(store, product, record, out, options)
 
 
@@ -450,8 +476,10 @@ def promote(store: Store, version_name: str) -> ModelVersion:
     return store.set_model_state(version.id, "active")
 
 
-def rollback(store: Store, product_name: str, kind: RoundKind) -> ModelVersion | None:
-    """Retire the active version (state rolled_back) and reactivate its parent, if any.
+def rollback(store: Store, product_name: str, kind: str) -> ModelVersion | None:
+    """Retire the active version of ``kind`` (state rolled_back) and reactivate its parent,
+    if any. Rolling back always means the active version: the CLI names the kind, the GUI
+    the version (:func:`rollback_version`), and both end here.
 
     Returns the version active afterwards (None: the product runs without a trained one).
     """
@@ -463,3 +491,16 @@ def rollback(store: Store, product_name: str, kind: RoundKind) -> ModelVersion |
     if active.parent_id is None:
         return None
     return store.set_model_state(active.parent_id, "active")
+
+
+def rollback_version(store: Store, version_name: str) -> ModelVersion | None:
+    """:func:`rollback` of the version's kind, refused unless that version is the active
+    one (rolling back a candidate would reactivate its parent over the active version)."""
+    version = store.get_model_version(version_name)
+    if version.state != "active":
+        raise UserError(
+            f"{version.name} is not the active {version.kind} version ({version.state}); "
+            "only the active version can be rolled back"
+        )
+    product = store.get_product(version.product_id)
+    return rollback(store, product.name, version.kind)

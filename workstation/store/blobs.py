@@ -18,9 +18,6 @@ import hashlib
 import io
 import os
 import struct
-import sys
-import time
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,10 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from workstation.core.errors import UserError
+from workstation.core.tempfiles import TEMP_PREFIX, create_temp, remove_stale, temp_files
+from workstation.core.untrusted import limits
 
-TEMP_PREFIX = ".tmp-"
-STALE_TEMP_AGE_S = 3600.0
-"""A temp file older than this is stale even if its process id was reused by another program."""
 MASK_MAGIC = b"IADMASK1"
 _MASK_HEADER = struct.Struct("<8sII")
 _fsync = getattr(os, "fdatasync", os.fsync)
@@ -43,26 +39,16 @@ def store_blobs_dir(db_path: Path) -> Path:
     return db_path.parent / f"{db_path.stem}.blobs"
 
 
+def store_images_dir(db_path: Path) -> Path:
+    """``<name>.images/`` beside the store: files of images that arrived in a bundle."""
+    return db_path.parent / f"{db_path.stem}.images"
+
+
 def array_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}|{array.shape}|".encode())
     digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this machine with this id still runs (True when unsure)."""
-    if pid == os.getpid():
-        return True
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would send Ctrl+C there; the age check decides
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but not ours (or the platform cannot tell): keep its file
-    return True
 
 
 def _flush_file(path: Path) -> None:
@@ -74,11 +60,29 @@ def _is_binary_mask(array: np.ndarray) -> bool:
     return array.dtype == np.uint8 and array.ndim == 2 and int(array.max(initial=0)) <= 1
 
 
-def _read_mask_blob(data: bytes) -> np.ndarray:
+def mask_blob_shape(data: bytes) -> tuple[int, int]:
+    """(height, width) from a mask blob's header, refused above the pixel limit before
+    anything is inflated (a 2 KB file may declare 50000 x 50000)."""
     magic, height, width = _MASK_HEADER.unpack_from(data)
     if magic != MASK_MAGIC:
         raise ValueError("not a mask blob")
-    bits = np.frombuffer(zlib.decompress(data[_MASK_HEADER.size :]), dtype=np.uint8)
+    if height * width > limits().image_pixels:
+        raise ValueError(
+            f"the mask declares {width}x{height} pixels, above the limit of "
+            f"{limits().image_pixels} ([limits] max_image_megapixels)"
+        )
+    return height, width
+
+
+def _read_mask_blob(data: bytes) -> np.ndarray:
+    height, width = mask_blob_shape(data)
+    need = (height * width + 7) // 8
+    inflater = zlib.decompressobj()
+    packed = inflater.decompress(data[_MASK_HEADER.size :], need)
+    beyond = inflater.decompress(inflater.unconsumed_tail, 1)
+    if len(packed) != need or beyond or not inflater.eof:
+        raise ValueError(f"the mask's bits do not fit its {width}x{height} header")
+    bits = np.frombuffer(packed, dtype=np.uint8)
     return np.unpackbits(bits, count=height * width).reshape(height, width)
 
 
@@ -110,9 +114,9 @@ class AtomicFiles:
 
     def add(self, final: Path, data: bytes) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.parent / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{final.suffix}"
+        fd, temp = create_temp(final.parent, final.suffix)
         self._temps.append((temp, final))
-        with open(temp, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
 
     def __enter__(self) -> AtomicFiles:
@@ -231,27 +235,11 @@ class BlobStore:
                 yield entry.name.split(".", 1)[0]
 
     def temp_files(self) -> list[Path]:
-        return [
-            Path(entry.path)
-            for folder in self._folders()
-            for entry in os.scandir(folder)
-            if entry.name.startswith(TEMP_PREFIX)
-        ]
+        return [path for folder in self._folders() for path in temp_files(Path(folder))]
 
     def remove_stale_temps(self) -> int:
         """Delete temp files left by writers that died mid-write; return how many."""
-        removed = 0
-        now = time.time()
-        for folder in self._folders():
-            for entry in os.scandir(folder):
-                if not entry.name.startswith(TEMP_PREFIX):
-                    continue
-                pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-                dead = not pid_text.isdigit() or not pid_alive(int(pid_text))
-                if dead or now - entry.stat().st_mtime > STALE_TEMP_AGE_S:
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed += 1
-        return removed
+        return sum(remove_stale(Path(folder)) for folder in self._folders())
 
     def _folders(self) -> Iterator[str]:
         if not self.root.is_dir():

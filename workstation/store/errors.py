@@ -10,11 +10,29 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+SQLITE_READ_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
+"""What reading a damaged store raises: SQLite's message about a damaged schema quotes
+the damaged bytes, and when those are not UTF-8 Python fails decoding the message and
+raises UnicodeDecodeError instead of the DatabaseError it stands for."""
+
+
+def as_database_error(exc: BaseException) -> sqlite3.DatabaseError | None:
+    """The SQLite error ``exc`` is or stands for (see :data:`SQLITE_READ_ERRORS`)."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return exc
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes | bytearray):
+        message = bytes(exc.object)
+        if message.startswith((b"malformed database schema", b"database disk image")):
+            return sqlite3.DatabaseError(message.decode("utf-8", "replace"))
+    return None
+
 
 def describe_store_error(exc: BaseException, store: Path | None) -> str | None:
     """One line (what, which store, what to do) for an SQLite error; None for others."""
-    if not isinstance(exc, sqlite3.DatabaseError):
+    found = as_database_error(exc)
+    if found is None:
         return None
+    exc = found
     code = str(getattr(exc, "sqlite_errorname", "") or "")
     text = str(exc)
     low = text.lower()

@@ -30,7 +30,7 @@ import numpy as np
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.store.base import as_binary_mask
-from workstation.store.blobs import AtomicFiles
+from workstation.store.blobs import AtomicFiles, store_images_dir
 from workstation.store.current import refresh_current
 from workstation.store.repository import Store
 
@@ -109,11 +109,6 @@ class MergeReport:
     known: int = 0
     conflicts: int = 0
     """Images of the product flagged as conflicts after the merge."""
-
-
-def store_images_dir(db_path: Path) -> Path:
-    """``<name>.images/`` beside the store: files of images that arrived in a bundle."""
-    return db_path.parent / f"{db_path.stem}.images"
 
 
 def now_stamp() -> str:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 from workstation.core.checks import CheckResult
 from workstation.core.errors import UserError
-from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir
+from workstation.core.tempfiles import is_stale, temp_files
+from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir, store_images_dir
+from workstation.store.errors import SQLITE_READ_ERRORS, as_database_error
 from workstation.store.model_files import (
     FilesProblem,
     files_state,
@@ -56,9 +58,21 @@ def read_station_id(path: Path) -> str | None:
     try:
         with read_only_connection(path) as conn:
             row = conn.execute("SELECT value FROM app_state WHERE key = 'station.id'").fetchone()
-    except sqlite3.DatabaseError:
+    except SQLITE_READ_ERRORS:
         return None
     return None if row is None else str(row[0])
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    """Rows per table of a readable store (read-only; what ``bench damage`` compares)."""
+    with read_only_connection(path) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {t: conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
 def referenced_blobs(conn: sqlite3.Connection) -> set[str]:
@@ -84,8 +98,9 @@ def check_store_file(path: Path, *, deep: bool) -> list[CheckResult]:
         with read_only_connection(path) as conn:
             messages = [row[0] for row in conn.execute(f"PRAGMA {pragma}").fetchall()]
             orphans = conn.execute("PRAGMA foreign_key_check").fetchall()
-    except sqlite3.DatabaseError as exc:
-        return [CheckResult("store pages", False, f"{path}: {exc}", repair_fix(path))]
+    except SQLITE_READ_ERRORS as exc:
+        detail = f"{path}: {as_database_error(exc) or exc}"
+        return [CheckResult("store pages", False, detail, repair_fix(path))]
     findings = []
     damage = [m for m in messages if m != "ok"]
     if damage:
@@ -148,9 +163,9 @@ def check_blobs(path: Path, *, deep: bool) -> list[CheckResult]:
     with read_only_connection(path) as conn:
         try:
             referenced = referenced_blobs(conn)
-        except sqlite3.DatabaseError as exc:
-            return [CheckResult("blobs", False, f"cannot list the arrays in use: {exc}",
-                            repair_fix(path))]
+        except SQLITE_READ_ERRORS as exc:
+            detail = f"cannot list the arrays in use: {as_database_error(exc) or exc}"
+            return [CheckResult("blobs", False, detail, repair_fix(path))]
     blobs = BlobStore(store_blobs_dir(path))
     stored = set(blobs.iter_blobs())
     missing = sorted(referenced - stored)
@@ -204,9 +219,9 @@ def check_models(path: Path) -> list[CheckResult]:
                 "SELECT v.name, v.kind, v.path, v.files_sha256, p.name FROM model_versions v "
                 "JOIN products p ON p.id = v.product_id WHERE v.path IS NOT NULL ORDER BY v.id"
             ).fetchall()
-        except sqlite3.DatabaseError as exc:
-            return [CheckResult("models", False, f"cannot list the model versions: {exc}",
-                            repair_fix(path))]
+        except SQLITE_READ_ERRORS as exc:
+            detail = f"cannot list the model versions: {as_database_error(exc) or exc}"
+            return [CheckResult("models", False, detail, repair_fix(path))]
     findings = []
     for name, kind, stored, digest, product in rows:
         folder = resolve_model_path(stored, models)
@@ -230,9 +245,29 @@ def check_models(path: Path) -> list[CheckResult]:
     return findings
 
 
+def check_temp_files(path: Path) -> list[CheckResult]:
+    """Temp files left by killed writers (an import, a sync) beside the arrays and the
+    images that came in bundles; the next write removes those of dead writers."""
+    folders = (store_blobs_dir(path), store_images_dir(path))
+    found = [str(p) for folder in folders for p in temp_files(folder, recursive=True)]
+    if not found:
+        return [CheckResult("temp files", True, "no temp files left behind")]
+    stale = sum(is_stale(Path(p)) for p in found)
+    return [
+        CheckResult(
+            "temp files",
+            False,
+            f"{len(found)} temp file(s) left behind ({stale} by writers that are gone): "
+            f"{_listed(found)}",
+            "nothing to do: the next command that writes to the store removes them",
+            severity="optional",
+        )
+    ]
+
+
 def check_store_health(path: Path, *, deep: bool = False) -> list[CheckResult]:
     """Every check above; the blob and model checks only when the file reads back."""
     findings = check_store_file(path, deep=deep) + check_writable(path)
     if all(f.ok for f in findings if f.name == "store pages"):
         findings += check_blobs(path, deep=deep) + check_models(path)
-    return findings
+    return findings + check_temp_files(path)

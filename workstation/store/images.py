@@ -15,7 +15,14 @@ from typing import Any
 from workstation.core.errors import UserError
 from workstation.core.types import ImageRecord, Split, check_literal
 from workstation.store.base import StoreBase, timestamp
-from workstation.store.rows import ImageOrder, ImageRow, NewImage, NewMaskRevision, ReviewState
+from workstation.store.rows import (
+    ImageFilter,
+    ImageOrder,
+    ImageRow,
+    NewImage,
+    NewMaskRevision,
+    ReviewState,
+)
 
 _IMAGE_COLUMNS = "id, product_id, path, sha256, width, height, split, source_label, imported_at"
 _ROW_COLUMNS = (
@@ -33,6 +40,13 @@ _ORDERS: dict[str, str] = {
 
 # Positional, unlike the other records (``rows.from_row``): the queue's pages read plain
 # tuples, no dict per row, to stay fast on 100,000 images.
+def _filter(flt: ImageFilter | None, keywords: dict[str, Any]) -> ImageFilter:
+    """``flt`` or the filter its field names as keywords spell (not both)."""
+    if flt is not None and keywords:
+        raise TypeError("give an ImageFilter or its fields as keywords, not both")
+    return flt if flt is not None else ImageFilter(**keywords)
+
+
 def _image(row: Sequence[Any]) -> ImageRecord:
     return ImageRecord(
         id=row[0],
@@ -181,71 +195,45 @@ class ImagesMixin(StoreBase):
         return {(r[0], r[1]): r[2] for r in rows}
 
     @staticmethod
-    def _filters(
-        product_id: int,
-        *,
-        review_state: ReviewState | None,
-        predicted_anomalous: bool | None,
-        score_min: float | None,
-        score_max: float | None,
-        defect_type: str | None,
-        conflict: bool | None = None,
-    ) -> tuple[str, list[Any]]:
+    def _filters(product_id: int, flt: ImageFilter) -> tuple[str, list[Any]]:
         where = ["product_id = ?"]
         params: list[Any] = [product_id]
-        if review_state is not None:
-            check_literal(review_state, ReviewState, "review_state")
+        if flt.review_state is not None:
+            check_literal(flt.review_state, ReviewState, "review_state")
             where.append("reviewed = ?")
-            params.append(1 if review_state == "reviewed" else 0)
-        if predicted_anomalous is not None:
+            params.append(1 if flt.review_state == "reviewed" else 0)
+        if flt.predicted_anomalous is not None:
             where.append("latest_anomalous = ?")
-            params.append(int(predicted_anomalous))
-        if score_min is not None:
+            params.append(int(flt.predicted_anomalous))
+        if flt.score_min is not None:
             where.append("latest_score >= ?")
-            params.append(float(score_min))
-        if score_max is not None:
+            params.append(float(flt.score_min))
+        if flt.score_max is not None:
             where.append("latest_score <= ?")
-            params.append(float(score_max))
-        if defect_type is not None:
+            params.append(float(flt.score_max))
+        if flt.defect_type is not None:
             where.append("latest_defect_type = ?")
-            params.append(defect_type)
-        if conflict is not None:
+            params.append(flt.defect_type)
+        if flt.conflict is not None:
             where.append("sync_conflict = ?")
-            params.append(int(conflict))
+            params.append(int(flt.conflict))
         return " AND ".join(where), params
 
     def query_images(
         self,
         product_id: int,
+        flt: ImageFilter | None = None,
         *,
-        review_state: ReviewState | None = None,
-        predicted_anomalous: bool | None = None,
-        score_min: float | None = None,
-        score_max: float | None = None,
-        defect_type: str | None = None,
-        conflict: bool | None = None,
         order_by: ImageOrder = "priority",
         limit: int | None = None,
         offset: int = 0,
+        **keywords: Any,
     ) -> list[ImageRow]:
-        """The review queue, filtered and sorted in SQL.
-
-        ``reviewed`` means the image has at least one decisive review (accepted, normal or
-        anomalous); a skip alone leaves it unreviewed. Scores and verdicts come from the
-        newest prediction of any model version; ``priority`` is the active-learning order
-        (highest first, images without one last). ``conflict`` keeps (True) or drops
-        (False) the images whose stations' verdicts disagree (``store.current``).
+        """The review queue, filtered (``flt``, or its fields as keywords) and sorted in SQL;
+        ``priority`` is the active-learning order (highest first, images without one last).
         """
         check_literal(order_by, ImageOrder, "order_by")
-        where, params = self._filters(
-            product_id,
-            review_state=review_state,
-            predicted_anomalous=predicted_anomalous,
-            score_min=score_min,
-            score_max=score_max,
-            defect_type=defect_type,
-            conflict=conflict,
-        )
+        where, params = self._filters(product_id, _filter(flt, keywords))
         sql = f"SELECT {_ROW_COLUMNS} FROM images WHERE {where} ORDER BY {_ORDERS[order_by]}"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
@@ -266,25 +254,9 @@ class ImagesMixin(StoreBase):
         ]
 
     def count_images(
-        self,
-        product_id: int,
-        *,
-        review_state: ReviewState | None = None,
-        predicted_anomalous: bool | None = None,
-        score_min: float | None = None,
-        score_max: float | None = None,
-        defect_type: str | None = None,
-        conflict: bool | None = None,
+        self, product_id: int, flt: ImageFilter | None = None, **keywords: Any
     ) -> int:
-        where, params = self._filters(
-            product_id,
-            review_state=review_state,
-            predicted_anomalous=predicted_anomalous,
-            score_min=score_min,
-            score_max=score_max,
-            defect_type=defect_type,
-            conflict=conflict,
-        )
+        where, params = self._filters(product_id, _filter(flt, keywords))
         return int(
             self._db().execute(f"SELECT COUNT(*) FROM images WHERE {where}", params).fetchone()[0]
         )

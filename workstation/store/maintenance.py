@@ -10,8 +10,9 @@ from __future__ import annotations
 import shutil
 import time
 
+from workstation.core.tempfiles import pid_alive, remove_stale, temp_files
 from workstation.store.base import StoreBase
-from workstation.store.blobs import pid_alive
+from workstation.store.blobs import store_images_dir
 from workstation.store.health import referenced_blobs
 from workstation.store.model_files import STAGING_PREFIX
 
@@ -26,6 +27,7 @@ class MaintenanceMixin(StoreBase):
     def collect_garbage(self) -> int:
         """Delete temp files of dead writers and blobs no row references; return the count."""
         removed = self.blobs.remove_stale_temps() + self._remove_stale_model_staging()
+        removed += remove_stale(store_images_dir(self.path), recursive=True)
         with self._write() as w:
             row = w.conn.execute("SELECT value FROM app_state WHERE key = ?", (_GC_STATE_KEY,))
             found = row.fetchone()
@@ -76,5 +78,11 @@ class MaintenanceMixin(StoreBase):
         stored = set(self.blobs.iter_blobs())
         problems += [f"blob {sha} is referenced but missing" for sha in referenced - stored]
         problems += [f"blob {sha} is not referenced by any row" for sha in stored - referenced]
-        problems += [f"temporary file {p} was left behind" for p in self.blobs.temp_files()]
+        problems += [
+            f"temporary file {p} was left behind"
+            for p in [
+                *self.blobs.temp_files(),
+                *temp_files(store_images_dir(self.path), recursive=True),
+            ]
+        ]
         return problems

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workstation.core import kinds
 from workstation.core.errors import CancelledError, UserError
+from workstation.core.tempfiles import pid_alive
 from workstation.core.types import (
     ModelKind,
     ModelState,
@@ -30,7 +32,6 @@ from workstation.core.types import (
     check_literal,
 )
 from workstation.store.base import timestamp
-from workstation.store.blobs import pid_alive
 from workstation.store.model_files import (
     FilesProblem,
     ModelFilesError,
@@ -47,7 +48,7 @@ FIT_LOCK_STALE_S = 6 * 3600.0
 """A fit lock older than this is taken over even if its process seems alive (pid reuse,
 another machine on a shared folder): no fit of a few hundred normals takes that long."""
 _FIT_LOCK_POLL_S = 0.25
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\Z")
 
 
 def _model_version(row: Mapping[str, Any], models_dir: Path) -> ModelVersion:
@@ -90,7 +91,7 @@ class RegistryMixin(ProductsMixin):
         ``name`` defaults to ``<kind>-N``, N counting the kind across the whole store,
         chosen under the write lock so concurrent registrations never share a folder.
         """
-        check_literal(kind, ModelKind, "model kind")
+        kinds.check_model_kind(kind)
         check_literal(state, ModelState, "model state")
         if name is not None and not _SAFE_NAME.match(name):
             raise UserError(f"a model version name may hold letters, digits, . _ - only: {name!r}")
@@ -245,7 +246,7 @@ class RegistryMixin(ProductsMixin):
         return self.get_model_version(version_id)
 
     def add_round(self, product_id: int, *, kind: ModelKind, manifest_path: str | Path) -> Round:
-        check_literal(kind, ModelKind, "round kind")
+        kinds.check_model_kind(kind, "round kind")
         with self._write() as w:
             cursor = w.conn.execute(
                 "INSERT INTO rounds (product_id, kind, status, manifest_path, started_at, "

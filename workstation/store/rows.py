@@ -34,6 +34,25 @@ def from_row(cls: type[_Record], row: Mapping[str, Any], **values: Any) -> _Reco
 
 
 @dataclass(frozen=True)
+class ImageFilter:
+    """Which of a product's images the queue shows; None means "do not filter on this".
+
+    ``reviewed`` means at least one decisive review; scores, verdicts and defect types are
+    the newest prediction's; ``conflict`` keeps (True) or drops (False) the images whose
+    stations' verdicts disagree. The one spelling of these keywords: ``query_images`` and
+    ``count_images`` take it (or the same names as keywords), the GUI's ``QueueFilter``
+    builds one.
+    """
+
+    review_state: ReviewState | None = None
+    predicted_anomalous: bool | None = None
+    score_min: float | None = None
+    score_max: float | None = None
+    defect_type: str | None = None
+    conflict: bool | None = None
+
+
+@dataclass(frozen=True)
 class ImageRow:
     """One line of the review queue: the image and the newest facts about it."""
 

@@ -18,6 +18,7 @@ store passes its own integrity check.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
 import subprocess
@@ -27,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workstation.core.errors import UserError
-from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir
+from workstation.core.imageio import ImageReadError, header_size
+from workstation.store.blobs import BlobStore, array_sha256, store_blobs_dir, store_images_dir
+from workstation.store.errors import SQLITE_READ_ERRORS
 from workstation.store.health import referenced_blobs
 from workstation.store.model_files import (
     adopt_legacy_model_folders,
@@ -35,9 +38,16 @@ from workstation.store.model_files import (
     store_models_dir,
 )
 from workstation.store.repository import Store
+from workstation.store.salvage_rows import (
+    complete_row,
+    lenient,
+    mend_schema,
+    quote,
+    readable_rows,
+    recovered_rows,
+    rows_from_indexes,
+)
 
-OPEN_END_PROBES = 1000
-"""Rowids tried past the damage when the end of a table cannot be read either."""
 RECOVER_TIMEOUT_S = 600.0
 SKIPPED_TABLES = ("fit_locks",)
 """Transient rows: a fit lock of the damaged store means nothing in the new one."""
@@ -54,6 +64,11 @@ class TableSalvage:
     """The end of the table could not be read, so rows there cannot even be counted."""
     recovered: int = 0
     """Of ``copied``, rows that only ``sqlite3 .recover`` could read."""
+    rebuilt: int = 0
+    """Of ``copied``, rows rebuilt from the table's indexes: the columns no index holds
+    are empty (an image's file is then looked for by its name and hash)."""
+    files_found: int = 0
+    """Of ``rebuilt`` images, those whose file was found again by its name and hash."""
     left_out: int = 0
     """Readable rows left out because a row or an array they need is lost."""
 
@@ -68,6 +83,14 @@ class SalvageReport:
     arrays_lost: int = 0
     models_copied: int = 0
     models_lost: int = 0
+    schema_mended: int = 0
+    """Damaged schema entries put right (an index dropped, a table's text restored)."""
+
+    @property
+    def rows(self) -> tuple[int, int]:
+        """(rows copied, rows known lost) over all tables."""
+        copied = sum(t.copied for t in self.tables)
+        return copied, sum(t.unreadable + t.left_out for t in self.tables)
 
     @property
     def complete(self) -> bool:
@@ -77,10 +100,6 @@ class SalvageReport:
             or self.arrays_lost
             or self.models_lost
         )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def salvage_store(source: Path, target: Path) -> SalvageReport:
@@ -102,19 +121,22 @@ def salvage_store(source: Path, target: Path) -> SalvageReport:
         Store.open(target).close()  # the current schema, by the normal migrations
         try:
             with (
-                closing(sqlite3.connect(copy)) as damaged,
                 closing(sqlite3.connect(target, isolation_level=None)) as out,
             ):
+                report.schema_mended = mend_schema(copy, out)
+                damaged = lenient(copy)
                 out.execute("PRAGMA foreign_keys = OFF")
                 out.execute("BEGIN IMMEDIATE")
                 outcome = {
                     name: _copy_table(name, damaged, recovered, out) for name in _tables(out)
                 }
+                _find_image_files(source, out, outcome["images"])
                 _copy_arrays(source, target, out, outcome, report)
                 _leave_out_orphans(out, outcome)
                 _copy_models(source, target, out, report)
                 out.execute("COMMIT")
                 report.tables = list(outcome.values())
+                damaged.close()
         finally:
             if recovered is not None:
                 recovered.close()
@@ -149,7 +171,7 @@ def _run_recover(copy: Path, work: Path) -> tuple[sqlite3.Connection | None, str
     recovered = sqlite3.connect(work / "recovered.sqlite")
     try:
         recovered.executescript(done.stdout.decode("utf-8", "replace"))
-    except sqlite3.DatabaseError as exc:
+    except SQLITE_READ_ERRORS as exc:
         recovered.close()
         return None, f"sqlite3 .recover gave unusable SQL ({exc}): rows were read one by one"
     return recovered, "sqlite3 .recover filled in what the row-by-row reading could not"
@@ -166,8 +188,8 @@ def _tables(out: sqlite3.Connection) -> list[str]:
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
     try:
-        return [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
-    except sqlite3.DatabaseError:
+        return [row[1] for row in conn.execute(f"PRAGMA table_info({quote(table)})")]
+    except SQLITE_READ_ERRORS:
         return []
 
 
@@ -184,78 +206,83 @@ def _copy_table(
         outcome.tail_unknown = True  # the table itself cannot be found: nothing to count
         return outcome
     rows, unreadable, tail_unknown = readable_rows(damaged, table, columns)
-    if recovered is not None and (unreadable or tail_unknown):
-        found = _recovered_rows(recovered, table, columns, rows)
+    if unreadable or tail_unknown:
+        found = recovered_rows(recovered, table, columns, rows) if recovered else {}
         outcome.recovered = len(found)
-        unreadable -= found.keys()
         rows |= found
-    listed = ", ".join(_quote(c) for c in columns)
+        partial = rows_from_indexes(damaged, table, columns, set(rows))
+        rows |= {
+            rowid: _with_columns(columns, out, table, rowid, known)
+            for rowid, known in partial.items()
+        }
+        outcome.rebuilt = len(partial)
+        unreadable -= rows.keys()
+    listed = ", ".join(quote(c) for c in columns)
     marks = ", ".join("?" * len(columns))
-    out.executemany(
-        f"INSERT OR IGNORE INTO {_quote(table)} ({listed}) VALUES ({marks})", rows.values()
-    )
-    outcome.copied = len(rows)
-    outcome.unreadable = len(unreadable)
-    outcome.tail_unknown = tail_unknown and outcome.recovered == 0
+    insert = f"INSERT OR IGNORE INTO {quote(table)} ({listed}) VALUES ({marks})"
+    declared = {
+        row[1]: str(row[2]).upper() for row in out.execute(f"PRAGMA table_info({quote(table)})")
+    }
+    texts = [n for n, c in enumerate(columns) if "TEXT" in declared.get(c, "")]
+    refused = 0
+    for row in rows.values():  # one by one: a garbled value refuses its row, not the table
+        try:
+            out.execute(insert, _as_text(row, texts))
+        except sqlite3.Error:
+            refused += 1
+    outcome.copied = len(rows) - refused
+    outcome.unreadable = len(unreadable) + refused
+    outcome.tail_unknown = tail_unknown and not (outcome.recovered or outcome.rebuilt)
     return outcome
 
 
-def readable_rows(
-    conn: sqlite3.Connection, table: str, columns: list[str]
-) -> tuple[dict[int, tuple[object, ...]], set[int], bool]:
-    """Rows by rowid, the rowids that could not be read, and whether the end of the
-    table was out of reach (see the module docstring)."""
-    select = f"SELECT rowid, {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}"
-    rows: dict[int, tuple[object, ...]] = {}
-
-    def scan(order: str) -> bool:
-        try:
-            for row in conn.execute(f"{select} NOT INDEXED ORDER BY rowid {order}"):
-                rows[row[0]] = tuple(row[1:])
-        except sqlite3.DatabaseError:
-            return False
-        return True
-
-    if scan("ASC"):
-        return rows, set(), False
-    low = max(rows, default=0)
-    scan("DESC")
-    after = [rowid for rowid in rows if rowid > low]
-    high = min(after) if after else None
-    unreadable: set[int] = set()
-    rowid, misses = low + 1, 0
-    while (rowid < high) if high is not None else (misses < OPEN_END_PROBES):
-        try:
-            row = conn.execute(f"{select} WHERE rowid = ?", (rowid,)).fetchone()
-        except sqlite3.DatabaseError:
-            unreadable.add(rowid)
-            misses += 1
-        else:
-            if row is None:
-                misses += 1
-            else:
-                rows[rowid] = tuple(row[1:])
-                misses = 0
-        rowid += 1
-    if high is None:  # past the last readable row nobody knows which rowids existed
-        last = max(rows, default=0)
-        tail = {r for r in unreadable if r > last}
-        return rows, unreadable - tail, bool(tail)
-    return rows, unreadable, False
+def _as_text(row: tuple[object, ...], texts: list[int]) -> tuple[object, ...]:
+    """A damaged page can turn a text value into a blob: text columns get text back."""
+    if not any(isinstance(row[n], bytes) for n in texts):
+        return row
+    values = list(row)
+    for n in texts:
+        if isinstance(values[n], bytes):
+            values[n] = values[n].decode("utf-8", "replace")  # type: ignore[union-attr]
+    return tuple(values)
 
 
-def _recovered_rows(
-    recovered: sqlite3.Connection,
-    table: str,
-    columns: list[str],
-    have: dict[int, tuple[object, ...]],
-) -> dict[int, tuple[object, ...]]:
-    select = f"SELECT rowid, {', '.join(_quote(c) for c in columns)} FROM {_quote(table)}"
-    try:
-        found = recovered.execute(select).fetchall()
-    except sqlite3.DatabaseError:
-        return {}
-    return {row[0]: tuple(row[1:]) for row in found if row[0] not in have}
+def _with_columns(
+    columns: list[str], out: sqlite3.Connection, table: str, rowid: int, known: dict[str, object]
+) -> tuple[object, ...]:
+    """An index-rebuilt row as values for ``columns`` (empty where no index held one)."""
+    names = [row[1] for row in out.execute(f"PRAGMA table_info({quote(table)})")]
+    full = dict(zip(names, complete_row(out, table, rowid, known), strict=True))
+    return tuple(full[c] for c in columns)
+
+
+def _find_image_files(source: Path, out: sqlite3.Connection, images: TableSalvage) -> None:
+    """Images rebuilt from indexes know their name and hash but not their file: look for
+    it beside the other images (and in the store's bundle images), matched by its hash."""
+    lost = out.execute("SELECT id, name, sha256 FROM images WHERE path = ''").fetchall()
+    if not lost:
+        return
+    folders = {Path(p).parent for (p,) in out.execute("SELECT path FROM images WHERE path != ''")}
+    bundled = store_images_dir(source)
+    for image_id, name, sha in lost:
+        candidates = [f / name for f in folders] + [bundled / str(sha)[:16] / name]
+        for candidate in candidates:
+            try:
+                data = candidate.read_bytes()
+            except OSError:
+                continue
+            if hashlib.sha256(data).hexdigest() != sha:
+                continue
+            try:
+                width, height = header_size(data, name=str(candidate))
+            except ImageReadError:
+                continue
+            out.execute(
+                "UPDATE images SET path = ?, width = ?, height = ? WHERE id = ?",
+                (str(candidate), width, height, image_id),
+            )
+            images.files_found += 1
+            break
 
 
 def _copy_arrays(
@@ -268,9 +295,9 @@ def _copy_arrays(
     """Copy each referenced array whose file still hashes right; rows that need a lost
     one are left out (masks) or lose the optional reference (anomaly maps)."""
     old, new = BlobStore(store_blobs_dir(source)), BlobStore(store_blobs_dir(target))
-    for sha in sorted(referenced_blobs(out)):
+    for sha in sorted(referenced_blobs(out), key=str):
         try:
-            array = old.get_array(sha)
+            array = old.get_array(str(sha))
             intact = array_sha256(array) == sha
         except UserError:
             intact = False
@@ -293,18 +320,20 @@ def _leave_out_orphans(out: sqlite3.Connection, outcome: dict[str, TableSalvage]
         if not violations:
             return
         for table, rowid, _parent, key in violations:
-            keys = out.execute(f"PRAGMA foreign_key_list({_quote(table)})").fetchall()
+            keys = out.execute(f"PRAGMA foreign_key_list({quote(table)})").fetchall()
             column = next(row[3] for row in keys if row[0] == key)
-            required = {
-                row[1] for row in out.execute(f"PRAGMA table_info({_quote(table)})") if row[3]
+            required = {  # NOT NULL, or the key itself (a rowid alias cannot be NULL)
+                row[1]
+                for row in out.execute(f"PRAGMA table_info({quote(table)})")
+                if row[3] or row[5]
             }
             if column in required:
-                if out.execute(f"DELETE FROM {_quote(table)} WHERE rowid = ?", (rowid,)).rowcount:
+                if out.execute(f"DELETE FROM {quote(table)} WHERE rowid = ?", (rowid,)).rowcount:
                     outcome[table].left_out += 1
                     outcome[table].copied -= 1
             else:
                 out.execute(
-                    f"UPDATE {_quote(table)} SET {_quote(column)} = NULL WHERE rowid = ?",
+                    f"UPDATE {quote(table)} SET {quote(column)} = NULL WHERE rowid = ?",
                     (rowid,),
                 )
     raise UserError("the salvaged rows keep referring to lost rows; report this store")
@@ -325,4 +354,3 @@ def _copy_models(
         else:
             report.models_lost += 1
     report.models_copied += adopt_legacy_model_folders(out, new)
-

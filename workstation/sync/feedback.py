@@ -22,6 +22,8 @@ import numpy as np
 
 from workstation import __version__
 from workstation.core.errors import UserError
+from workstation.core.imageio import ImageReadError, header_size
+from workstation.core.untrusted import MalformedBundle, clip, echo
 from workstation.store.blobs import decode_blob
 from workstation.store.exchange import (
     MergeReport,
@@ -39,8 +41,8 @@ from workstation.sync.bundle import (
     image_member,
     jsonl,
     mask_member,
-    open_bundle,
 )
+from workstation.sync.tables import open_bundle
 
 Progress = Callable[[int, int], None]
 
@@ -155,15 +157,26 @@ def import_feedback(
     with open_bundle(bundle_path) as (bundle, contents):
 
         def image_bytes(image: PortableImage) -> bytes:
-            return bundle.read(image_member(image))
+            member = image_member(image)
+            data = bundle.read(member)
+            try:
+                size = header_size(data, name=member)
+            except ImageReadError as exc:
+                raise MalformedBundle(
+                    member, f"is not a usable image ({clip(str(exc), 200)})"
+                ) from None
+            if size != (image.width, image.height):
+                raise MalformedBundle(
+                    member, f"is {size[0]}x{size[1]}, not {image.width}x{image.height}"
+                )
+            return data
 
         def mask_array(sha: str) -> np.ndarray:
+            member = mask_member(sha)
             try:
-                return decode_blob(bundle.read(mask_member(sha)), ".mask")
+                return decode_blob(bundle.read(member), ".mask")
             except (ValueError, OSError, zlib.error, struct.error) as exc:
-                raise UserError(
-                    f"feedback bundle {bundle_path}: mask {sha[:12]} cannot be decoded ({exc})"
-                ) from None
+                raise MalformedBundle(member, f"cannot be decoded ({echo(str(exc))})") from None
 
         return merge_feedback(
             store,

@@ -14,11 +14,15 @@ damaged one.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from workstation import __version__
+from workstation.core import kinds, untrusted
 from workstation.core.errors import UserError
-from workstation.core.types import ModelKind, ModelVersion, check_literal
+from workstation.core.types import ModelKind, ModelVersion
+from workstation.core.untrusted import MalformedBundle, echo
 from workstation.store.exchange import now_stamp
 from workstation.store.model_files import folder_sha256
 from workstation.store.repository import Store
@@ -27,6 +31,7 @@ from workstation.sync.bundle import (
     MODEL_SCHEMA,
     MODEL_VERSION,
     BundleWriter,
+    VerifiedBundle,
     open_verified,
 )
 
@@ -81,25 +86,24 @@ def install_version(store: Store, bundle_path: Path, *, product: str | None = No
     """
     with open_verified(bundle_path, MODEL_VERSION) as (bundle, manifest):
         where = f"model version bundle {bundle_path}"
-        made_for = manifest.get("product")
-        if not isinstance(made_for, str):
-            raise UserError(f"{where} names no product; it is damaged")
+        fields = _fields(manifest)
+        made_for = fields.product
         if product is not None and product != made_for:
             raise UserError(
-                f"{where} was made for product {made_for!r}, not {product!r}; nothing was installed"
+                f"{where} was made for product {echo(made_for)}, not {echo(product)}; "
+                "nothing was installed"
             )
         local = store.find_product(made_for)
         if local is None:
             names = ", ".join(p.name for p in store.list_products()) or "none"
             raise UserError(
-                f"{where} was made for product {made_for!r}, which this station does not "
-                f"have (its products: {names}); nothing was installed"
+                f"{where} was made for product {echo(made_for)}, which this station does not "
+                f"have (its products: {echo(names, 200)}); nothing was installed"
             )
-        kind: ModelKind = check_literal(str(manifest.get("kind")), ModelKind, "model kind")  # type: ignore[assignment]
-        name = installed_name(str(manifest["version"]), str(manifest["station"]))
+        name = installed_name(fields.version, fields.station)
         existing = next((v for v in store.list_model_versions(local.id) if v.name == name), None)
         if existing is not None:
-            if existing.files_sha256 != manifest.get("files_sha256"):
+            if existing.files_sha256 != fields.files_sha256:
                 raise UserError(
                     f"{where}: a different {name} is installed already; nothing was installed"
                 )
@@ -107,26 +111,73 @@ def install_version(store: Store, bundle_path: Path, *, product: str | None = No
         staging = store.new_model_folder()
         try:
             for member in sorted(bundle.members()):
-                if not member.startswith(FILES):
-                    continue
-                target = staging.joinpath(*PurePosixPath(member[len(FILES) :]).parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(bundle.read(member))
-            if folder_sha256(staging) != manifest.get("files_sha256"):
-                raise UserError(f"{where}: its files do not hash as published; it is damaged")
-            parent = store.active_model_version(local.id, kind)
+                if member.startswith(FILES):
+                    _extract(bundle, member, staging)
+            if folder_sha256(staging) != fields.files_sha256:
+                raise MalformedBundle("manifest.files_sha256", "its files do not hash as published")
+            parent = store.active_model_version(local.id, fields.kind)
             published = {
                 key: manifest.get(key) for key in ("version", "parent", "station", "published_at")
             }
             return store.add_model_version(
                 local.id,
-                kind=kind,
+                kind=fields.kind,
                 state="active",
                 name=name,
                 parent_id=None if parent is None else parent.id,
                 files=staging,
-                metrics=manifest.get("metrics") or {},
-                config={**(manifest.get("config") or {}), "published": published},
+                metrics=fields.metrics,
+                config={**fields.config, "published": published},
             )
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # moved into place unless it failed
+
+
+@dataclass(frozen=True)
+class _Fields:
+    product: str
+    version: str
+    station: str
+    kind: ModelKind
+    files_sha256: str
+    metrics: dict[str, float]
+    config: dict[str, Any]
+
+
+def _fields(manifest: dict[str, Any]) -> _Fields:
+    """The manifest's fields, typed and checked (the names become folder names)."""
+    kind = untrusted.text(manifest.get("kind"), "manifest.kind", max_chars=100)
+    try:
+        kinds.check_model_kind(kind)
+    except ValueError:
+        raise MalformedBundle("manifest.kind", f"unknown model kind {echo(kind)}") from None
+    metrics = manifest.get("metrics") or {}
+    config = manifest.get("config") or {}
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in metrics.items()
+    ):
+        raise MalformedBundle("manifest.metrics", "must map names to numbers")
+    if not isinstance(config, dict):
+        raise MalformedBundle("manifest.config", "must be a JSON object")
+    untrusted.strict_name(manifest.get("parent") or "none", "manifest.parent")
+    untrusted.text(manifest.get("published_at"), "manifest.published_at", max_chars=100)
+    return _Fields(
+        product=untrusted.name(manifest.get("product"), "manifest.product"),
+        version=untrusted.strict_name(manifest.get("version"), "manifest.version"),
+        station=untrusted.station(manifest.get("station"), "manifest.station"),
+        kind=kind,
+        files_sha256=untrusted.sha256(manifest.get("files_sha256"), "manifest.files_sha256"),
+        metrics=metrics,
+        config=config,
+    )
+
+
+def _extract(bundle: VerifiedBundle, member: str, staging: Path) -> None:
+    """One member into the staging folder: its path checked to stay inside, written to a
+    new file (never through a link), refused while streaming once it outgrows its size."""
+    target = untrusted.inside(staging, *member[len(FILES) :].split("/"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "xb") as out:
+        for chunk in bundle.chunks(member):
+            out.write(chunk)

@@ -1,4 +1,5 @@
-"""Helpers that write tiny datasets for the store tests (imported by the test modules)."""
+"""Helpers that write tiny datasets (MVTec layouts, noise images, masks) and damage store
+files, for the store and dataset tests (imported by the test modules)."""
 
 from __future__ import annotations
 
