@@ -218,3 +218,19 @@ def test_fit_head_weights_confirmed_defects_like_all_synthetic_ones() -> None:
     )
     assert head.labelled == 2
     assert head.score(strong[0]) > max(head.score(n) for n in normal)
+
+
+def test_no_visible_evidence_keeps_the_configured_experts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import workstation.experts.selection as selection
+
+    monkeypatch.setattr(selection, "paint_evidence", lambda *args: None)
+    normals = [textured(seed) for seed in range(4)]
+    config = PipelineConfig(fewshot=FewShotConfig(image_size=96), backbone="auto")
+    pipeline = InspectionPipeline(config)
+    pipeline.add_expert(NoisyNetwork(normals[:2]), additive=True)
+    calibration = pipeline.fit(normals)
+    assert pipeline.choice is None
+    assert pipeline.config.backbone == "filterbank"
+    assert [n.name for n in calibration.norms] == ["fewshot", "selftaught"]

@@ -84,8 +84,11 @@ def run_choice(
     anomalies: Sequence[tuple[np.ndarray, np.ndarray | None]] = (),
     device: str = "cpu",
     seed: int = 0,
-) -> ChoiceRun:
-    """Fit the candidates, score them on the evidence, choose (see the module docstring)."""
+) -> ChoiceRun | None:
+    """Fit the candidates, score them on the evidence, choose (see the module docstring).
+
+    None when no synthetic defect came out visible (e.g. blank normals) and no defect was
+    confirmed: there is nothing to choose on, and the fit keeps the configured experts."""
     started = time.perf_counter()
     evidence_idx = _evidence_order(seen)
     if len(normals) <= MAX_SELECTION_SHOTS:
@@ -103,6 +106,8 @@ def run_choice(
         labelled=[(resize_rgb(to_rgb_uint8(im), shape), _mask(m, shape)) for im, m in anomalies],
         seed=seed,
     )
+    if not evidence.anomalous.any():
+        return None
     reusable = len(fit_idx) == len(normals)
     members: list[Member] = []
     experts: dict[str, FewShotExpert] = {}

@@ -286,6 +286,10 @@ class InspectionPipeline:
             device=self.device,
             seed=self.config.fewshot.seed,
         )
+        if run is None:
+            if self.config.backbone == AUTO:
+                self._set_fewshot(FALLBACK_BACKBONE, None)
+            return set()
         parts = {p.member.partition("(")[0]: p for p in run.choice.chosen}
         left_out = tuple(name for name in others if name not in parts)
         averaged = tuple(n for n, p in parts.items() if n in others and p.norm == "normal")
