@@ -64,6 +64,9 @@ class RoundExtras:
     """Folder of the active version of the kind the round starts from (None: fresh)."""
     checkpoint_dir: str | None = None
     """Where a resumable round keeps its checkpoint (None: it keeps none)."""
+    decision_threshold: float = 1.0
+    """The product's threshold in calibrated units (an engineer may have moved it from
+    1.0): where the gate counts false alarms and recall."""
 
 
 LEGACY_EXTRAS = {

@@ -112,6 +112,20 @@ SMOKES: tuple[Smoke, ...] = (
         },
     ),
     Smoke(
+        "onboard",
+        lambda data: ["--images", "3", "--width", "96", "--height", "64",
+                      "--source", str(data / "train" / "good")],
+        {
+            "images": equals(3),
+            "size": equals("96x64"),
+            "to_first_review_s": positive,
+            "longest_silence_s": positive,
+            "phases_s.features": lambda v: v >= 0,
+            "phases_s.calibration": lambda v: v >= 0,
+            "progress_lines": positive,
+        },
+    ),
+    Smoke(
         "active",
         lambda data: ["--rounds", "2", "--budget", "2", "--shots", "2", "--image-size", "64",
                       "--seeds", "2", "--adapter-steps", "2", "--threads", "1", str(data)],

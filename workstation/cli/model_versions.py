@@ -42,7 +42,7 @@ def register_versions(inner: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_versions)
 
 
-def _open(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace) -> Store:
     from workstation.core.errors import UserError
     from workstation.store.repository import Store
 
@@ -53,9 +53,9 @@ def _open(args: argparse.Namespace) -> Store:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import promote
+    from workstation.services.versions import promote
 
-    store = _open(args)
+    store = open_store(args)
     try:
         version = promote(store, args.version)
         print(json.dumps({"active": version.name, "kind": version.kind}))
@@ -65,9 +65,9 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import rollback
+    from workstation.services.versions import rollback
 
-    store = _open(args)
+    store = open_store(args)
     try:
         active = rollback(store, args.product, args.kind)
         print(json.dumps({"active": active.name if active else None, "kind": args.kind}))
@@ -77,7 +77,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         product = store.get_product(args.product)
         for v in store.list_model_versions(product.id):

@@ -31,6 +31,9 @@ NORMAL_LABEL = "good"
 CALIBRATED_THRESHOLD = 1.0
 """Fused scores and maps are scaled so that the decision threshold is exactly this
 (``experts/fusion.py``); so it is also the threshold of a product that stores none."""
+CALIBRATED_NORMAL_LEVEL = 0.0
+"""The calibrated score of a typical normal shot: fusion subtracts the median calibration
+score, so this is where the heatmap's colour range starts (transparent)."""
 
 
 def check_literal(value: str, allowed: object, what: str) -> str:

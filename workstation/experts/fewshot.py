@@ -23,7 +23,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
-from workstation.experts.base import Backbone, ProgressFn
+from workstation.experts.base import Backbone, ProgressFn, StageFn
 from workstation.experts.features import (
     check_min_size,
     grid_to_map,
@@ -102,7 +102,12 @@ MOMENT_ROWS = 16384
 
 
 def greedy_coreset(
-    features: torch.Tensor, budget: int, *, projection_dim: int, seed: int
+    features: torch.Tensor,
+    budget: int,
+    *,
+    projection_dim: int,
+    seed: int,
+    progress: ProgressFn | None = None,
 ) -> torch.Tensor:
     """Indices of ``budget`` rows chosen by greedy k-centre (farthest-point) selection.
 
@@ -155,6 +160,8 @@ def greedy_coreset(
         newest = torch.topk(min_dist, take).indices
         chosen.append(newest)
         selected += take
+        if progress:
+            progress(selected, budget)
     return torch.cat(chosen)
 
 
@@ -378,9 +385,11 @@ class FewShotExpert:
         *,
         progress: ProgressFn | None = None,
         calibration: Sequence[int] | None = None,
+        stages: StageFn | None = None,
     ) -> None:
         """Build the bank; ``calibration`` picks the shots that ``calibration_maps`` scores
-        leave-one-out (default: up to MAX_CALIBRATION_SHOTS spread over all of them)."""
+        leave-one-out (default: up to MAX_CALIBRATION_SHOTS spread over all of them).
+        ``stages`` hears the features and the memory-bank selection separately."""
         import torch
 
         if len(normals) == 0:
@@ -402,7 +411,13 @@ class FewShotExpert:
             references += variants
             owners += [index] * len(variants)
         total = len(references) + 1
-        report = (lambda done: progress(done, total)) if progress else None
+
+        def report(done: int) -> None:
+            if progress:
+                progress(done, total)
+            if stages:
+                stages(done, len(references), "features")
+
         raw = self._features(references, report)  # (N, h, w, C)
         if self.norm in ("standardize", "whiten"):
             self._set_standardisation(raw)
@@ -421,7 +436,11 @@ class FewShotExpert:
             budget = self.config.bank_size(flat.shape[0])
             if flat.shape[0] > budget:
                 keep = greedy_coreset(
-                    flat, budget, projection_dim=self.config.projection_dim, seed=self.config.seed
+                    flat,
+                    budget,
+                    projection_dim=self.config.projection_dim,
+                    seed=self.config.seed,
+                    progress=(lambda d, t: stages(d, t, "memory bank")) if stages else None,
                 )
                 flat, flat_owner = flat[keep], flat_owner[keep]
             self.bank = flat.contiguous()
@@ -443,7 +462,7 @@ class FewShotExpert:
         single = len(images) == 1
         self._single_shot = resize_rgb(images[0], self.shape) if single else None
 
-    def calibration_maps(self) -> list[AnomalyMap]:
+    def calibration_maps(self, stages: StageFn | None = None) -> list[AnomalyMap]:
         """Maps of the normal shots, each scored against a bank without that shot.
 
         These are what calibration must use: a shot scored against a bank that holds its
@@ -466,6 +485,8 @@ class FewShotExpert:
                 bank = self.bank[self.bank_owner != shot]
             grid = self._grid_scores(feats, bank).cpu().numpy()
             maps.append(self.grid_map(grid, shape))
+            if stages:
+                stages(len(maps), len(self._held_out), "calibration")
         self._held_out = []
         self._single_shot = None
         return maps

@@ -22,7 +22,7 @@ import numpy as np
 from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap, Product
-from workstation.experts.base import Expert, ProgressFn, build_backbone
+from workstation.experts.base import Expert, ProgressFn, StageFn, build_backbone
 from workstation.experts.fewshot import FewShotConfig, FewShotExpert, calibration_indices
 from workstation.experts.fusion import Calibration, FusionMode, calibrate
 from workstation.experts.image_head import ImageHead
@@ -195,6 +195,7 @@ class InspectionPipeline:
         *,
         progress: ProgressFn | None = None,
         anomalies: Sequence[tuple[np.ndarray, np.ndarray | None]] = (),
+        stages: StageFn | None = None,
     ) -> Calibration:
         """Fit every expert on the normal shots, then calibrate on held-out scores.
 
@@ -222,9 +223,11 @@ class InspectionPipeline:
         for step, (name, expert) in enumerate(self.experts.items()):
             if isinstance(expert, FewShotExpert):
                 if name not in prefitted:
-                    expert.fit(normals, calibration=chosen)
-                maps = expert.calibration_maps()
+                    expert.fit(normals, calibration=chosen, stages=stages)
+                maps = expert.calibration_maps(stages)
             else:
+                if stages:
+                    stages(0, 1, f"fitting the {name} expert")
                 expert.fit(normals)
                 maps = expert.predict([normals[i] for i in chosen])
             for slot, amap in zip(per_shot, maps, strict=True):

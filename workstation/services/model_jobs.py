@@ -99,6 +99,11 @@ class ShotScore:
     """A normal shot (train split) rather than a defect example."""
 
 
+ONBOARD_BATCH = 2
+"""Images scored per progress report while onboarding: the nearest-neighbour search, not
+the batch, sets the pace, and a report every 8 images left the page silent for 20 s."""
+
+
 @dataclass(frozen=True)
 class OnboardFit:
     result: OnboardResult
@@ -117,7 +122,7 @@ def _import_shots(
     shots += [(p, "test", defect_label) for p in request.defect_paths]
     ids = []
     for i, (path, split, label) in enumerate(shots):
-        progress(i, len(shots), f"importing {Path(path).name}")
+        progress(i, len(shots), "importing the images")
         width, height = image_size(path)
         record, _ = store.add_image(
             product.id,
@@ -129,6 +134,7 @@ def _import_shots(
             source_label=label,
         )
         ids.append(record.id)
+    progress(len(shots), len(shots), "importing the images")
     return ids
 
 
@@ -143,9 +149,20 @@ def onboard_from_files(
 ) -> OnboardFit:
     """Create the product, import the shots, fit (``onboard_product``) and score every shot
     (``triage_product``), so the review window opens with heatmaps, drafts and a queue."""
-    from workstation.device import resolve_device
     from workstation.services.onboard import onboard_product
+    from workstation.services.phases import PhaseClock
     from workstation.services.triage import triage_product
+
+    clock = PhaseClock(progress)
+
+    def stage(done: int, total: int, phase: str) -> None:
+        """Every phase reports, and each report is a point where cancel takes effect."""
+        if cancel.is_set():
+            raise CancelledError()
+        clock(done, total, phase)
+
+    stage(0, 0, "loading the inspection libraries")  # torch: seconds on a busy machine
+    from workstation.device import resolve_device
 
     device = resolve_device(device_preference)
     product = store.find_product(request.name) or store.create_product(
@@ -154,7 +171,7 @@ def onboard_from_files(
         normality_rules=request.normality_rules,
         defect_vocabulary=request.defect_vocabulary,
     )
-    ids = _import_shots(store, product, request, progress)
+    ids = _import_shots(store, product, request, stage)
     result = onboard_product(
         store,
         request.name,
@@ -163,7 +180,7 @@ def onboard_from_files(
         normality_rules=request.normality_rules,
         defect_vocabulary=request.defect_vocabulary,
         device=device,
-        progress=lambda done, total: progress(done, total, "fitting the experts"),
+        stages=stage,
     )
     if cancel.is_set():
         raise CancelledError()
@@ -173,7 +190,8 @@ def onboard_from_files(
         settings,
         device=device,
         cancel=cancel,
-        progress=lambda done, total, stage: progress(done, total, f"{stage} the examples"),
+        batch_size=ONBOARD_BATCH,
+        progress=lambda done, total, what: stage(done, total, f"{what} the images"),
     )
     shots = []
     for image_id in ids:

@@ -21,7 +21,8 @@ import numpy as np
 from workstation.config import ExpertSettings
 from workstation.core import kinds
 from workstation.core.errors import UserError
-from workstation.core.imageio import read_image
+from workstation.core.imageio import LARGE_PIXELS, read_image
+from workstation.core.raster import read_large
 from workstation.core.types import (
     CALIBRATED_THRESHOLD,
     NORMAL_LABEL,
@@ -29,7 +30,7 @@ from workstation.core.types import (
     ModelVersion,
     Product,
 )
-from workstation.experts.base import ProgressFn
+from workstation.experts.base import ProgressFn, StageFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
@@ -146,8 +147,10 @@ def fit_product(
     *,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> tuple[ModelVersion, InspectionPipeline]:
-    """Fit, calibrate and register a new active ``experts`` version for ``product``."""
+    """Fit, calibrate and register a new active ``experts`` version for ``product``;
+    ``stages`` hears every phase (reading, features, memory bank, calibration)."""
     records = normal_images(store, product)[:MAX_FIT_NORMALS]
     if not records:
         raise UserError(
@@ -156,10 +159,14 @@ def fit_product(
         )
     config = PipelineConfig.from_settings(settings, trained=trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
-    normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
+    normals = []
+    for record in records:
+        normals.append(read_for_experts(store, record, settings.image_size, reduce=True))
+        if stages:
+            stages(len(normals), len(records), "reading normal images")
     side = fit_read_side(records[0], settings.image_size)
     anomalies = confirmed_anomalies(store, product, max_side=side)
-    calibration = pipeline.fit(normals, progress=progress, anomalies=anomalies)
+    calibration = pipeline.fit(normals, progress=progress, stages=stages, anomalies=anomalies)
     folder = store.new_model_folder()
     try:
         pipeline.save(folder)
@@ -199,6 +206,18 @@ def fit_read_side(record: ImageRecord, image_size: int) -> int:
     return 2 * max(shape)
 
 
+def read_for_experts(
+    store: Store, record: ImageRecord, image_size: int, *, reduce: bool = False
+) -> np.ndarray:
+    """An image as the experts need it. A very large scan comes from its pyramid
+    (``core.raster``), at ``fit_read_side``: decoding it whole would take gigabytes for
+    pixels the experts shrink away. Others are read whole, or reduced when ``reduce``."""
+    side = fit_read_side(record, image_size)
+    if record.width * record.height > LARGE_PIXELS:
+        return read_large(record.path, store.path, record.sha256, side)
+    return read_image(record.path, max_side=side if reduce else None)
+
+
 def onboard_product(
     store: Store,
     name: str,
@@ -209,6 +228,7 @@ def onboard_product(
     defect_vocabulary: Sequence[str] | None = None,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> OnboardResult:
     """Create or update the product profile, fit the experts and preview known defects."""
     product = store.find_product(name)
@@ -230,7 +250,7 @@ def onboard_product(
         product = store.update_product(product.id, **changes)  # type: ignore[arg-type]
     with store.fit_lock(product.id, "experts"):
         version, pipeline = fit_product(
-            store, product, settings, device=device, progress=progress
+            store, product, settings, device=device, progress=progress, stages=stages
         )
     assert pipeline.calibration is not None
     defects = [
@@ -238,8 +258,10 @@ def onboard_product(
     ][:MAX_FIT_NORMALS]
     scores: list[tuple[int, float]] = []
     for record in defects:
-        result = pipeline.predict([read_image(record.path)])[0]
+        result = pipeline.predict([read_for_experts(store, record, settings.image_size)])[0]
         scores.append((record.id, result.score))
+        if stages:
+            stages(len(scores), len(defects), "checking known defects")
     product = store.get_product(product.id)
     return OnboardResult(
         product=product,
