@@ -522,20 +522,49 @@ class FewShotExpert:
         return nearest.clamp_min(0).sqrt().mean(0)
 
     def _grids(
-        self, prepared: Sequence[np.ndarray]
+        self, prepared: Sequence[np.ndarray], bank: torch.Tensor | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Patch-score grids and image embeddings, from one feature pass per batch."""
         if not self.fitted:
             raise UserError("the few-shot expert has not been fitted on normal images yet")
         assert self.bank is not None
+        bank = self.bank if bank is None else bank
         grids: list[np.ndarray] = []
         embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
             for one in self._normalise(self._features(prepared[start : start + size])):
-                grids.append(self._grid_scores(one, self.bank).cpu().numpy())
+                grids.append(self._grid_scores(one, bank).cpu().numpy())
                 embeddings.append(image_embedding(one))
         return grids, embeddings
+
+    def held_out_maps(
+        self, images: Sequence[np.ndarray], without: Sequence[int]
+    ) -> list[AnomalyMap]:
+        """Maps of ``images`` scored against the bank less every row of the shots
+        ``without`` (indices into the fitted normals): cross-fitting without a refit.
+
+        The evidence of the fusion choice uses it: a defect pasted onto a shot must not be
+        compared with that shot's own patches. The coreset was chosen with those shots in
+        the pool, so the reduced bank is, if anything, sparser than a refit's (pessimistic).
+        """
+        import torch
+
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
+        assert self.bank is not None
+        bank = self.bank
+        if without:
+            if self.bank_owner is None:
+                raise UserError("a loaded few-shot bank does not know its shots; refit it")
+            dropped = torch.tensor(list(without), device=self.bank_owner.device)
+            bank = bank[~torch.isin(self.bank_owner, dropped)]
+            if bank.shape[0] == 0:
+                raise UserError("holding those shots out leaves an empty bank")
+        prepared = self._prepare(images)
+        grids, _ = self._grids(prepared, bank)
+        pairs = zip(grids, prepared, strict=True)
+        return [self.grid_map(grid, image.shape[:2]) for grid, image in pairs]
 
     def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw (h, w) patch-score grids at the working resolution, one per image."""

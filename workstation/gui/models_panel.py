@@ -205,6 +205,11 @@ class ModelsPanel(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(version_buttons)
         left_layout.addWidget(self.table, 1)
+        # what the active experts' fit chose on its own evidence, and what it left out
+        self.fusion = QLabel()
+        self.fusion.setObjectName("muted")
+        self.fusion.setWordWrap(True)
+        left_layout.addWidget(self.fusion)
         left_layout.addLayout(training_row)
         left_layout.addWidget(self.status)
         plots = QSplitter()
@@ -251,6 +256,11 @@ class ModelsPanel(QWidget):
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        active = [v for v in self.versions if v.kind == "experts" and v.state == "active"]
+        fusion = str(active[-1].config.get("fusion") or "") if active else ""
+        self.fusion.setText(fusion)
+        self.fusion.setToolTip(fusion)
+        self.fusion.setVisible(bool(fusion))
         self.golden.refresh()
 
     def selected_version(self) -> ModelVersion | None:

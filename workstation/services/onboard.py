@@ -34,6 +34,7 @@ from workstation.experts.base import ProgressFn, StageFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.services.confirmed import confirmed_anomalies
 from workstation.store.repository import Store
 
 MAX_FIT_NORMALS = 200
@@ -163,7 +164,9 @@ def fit_product(
         normals.append(read_for_experts(store, record, settings.image_size, reduce=True))
         if stages:
             stages(len(normals), len(records), "reading normal images")
-    calibration = pipeline.fit(normals, progress=progress, stages=stages)
+    side = fit_read_side(records[0], settings.image_size)
+    anomalies = confirmed_anomalies(store, product, max_side=side)
+    calibration = pipeline.fit(normals, progress=progress, stages=stages, anomalies=anomalies)
     folder = store.new_model_folder()
     try:
         pipeline.save(folder)
@@ -178,7 +181,11 @@ def fit_product(
                 "normals": float(len(records)),
                 "threshold_confidence": calibration.threshold.confidence,
             },
-            config={**config.to_dict(), "statement": calibration.threshold.statement()},
+            config={
+                **config.to_dict(),
+                "statement": calibration.threshold.statement(),
+                "fusion": pipeline.choice.summary() if pipeline.choice else None,
+            },
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # gone already once registered
