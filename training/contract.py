@@ -49,6 +49,10 @@ class Sample:
     explanation: dict[str, str] | None = None
     guidance: str = ""
     golden: bool = False
+    map_path: str | None = None
+    """The image's stored anomaly map (``.npy``), for kinds that read it (types)."""
+    author: str = ""
+    """Who reviewed the sample (a types round's drafts name them)."""
 
     def __post_init__(self) -> None:
         _check(self.label, SampleLabel, "sample label")
@@ -64,6 +68,11 @@ class RoundExtras:
     """Folder of the active version of the kind the round starts from (None: fresh)."""
     checkpoint_dir: str | None = None
     """Where a resumable round keeps its checkpoint (None: it keeps none)."""
+    decision_threshold: float = 1.0
+    """The product's threshold in calibrated units (an engineer may have moved it from
+    1.0): where the gate counts false alarms and recall."""
+    experts: str | None = None
+    """The product's fitted experts (a types round describes regions as they see them)."""
 
 
 LEGACY_EXTRAS = {

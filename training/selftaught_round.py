@@ -147,20 +147,22 @@ def side_metrics(
     held_normals: Sequence[np.ndarray],
     synthetic: Sequence[tuple[np.ndarray, np.ndarray]],
     real: Sequence[MaskExample],
+    threshold: float = 1.0,
 ) -> dict[str, float]:
-    """What one side (before or after) does on the held-out images."""
+    """What one side (before or after) does on the held-out images, judged at the
+    product's decision ``threshold`` (calibrated units; an engineer may have moved it)."""
     normal_maps = pipeline.predict(list(held_normals))
     synthetic_maps = pipeline.predict([im for im, _ in synthetic])
     out: dict[str, float] = {}
     normal_scores = np.asarray([m.score for m in normal_maps])
-    out["held_out_false_alarm_rate"] = float((normal_scores > 1.0).mean())
+    out["held_out_false_alarm_rate"] = float((normal_scores > threshold).mean())
     if synthetic:
         synthetic_scores = np.asarray([m.score for m in synthetic_maps])
         labels = np.r_[np.zeros(normal_scores.size), np.ones(synthetic_scores.size)]
         out["held_out_synthetic_image_auroc"] = auroc(
             labels, np.r_[normal_scores, synthetic_scores]
         )
-        out[SYNTHETIC_RECALL] = float((synthetic_scores > 1.0).mean())
+        out[SYNTHETIC_RECALL] = float((synthetic_scores > threshold).mean())
         resized_normals = [m.map for m in normal_maps]
         normal_masks = [np.zeros(m.shape, np.uint8) for m in resized_normals]
         out["held_out_synthetic_pixel_auroc"] = pixel_auroc(
@@ -291,7 +293,11 @@ def run_selftaught_round(
             manifest, train_normals, None if folder is None else Path(folder), device
         )
         sides[side] = side_metrics(
-            pipeline, held_normals=held_normals, synthetic=synthetic, real=held_real
+            pipeline,
+            held_normals=held_normals,
+            synthetic=synthetic,
+            real=held_real,
+            threshold=manifest.extras.decision_threshold,
         )
     promote, reason = selftaught_gate(
         sides["before"], sides["after"], tolerance=manifest.extras.regression_tolerance

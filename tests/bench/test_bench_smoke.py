@@ -44,6 +44,18 @@ def each(check: Check) -> Check:
     return lambda values: bool(values) and all(check(v) for v in values)
 
 
+def inspector_texts(data: Path) -> Path:
+    """An inspector's text for every defect of the tiny demo (``bench explain --texts``)."""
+    lines = [
+        json.dumps({"image": f"{p.parent.name}/{p.name}", "text": f"A {p.parent.name} here."})
+        for p in sorted((data / "test").glob("*/*.png"))
+        if p.parent.name != "good"
+    ]
+    path = data.parent / "texts.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
 @dataclass(frozen=True)
 class Smoke:
     """One benchmark run: ``bench NAME ARGS --json OUT``, then checks on the report."""
@@ -100,6 +112,29 @@ SMOKES: tuple[Smoke, ...] = (
         },
     ),
     Smoke(
+        "explain",
+        lambda data: ["--maps", "0", "--vlm", "none", "--types", str(data), "--shots", "1",
+                      "--seeds", "2", "--image-size", "64", "--normals", "4",
+                      "--round-defects", "10", "--encoder", "ngram",
+                      "--texts", str(inspector_texts(data))],
+        {
+            "types.defects": equals(10),
+            "types.measure_s_per_defect": positive,
+            "types.shots": each(
+                lambda row: row["k"] == 1
+                and fraction(row["accuracy"])
+                and fraction(row["template_accuracy"])
+                and fraction(row["macro_f1"])
+                and -1 <= row["text_similarity"] <= 1
+                and -1 <= row["template_text_similarity"] <= 1
+            ),
+            "types.round.defects": equals(10),
+            "types.round.wall_s": positive,
+            "types.round.after.held_out_type_accuracy": fraction,
+        },
+        label="explain-types",
+    ),
+    Smoke(
         "gui",
         lambda _: ["--size", "64", "--images", "3", "--switches", "2", "--strokes", "1",
                    "--inference", "1", "--large", "96"],
@@ -109,6 +144,20 @@ SMOKES: tuple[Smoke, ...] = (
             "stroke_to_committed_ms.n": equals(1),
             "event_loop_stall_ms.inference_ok": equals(True),
             "large_image.open_s": positive,
+        },
+    ),
+    Smoke(
+        "onboard",
+        lambda data: ["--images", "3", "--width", "96", "--height", "64",
+                      "--source", str(data / "train" / "good")],
+        {
+            "images": equals(3),
+            "size": equals("96x64"),
+            "to_first_review_s": positive,
+            "longest_silence_s": positive,
+            "phases_s.features": lambda v: v >= 0,
+            "phases_s.calibration": lambda v: v >= 0,
+            "progress_lines": positive,
         },
     ),
     Smoke(

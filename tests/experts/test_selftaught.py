@@ -93,8 +93,13 @@ def test_a_working_shape_off_the_network_grid_is_refused() -> None:
 
 
 def _pipeline(folder: Path, experts: tuple[str, ...] = ("fewshot",)) -> InspectionPipeline:
+    # the fixed fusion: these tests are about calibrating the network, not the choice
+    # (test_fusion_choice.py), which would leave this untrained network out
     config = PipelineConfig(
-        experts=experts, fewshot=FewShotConfig(image_size=64), trained={"selftaught": str(folder)}
+        experts=experts,
+        fewshot=FewShotConfig(image_size=64),
+        trained={"selftaught": str(folder)},
+        select=False,
     )
     return InspectionPipeline(config)
 

@@ -114,7 +114,8 @@ def test_inspect_scores_new_images_on_the_model_lane(qtbot, tmp_path) -> None:  
 def test_window_layout_and_icon_survive_a_relaunch(qtbot, workstation) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtCore import Qt
 
-    from workstation.gui.main_window import CANVAS_SHARE, MainWindow
+    from workstation.gui.main_window import MainWindow
+    from workstation.gui.window_layout import CANVAS_SHARE
 
     application()
     first = MainWindow(workstation)
@@ -144,7 +145,8 @@ def test_window_layout_and_icon_survive_a_relaunch(qtbot, workstation) -> None: 
 
 
 def test_a_first_window_at_laptop_size_leaves_the_canvas_room(qtbot, workstation) -> None:  # type: ignore[no-untyped-def]
-    from workstation.gui.main_window import SIDE_DOCK_WIDTHS, MainWindow
+    from workstation.gui.main_window import MainWindow
+    from workstation.gui.window_layout import SIDE_DOCK_WIDTHS
 
     application()
     win = MainWindow(workstation)  # a store with no saved layout

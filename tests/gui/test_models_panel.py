@@ -48,7 +48,6 @@ def test_promote_and_roll_back(qtbot, window, tmp_path, screenshot) -> None:  # 
     panel = window.models_panel
     panel.refresh()
     assert panel.table.rowCount() == 2
-    assert panel.plotted_metrics() == ["image_auroc", "pixel_aupro"]  # not the count
     metrics_column = [
         panel.table.horizontalHeaderItem(c).text() for c in range(panel.table.columnCount())
     ].index("Metrics")
@@ -165,3 +164,23 @@ def test_a_self_taught_round_needs_no_feedback(qtbot, window, monkeypatch) -> No
         panel.shutdown()
     last = window.ws.store.list_rounds(product.id)[-1]
     assert last.kind == "selftaught" and last.status == "cancelled"
+
+
+def test_the_fusion_choice_of_the_active_experts_is_shown(qtbot, window, screenshot) -> None:  # type: ignore[no-untyped-def]
+    store = window.ws.store
+    product = window.controller.product
+    line = (
+        "fusion: fewshot(efficientnet-lite0); selftaught left out: evidence image AUROC "
+        "0.71 with it < 0.83 without"
+    )
+    store.add_model_version(
+        product.id, name="experts-1", kind="experts", state="active", config={"fusion": line}
+    )
+    window.show_models()
+    panel = window.models_panel
+    panel.refresh()
+    assert panel.fusion.text() == line and not panel.fusion.isHidden()
+    for width, height in ((1366, 768), (1920, 1080), (1100, 770)):
+        window.resize(width, height)
+        qtbot.wait(50)
+        screenshot(window, f"models_fusion_{width}")

@@ -104,7 +104,7 @@ def test_a_version_2_store_keeps_its_predictions_through_migration_3(tmp_path: P
         assert (prediction.score, prediction.anomalous) == (1.25, True)
         assert prediction.expert_scores == {} and prediction.embedding is None
         assert store.query_images(1)[0].priority_reason is None
-    assert read_schema_version(path) == SCHEMA_VERSION == 4
+    assert read_schema_version(path) == SCHEMA_VERSION == 5
 
 
 def test_newer_schema_is_refused_naming_both_versions(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from workstation.__main__ import main
 from workstation.core.errors import UserError
-from workstation.services.rounds import rollback
+from workstation.services.versions import rollback
 from workstation.store.repository import Store
 from workstation.sync.bundle import MANIFEST
 from workstation.sync.models import install_version, publish_version

@@ -135,7 +135,7 @@ def test_adapter_works_finer_than_the_experts_but_never_past_the_images_own_size
     assert coarse.config.shape == (48, 48)
     assert fine.config.shape == (96, 96)
     assert capped.config.shape == native
-    with pytest.raises(ValueError, match="detail"):
+    with pytest.raises(UserError, match="detail"):
         AdapterHyperparameters(detail=0)
 
 

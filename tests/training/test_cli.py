@@ -69,6 +69,7 @@ def test_promote_and_rollback_commands(tmp_path: Path, capsys: pytest.CaptureFix
         (["--kind", "adapter", "--encoder", "scratch"], "--encoder applies to --kind selftaught"),
         (["--kind", "vlm", "--budget-minutes", "2"], "--budget-minutes applies to --kind"),
         (["--kind", "selftaught", "--encoder", "vgg"], "encoder must be one of scratch, "),
+        (["--kind", "adapter", "--steps", "0"], "adapter steps and batch_size must be at least 1"),
     ],
 )
 def test_train_encoder_only_goes_with_a_selftaught_round_and_a_known_encoder(

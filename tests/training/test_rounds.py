@@ -15,11 +15,10 @@ from workstation.services.rounds import (
     RoundOptions,
     build_manifest,
     new_labels_since_last_round,
-    promote,
-    rollback,
     run_round,
     split_samples,
 )
+from workstation.services.versions import promote, rollback
 
 FAST = RoundOptions(
     image_size=96, holdout_fraction=0.25, hyperparameters={"steps": 20, "hidden": 8}, device="cpu"

@@ -24,12 +24,8 @@ from training.selftaught import (
 from training.selftaught_round import fit_selftaught, selftaught_gate, split_for_calibration
 from workstation.core.errors import UserError
 from workstation.experts.selftaught import SelfTaughtConfig, SelfTaughtError, SelfTaughtExpert
-from workstation.services.rounds import (
-    RoundOptions,
-    build_manifest,
-    rollback,
-    run_round,
-)
+from workstation.services.rounds import RoundOptions, build_manifest, run_round
+from workstation.services.versions import rollback
 
 TINY = {"steps": 6, "crop": 32, "width": 4, "batch_size": 4, "checkpoint_every_s": 0.0}
 FAST = RoundOptions(
@@ -172,7 +168,7 @@ def test_a_diverging_round_fails_and_the_active_version_stays(tmp_path: Path) ->
     first = run_round(store, PRODUCT, FAST)
     assert first.version is not None
     if first.version.state != "active":
-        from workstation.services.rounds import promote
+        from workstation.services.versions import promote
 
         promote(store, first.version.name)
     bad = RoundOptions(

@@ -10,6 +10,7 @@ from typing import Any
 
 from training.contract import NotEnoughFeedbackError, ParentModel, Sample
 from workstation.core import strict
+from workstation.core.errors import UserError
 
 learns_from_all_normals = False
 """Trains on reviewed images only; its gate scores against the product's train/good."""
@@ -36,11 +37,11 @@ class AdapterHyperparameters:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("adapter steps and batch_size must be at least 1")
+            raise UserError("adapter steps and batch_size must be at least 1")
         if self.hidden < 0:
-            raise ValueError("adapter hidden size must be >= 0 (0 = linear head)")
+            raise UserError("adapter hidden size must be >= 0 (0 = linear head)")
         if not 0 < self.detail <= 8:
-            raise ValueError("adapter detail must be in (0, 8] (1 = the experts' own size)")
+            raise UserError("adapter detail must be in (0, 8] (1 = the experts' own size)")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> AdapterHyperparameters:

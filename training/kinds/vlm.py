@@ -10,6 +10,7 @@ from typing import Any
 
 from training.contract import NotEnoughFeedbackError, ParentModel, Sample
 from workstation.core import strict
+from workstation.core.errors import UserError
 
 learns_from_all_normals = False
 
@@ -30,7 +31,7 @@ class VlmHyperparameters:
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.grad_accumulation < 1:
-            raise ValueError("rank, steps, batch_size and grad_accumulation must be >= 1")
+            raise UserError("rank, steps, batch_size and grad_accumulation must be >= 1")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> VlmHyperparameters:

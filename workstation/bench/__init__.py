@@ -10,6 +10,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "expert",
     "explain",
     "gui",
+    "onboard",
     "active",
     "training",
     "sync",

@@ -1,6 +1,7 @@
 """``bench explain``: template explanations per second, VLM latency and tokens per second,
-and (``--check-locations``) whether the template's location word names the grid cell that
-holds the largest part of each ground-truth mask.
+(``--check-locations``) whether the template's location word names the grid cell that
+holds the largest part of each ground-truth mask, and (``--types DATASET``) how well the
+learned defect types name defects after k corrections per type (``type_replay``).
 
 The VLM part builds a tiny random Qwen2.5-VL in-process by default (``--vlm tiny``), which
 measures the pipeline's overhead on this machine, not a real model's speed; pass a
@@ -200,6 +201,11 @@ def _handler(args: argparse.Namespace) -> int:
     if args.check_locations is not None:
         report["locations"] = check_locations(args.check_locations)
         print(json.dumps({"locations": report["locations"]}), flush=True)
+    if args.types is not None:
+        from workstation.bench.type_replay import run_types_bench
+
+        report["types"] = run_types_bench(args, progress=lambda text: print(text, flush=True))
+        print(json.dumps({"types": report["types"]}), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
@@ -227,4 +233,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="MVTec category (or folder of masks): check location words against masks",
     )
     parser.add_argument("--json", help="also write the report to this file")
+    from workstation.bench.type_replay import add_types_options
+
+    add_types_options(parser)
     parser.set_defaults(handler=_handler)

@@ -46,6 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def pump_until(app: Any, predicate: Any, timeout_s: float) -> None:
+    """Run the event loop until ``predicate()``; TimeoutError after ``timeout_s``."""
+    from PySide6.QtCore import QEventLoop
+
+    deadline = time.perf_counter() + timeout_s
+    while not predicate():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("benchmark step did not finish in time")
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
@@ -151,11 +162,7 @@ def run(args: argparse.Namespace) -> int:
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
 
     def wait_until(predicate: Any, timeout_s: float = 60.0) -> None:
-        deadline = time.perf_counter() + timeout_s
-        while not predicate():
-            if time.perf_counter() > deadline:
-                raise TimeoutError("benchmark step did not finish in time")
-            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 5)
+        pump_until(app, predicate, timeout_s)
 
     with tempfile.TemporaryDirectory(prefix="iad-bench-gui-") as tmp:
         print(f"building {args.images} images of {args.size}x{args.size} ...")

@@ -25,9 +25,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fused = few-shot + a self-taught network trained on the same shots; pool = "
         "few-shot whose scores the unlabelled test images (the station's pool) can lower",
     )
-    parser.add_argument("--backbone", default="filterbank",
-                        help="filterbank (weight-free), efficientnet-lite0/1/2, mobilenet-v2, "
-                        "vgg16-hed (pip), dinov2-small, dinov2-base, clip-b16-plus")
+    parser.add_argument("--backbone", default=None,
+                        help="auto (choose per category on evidence made from the shots; "
+                        "the default of --expert fused), filterbank (weight-free, the default "
+                        "otherwise), efficientnet-lite0/1/2, mobilenet-v2, vgg16-hed (pip), "
+                        "dinov2-small, dinov2-base, clip-b16-plus")
+    parser.add_argument("--fixed-fusion", action="store_true",
+                        help="no fusion choice: every expert joins with weight 1 (the old "
+                        "fixed fusion, for comparison)")
+    parser.add_argument("--labelled", type=int, default=0, metavar="K",
+                        help="hand K anomalous test images (seeded) to the fit as confirmed "
+                        "defects and leave them out of the scores")
     parser.add_argument("--clip-model", default="clip-b16-plus",
                         help="CLIP model of the zero-shot expert")
     parser.add_argument("--shots", type=_shots, default=8,
@@ -84,6 +92,9 @@ def _table(report: dict[str, object]) -> str:
             f"{fmt(row['aupro'])} {fmt(row['f1_max'])} {row.get('n_test', ''):>4} "
             f"{row['images_per_second'] or 0:6.1f}"
         )
+    for name, row in dict(report["categories"]).items():  # type: ignore[call-overload]
+        if row.get("fusion"):
+            lines.append(f"{name}: {row['fusion']}")
     return "\n".join(lines)
 
 
@@ -94,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = EvalConfig(
         expert=args.expert,
-        backbone=args.backbone,
+        backbone=args.backbone or ("auto" if args.expert == "fused" else "filterbank"),
+        select=not args.fixed_fusion,
+        labelled=args.labelled,
         shots=args.shots,
         seed=args.seed,
         image_size=args.image_size,

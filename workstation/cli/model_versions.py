@@ -42,7 +42,7 @@ def register_versions(inner: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_versions)
 
 
-def _open(args: argparse.Namespace) -> Store:
+def open_store(args: argparse.Namespace) -> Store:
     from workstation.core.errors import UserError
     from workstation.store.repository import Store
 
@@ -53,11 +53,13 @@ def _open(args: argparse.Namespace) -> Store:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import promote
+    from workstation.services.versions import promote
 
-    store = _open(args)
+    store = open_store(args)
     try:
         version = promote(store, args.version)
+        if version.kind == "types":  # kind: types (issue 22): drafts follow the head
+            _redraft(store, version.product_id)
         print(json.dumps({"active": version.name, "kind": version.kind}))
     finally:
         store.close()
@@ -65,19 +67,29 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from workstation.services.rounds import rollback
+    from workstation.services.versions import rollback
 
-    store = _open(args)
+    store = open_store(args)
     try:
         active = rollback(store, args.product, args.kind)
+        if args.kind == "types":  # kind: types (issue 22): drafts follow the head
+            _redraft(store, args.product)
         print(json.dumps({"active": active.name if active else None, "kind": args.kind}))
     finally:
         store.close()
     return 0
 
 
+def _redraft(store: Store, product: str | int) -> None:
+    """Another type head is active: rewrite the unreviewed drafts in its words (the GUI
+    does the same on its model lane, ``gui/type_drafts.py``)."""
+    from workstation.services.typed_drafts import redraft_unreviewed
+
+    redraft_unreviewed(store, store.get_product(product))
+
+
 def _versions(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = open_store(args)
     try:
         product = store.get_product(args.product)
         for v in store.list_model_versions(product.id):

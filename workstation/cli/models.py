@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from workstation.cli import model_versions
+from workstation.cli import model_versions, threshold
 from workstation.cli.storeargs import add_db_option, open_existing_store, store_path
 
 SubParsers = argparse._SubParsersAction
@@ -200,6 +200,7 @@ SUBCOMMANDS: tuple[Callable[[SubParsers], None], ...] = (
     model_versions.register_versions,
     model_versions.register_promote,
     model_versions.register_rollback,
+    threshold.register_threshold,
 )
 
 

@@ -150,3 +150,11 @@ register(TrainedKind(
     module="training.kinds.vlm",
     round="training.vlm_lora:run_vlm_round",
 ))
+register(TrainedKind(
+    name="types",
+    title="Defect types",
+    help="Learn the plant's defect types and words from reviewed defects (seconds on a "
+    "CPU); drafts then name the type, its confidence and the examples it resembles.",
+    module="training.kinds.types",
+    round="training.types_round:run_types_round",
+))

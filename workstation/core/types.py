@@ -31,6 +31,9 @@ NORMAL_LABEL = "good"
 CALIBRATED_THRESHOLD = 1.0
 """Fused scores and maps are scaled so that the decision threshold is exactly this
 (``experts/fusion.py``); so it is also the threshold of a product that stores none."""
+CALIBRATED_NORMAL_LEVEL = 0.0
+"""The calibrated score of a typical normal shot: fusion subtracts the median calibration
+score, so this is where the heatmap's colour range starts (transparent)."""
 
 
 def check_literal(value: str, allowed: object, what: str) -> str:
@@ -41,12 +44,22 @@ def check_literal(value: str, allowed: object, what: str) -> str:
     return value
 
 
+LEARNED_TYPES_SOURCE = "types"
+"""Source of a draft whose type (and words) came from a trained defect-type head:
+``types:<model version>``; explanations only, never masks."""
+VERSIONED_SOURCES = ("vlm", LEARNED_TYPES_SOURCE)
+
+
 def check_revision_source(source: str) -> str:
-    """Revision sources are the MaskSource words, or ``vlm:<model version>``."""
+    """Revision sources are the MaskSource words, ``vlm:<model version>`` or
+    ``types:<model version>``."""
     base = source.split(":", 1)[0]
-    check_literal(base, MaskSource, "revision source")
-    if ":" in source and base != "vlm":
-        raise ValueError(f"only vlm sources carry a version suffix; got {source!r}")
+    if base != LEARNED_TYPES_SOURCE:
+        check_literal(base, MaskSource, "revision source")
+    if ":" in source and base not in VERSIONED_SOURCES:
+        raise ValueError(f"only vlm and types sources carry a version suffix; got {source!r}")
+    if base == LEARNED_TYPES_SOURCE and ":" not in source:
+        raise ValueError(f"a types source names its model version; got {source!r}")
     return source
 
 

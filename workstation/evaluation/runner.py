@@ -22,7 +22,7 @@ from workstation.core import metrics
 from workstation.core.errors import UserError
 from workstation.core.imageio import read_image, read_mask
 from workstation.core.types import Product
-from workstation.datasets.mvtec import MVTecCategory, load_category
+from workstation.datasets.mvtec import LabeledImage, MVTecCategory, load_category
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.experts.pool import PoolExpert
@@ -70,12 +70,20 @@ class EvalConfig:
     """Synthetic defect families left out of the self-taught training (ablations)."""
     encoder: str = "scratch"
     """Initial weights of the self-taught network's encoder (``selftaught.ENCODERS``)."""
+    select: bool = True
+    """Choose the fusion (and the backbone when ``auto``) on evidence made from the shots
+    (``experts.choosing``); off: every expert joins with weight 1 (the old fixed fusion)."""
+    labelled: int = 0
+    """Test anomalies handed to the fit as confirmed defects (then left out of the
+    scores): measures what each labelled anomaly is worth."""
 
     def __post_init__(self) -> None:
         if self.expert not in EXPERT_SETS:
             raise UserError(f"--expert must be one of {', '.join(EXPERT_SETS)}")
         if self.shots < 0:
             raise UserError("--shots must be >= 0 (0: every train/good image)")
+        if self.labelled < 0:
+            raise UserError("--labelled must be >= 0")
         self.selftaught_hyperparameters()  # the round's own checks, now rather than later
 
     def selftaught_hyperparameters(self) -> SelfTaughtHyperparameters:
@@ -94,6 +102,7 @@ class EvalConfig:
             experts=EXPERT_SETS[self.expert],
             trained={} if selftaught_path is None else {"selftaught": selftaught_path},
             align=self.align,
+            select=self.select,
             backbone=self.backbone,
             clip_model=self.clip_model,
             fewshot=FewShotConfig(
@@ -119,6 +128,9 @@ class CategoryResult:
     """Training the self-taught network on the shots (0 when none is trained)."""
     train_steps: int = 0
     """Steps the network reached in that time: a time budget buys fewer on a busy machine."""
+    fusion: str | None = None
+    """The fusion the fit chose on its own evidence (None when there was no choice)."""
+    labelled: int = 0
 
 
 def find_categories(root: Path) -> list[Path]:
@@ -156,6 +168,7 @@ def evaluate_category(
     count = everything if config.shots == ALL_SHOTS else config.shots
     chosen = sorted(rng.choice(available, size=count, replace=False).tolist())
     shots = [read_image(category.train[i].path) for i in chosen]
+    confirmed = _confirmed_defects(category, config)
     product = Product(id=0, name=root.name.replace("_", " "))
     with tempfile.TemporaryDirectory(prefix="iad-eval-") as scratch:
         train_seconds, train_steps = 0.0, 0
@@ -169,7 +182,7 @@ def evaluate_category(
             config.pipeline_config(selftaught_path), product=product, device=config.device
         )
         started = time.perf_counter()
-        pipeline.fit(shots)
+        pipeline.fit(shots, anomalies=[(read_image(i.path), _mask_of(i)) for i in confirmed])
         fit_seconds = time.perf_counter() - started
         bank = pipeline.bank_expert()
         if isinstance(bank, PoolExpert):
@@ -177,12 +190,30 @@ def evaluate_category(
         return _score_test_images(
             category,
             pipeline,
+            skip={item.path for item in confirmed},
             n_shots=count,
             fit_seconds=fit_seconds,
             train_seconds=train_seconds,
             train_steps=train_steps,
             progress=progress,
         )
+
+
+def _confirmed_defects(category: MVTecCategory, config: EvalConfig) -> list[LabeledImage]:
+    """``config.labelled`` anomalous test images (seeded), playing confirmed defects."""
+    anomalous = [item for item in category.test if item.anomalous]
+    if config.labelled > len(anomalous):
+        raise UserError(
+            f"{category.name}: {config.labelled} labelled anomalies asked for but the test "
+            f"set has only {len(anomalous)}"
+        )
+    rng = np.random.default_rng(config.seed + 1)
+    picked = sorted(rng.choice(len(anomalous), size=config.labelled, replace=False).tolist())
+    return [anomalous[i] for i in picked]
+
+
+def _mask_of(item: LabeledImage) -> np.ndarray | None:
+    return None if item.mask_path is None else read_mask(item.mask_path)
 
 
 def _train_selftaught(
@@ -211,14 +242,16 @@ def _score_test_images(
     train_seconds: float,
     train_steps: int,
     progress: Callable[[int, int], None] | None,
+    skip: set[Path] = frozenset(),  # type: ignore[assignment]
 ) -> CategoryResult:
     labels: list[bool] = []
     scores: list[float] = []
     maps: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     predict_seconds = 0.0
-    total = len(category.test)
-    for index, item in enumerate(category.test):
+    scored = [item for item in category.test if item.path not in skip]
+    total = len(scored)
+    for index, item in enumerate(scored):
         image = read_image(item.path)
         started = time.perf_counter()
         result = pipeline.predict([image])[0]
@@ -251,6 +284,8 @@ def _score_test_images(
         images_per_second=round(total / max(predict_seconds, 1e-9), 2),
         train_seconds=round(train_seconds, 1),
         train_steps=train_steps,
+        fusion=pipeline.choice.summary() if pipeline.choice is not None else None,
+        labelled=len(skip),
     )
 
 

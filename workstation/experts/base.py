@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     import torch
 
 ProgressFn = Callable[[int, int], None]
+StageFn = Callable[[int, int, str], None]
+"""``stage(done, total, what)``: progress within a named phase of a longer job (fitting:
+features, memory bank, calibration), so a caller can show each phase and its time left."""
 """``progress(done, total)``; called from the worker that does the work."""
 
 

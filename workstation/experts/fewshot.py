@@ -23,7 +23,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
-from workstation.experts.base import Backbone, ProgressFn
+from workstation.experts.base import Backbone, ProgressFn, StageFn
 from workstation.experts.features import (
     check_min_size,
     grid_to_map,
@@ -102,7 +102,12 @@ MOMENT_ROWS = 16384
 
 
 def greedy_coreset(
-    features: torch.Tensor, budget: int, *, projection_dim: int, seed: int
+    features: torch.Tensor,
+    budget: int,
+    *,
+    projection_dim: int,
+    seed: int,
+    progress: ProgressFn | None = None,
 ) -> torch.Tensor:
     """Indices of ``budget`` rows chosen by greedy k-centre (farthest-point) selection.
 
@@ -155,6 +160,8 @@ def greedy_coreset(
         newest = torch.topk(min_dist, take).indices
         chosen.append(newest)
         selected += take
+        if progress:
+            progress(selected, budget)
     return torch.cat(chosen)
 
 
@@ -378,9 +385,11 @@ class FewShotExpert:
         *,
         progress: ProgressFn | None = None,
         calibration: Sequence[int] | None = None,
+        stages: StageFn | None = None,
     ) -> None:
         """Build the bank; ``calibration`` picks the shots that ``calibration_maps`` scores
-        leave-one-out (default: up to MAX_CALIBRATION_SHOTS spread over all of them)."""
+        leave-one-out (default: up to MAX_CALIBRATION_SHOTS spread over all of them).
+        ``stages`` hears the features and the memory-bank selection separately."""
         import torch
 
         if len(normals) == 0:
@@ -402,7 +411,13 @@ class FewShotExpert:
             references += variants
             owners += [index] * len(variants)
         total = len(references) + 1
-        report = (lambda done: progress(done, total)) if progress else None
+
+        def report(done: int) -> None:
+            if progress:
+                progress(done, total)
+            if stages:
+                stages(done, len(references), "features")
+
         raw = self._features(references, report)  # (N, h, w, C)
         if self.norm in ("standardize", "whiten"):
             self._set_standardisation(raw)
@@ -421,7 +436,11 @@ class FewShotExpert:
             budget = self.config.bank_size(flat.shape[0])
             if flat.shape[0] > budget:
                 keep = greedy_coreset(
-                    flat, budget, projection_dim=self.config.projection_dim, seed=self.config.seed
+                    flat,
+                    budget,
+                    projection_dim=self.config.projection_dim,
+                    seed=self.config.seed,
+                    progress=(lambda d, t: stages(d, t, "memory bank")) if stages else None,
                 )
                 flat, flat_owner = flat[keep], flat_owner[keep]
             self.bank = flat.contiguous()
@@ -443,7 +462,7 @@ class FewShotExpert:
         single = len(images) == 1
         self._single_shot = resize_rgb(images[0], self.shape) if single else None
 
-    def calibration_maps(self) -> list[AnomalyMap]:
+    def calibration_maps(self, stages: StageFn | None = None) -> list[AnomalyMap]:
         """Maps of the normal shots, each scored against a bank without that shot.
 
         These are what calibration must use: a shot scored against a bank that holds its
@@ -466,6 +485,8 @@ class FewShotExpert:
                 bank = self.bank[self.bank_owner != shot]
             grid = self._grid_scores(feats, bank).cpu().numpy()
             maps.append(self.grid_map(grid, shape))
+            if stages:
+                stages(len(maps), len(self._held_out), "calibration")
         self._held_out = []
         self._single_shot = None
         return maps
@@ -501,27 +522,57 @@ class FewShotExpert:
         return nearest.clamp_min(0).sqrt().mean(0)
 
     def _grids(
-        self, prepared: Sequence[np.ndarray]
+        self, prepared: Sequence[np.ndarray], bank: torch.Tensor | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Patch-score grids and image embeddings, from one feature pass per batch."""
         if not self.fitted:
             raise UserError("the few-shot expert has not been fitted on normal images yet")
         assert self.bank is not None
+        bank = self.bank if bank is None else bank
         grids: list[np.ndarray] = []
         embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
             batch = prepared[start : start + size]
             for image, one in zip(batch, self._normalise(self._features(batch)), strict=True):
-                grids.append(self._image_grid(image, one).cpu().numpy())
+                grids.append(self._image_grid(image, one, bank).cpu().numpy())
                 embeddings.append(image_embedding(one))
         return grids, embeddings
 
-    def _image_grid(self, image: np.ndarray, feats: torch.Tensor) -> torch.Tensor:
+    def _image_grid(
+        self, image: np.ndarray, feats: torch.Tensor, bank: torch.Tensor
+    ) -> torch.Tensor:
         """One prepared image's (h, w) patch scores from its normalised features: the
-        distance to the bank here; the pool expert (pool.py) also asks the other images."""
+        distance to ``bank`` here; the pool expert (pool.py) also asks the other images."""
+        return self._grid_scores(feats, bank)
+
+    def held_out_maps(
+        self, images: Sequence[np.ndarray], without: Sequence[int]
+    ) -> list[AnomalyMap]:
+        """Maps of ``images`` scored against the bank less every row of the shots
+        ``without`` (indices into the fitted normals): cross-fitting without a refit.
+
+        The evidence of the fusion choice uses it: a defect pasted onto a shot must not be
+        compared with that shot's own patches. The coreset was chosen with those shots in
+        the pool, so the reduced bank is, if anything, sparser than a refit's (pessimistic).
+        """
+        import torch
+
+        if not self.fitted:
+            raise UserError("the few-shot expert has not been fitted on normal images yet")
         assert self.bank is not None
-        return self._grid_scores(feats, self.bank)
+        bank = self.bank
+        if without:
+            if self.bank_owner is None:
+                raise UserError("a loaded few-shot bank does not know its shots; refit it")
+            dropped = torch.tensor(list(without), device=self.bank_owner.device)
+            bank = bank[~torch.isin(self.bank_owner, dropped)]
+            if bank.shape[0] == 0:
+                raise UserError("holding those shots out leaves an empty bank")
+        prepared = self._prepare(images)
+        grids, _ = self._grids(prepared, bank)
+        pairs = zip(grids, prepared, strict=True)
+        return [self.grid_map(grid, image.shape[:2]) for grid, image in pairs]
 
     def patch_grids(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Raw (h, w) patch-score grids at the working resolution, one per image."""

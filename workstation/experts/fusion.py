@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +31,7 @@ import numpy as np
 
 from workstation.core.errors import UserError
 from workstation.core.types import CALIBRATED_THRESHOLD, AnomalyMap
+from workstation.experts.image_head import ImageHead
 
 FusionMode = Literal["mean", "max"]
 CALIBRATION_FILE = "calibration.json"
@@ -82,6 +83,9 @@ class ExpertNorm:
     """99th percentile minus median on those maps (> 0)."""
     additive: bool = False
     """True for probability outputs (learned adapters): scaled, then added, not averaged."""
+    weight: float = 1.0
+    """Share of this expert in the fusion, chosen per product on held-out evidence
+    (``selection.py``); averaged experts form a weighted mean, additive ones are scaled."""
 
     def apply(self, values: np.ndarray | float) -> np.ndarray | float:
         if self.additive:
@@ -90,17 +94,23 @@ class ExpertNorm:
         return (values - self.location) / self.spread
 
 
-def fit_norm(name: str, maps: Sequence[np.ndarray], *, additive: bool = False) -> ExpertNorm:
+def fit_norm(
+    name: str, maps: Sequence[np.ndarray], *, additive: bool = False, weight: float = 1.0
+) -> ExpertNorm:
     if not maps:
         raise UserError(f"calibrating expert {name!r} needs at least one normal image")
+    if weight <= 0:
+        raise UserError(f"fusion weight of expert {name!r} must be more than 0")
     if additive:
-        return ExpertNorm(name=name, location=0.0, spread=probability_scale(maps), additive=True)
+        return ExpertNorm(
+            name=name, location=0.0, spread=probability_scale(maps), additive=True, weight=weight
+        )
     values = _normal_pixels(maps, who=f"expert {name!r}")
     location = float(np.median(values))
     spread = float(np.quantile(values, 0.99)) - location
     # A constant map (e.g. constant normal images) still needs a usable unit.
     spread = max(spread, 1e-6 * max(1.0, abs(location)))
-    return ExpertNorm(name=name, location=location, spread=spread, additive=additive)
+    return ExpertNorm(name=name, location=location, spread=spread, weight=weight)
 
 
 def binomial_cdf(k: int, n: int, p: float) -> float:
@@ -197,6 +207,9 @@ class Calibration:
     location: float
     """Median fused calibration score; calibrated = (fused - location) / (raw - location)."""
     calibration_scores: tuple[float, ...] = field(default=())
+    head: ImageHead | None = None
+    """Image score learned from confirmed defects (``image_head.py``); None: the experts'
+    own scores, fused like the maps."""
 
     @property
     def unit(self) -> float:
@@ -212,10 +225,13 @@ class Calibration:
         heat, score = _combine(
             [(n.apply(outputs[n.name].map), n.apply(outputs[n.name].score)) for n in base],
             self.mode,
+            [n.weight for n in base],
         )
         for norm in extra:
-            heat = heat + norm.apply(outputs[norm.name].map)
-            score = score + float(norm.apply(outputs[norm.name].score))
+            heat = heat + norm.weight * norm.apply(outputs[norm.name].map)
+            score = score + norm.weight * float(norm.apply(outputs[norm.name].score))
+        if self.head is not None:
+            score = self.head.score(np.asarray(heat))
         return AnomalyMap(
             map=np.asarray((heat - self.location) / self.unit, dtype=np.float32),
             score=float((score - self.location) / self.unit),
@@ -232,6 +248,7 @@ class Calibration:
             "location": self.location,
             "calibration_scores": list(self.calibration_scores),
             "statement": self.threshold.statement(),
+            "head": None if self.head is None else self.head.to_dict(),
         }
 
     @classmethod
@@ -247,6 +264,7 @@ class Calibration:
             threshold=ThresholdChoice(**data["threshold"]),  # type: ignore[arg-type]
             location=float(data["location"]),  # type: ignore[arg-type]
             calibration_scores=tuple(data.get("calibration_scores", ())),  # type: ignore[arg-type]
+            head=ImageHead.from_dict(data["head"]) if data.get("head") else None,  # type: ignore[arg-type]
         )
 
     def save(self, folder: Path) -> Path:
@@ -270,7 +288,9 @@ class Calibration:
 
 
 def _combine(
-    parts: list[tuple[np.ndarray | float, np.ndarray | float]], mode: FusionMode
+    parts: list[tuple[np.ndarray | float, np.ndarray | float]],
+    mode: FusionMode,
+    weights: Sequence[float],
 ) -> tuple[np.ndarray | float, float]:
     if not parts:
         # Only probability-valued experts (a self-taught network on its own): they are
@@ -280,7 +300,10 @@ def _combine(
     scores = np.asarray([float(s) for _, s in parts])
     if mode == "max":
         return maps.max(0), float(scores.max())
-    return maps.mean(0), float(scores.mean())
+    share = np.asarray(weights, dtype=np.float64) / float(np.sum(weights))
+    if np.allclose(share, share[0]):
+        return maps.mean(0), float(scores.mean())
+    return np.tensordot(share.astype(np.float32), maps, axes=1), float(share @ scores)
 
 
 def calibrate(
@@ -290,17 +313,26 @@ def calibrate(
     mode: FusionMode = "mean",
     additive: Sequence[str] = (),
     optimistic: bool = False,
+    weights: Mapping[str, float] | None = None,
+    head: ImageHead | None = None,
 ) -> Calibration:
     """Fit norms and threshold from per-normal outputs (``{expert name: map}`` each).
 
     The outputs must come from experts that did not see that normal during fitting
-    (leave-one-out), otherwise the threshold is optimistic.
+    (leave-one-out), otherwise the threshold is optimistic. ``weights`` (default 1 each)
+    are the fusion shares chosen on held-out evidence.
     """
     if not calibration_outputs:
         raise UserError("calibration needs at least one normal image")
     names = list(calibration_outputs[0])
+    weights = weights or {}
     norms = tuple(
-        fit_norm(name, [out[name].map for out in calibration_outputs], additive=name in additive)
+        fit_norm(
+            name,
+            [out[name].map for out in calibration_outputs],
+            additive=name in additive,
+            weight=float(weights.get(name, 1.0)),
+        )
         for name in names
     )
     provisional = Calibration(
@@ -308,6 +340,7 @@ def calibrate(
         mode=mode,
         threshold=ThresholdChoice(1.0, 1, 1, target_fpr, 0.0, 1.0, 1),
         location=0.0,
+        head=head,
     )
     fused = [provisional.fuse(out).score for out in calibration_outputs]
     threshold = choose_threshold(fused, target_fpr, optimistic=optimistic)
@@ -322,4 +355,5 @@ def calibrate(
         threshold=threshold,
         location=location,
         calibration_scores=tuple(float(s) for s in fused),
+        head=head,
     )

@@ -135,10 +135,12 @@ class PoolExpert(FewShotExpert):
         self._references, self._reference_keys = references, keys
         return len(references)
 
-    def _image_grid(self, image: np.ndarray, feats: torch.Tensor) -> torch.Tensor:
+    def _image_grid(
+        self, image: np.ndarray, feats: torch.Tensor, bank: torch.Tensor
+    ) -> torch.Tensor:
         import torch
 
-        bank_grid = super()._image_grid(image, feats)
+        bank_grid = super()._image_grid(image, feats, bank)
         key = image_key(image)
         others = [
             r for r, k in zip(self._references, self._reference_keys, strict=True) if k != key

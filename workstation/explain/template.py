@@ -115,6 +115,61 @@ def _ratio_text(ratio: float | None) -> str:
     return "" if ratio is None else f"; peak {ratio:.1f}x the threshold"
 
 
+@dataclass(frozen=True)
+class RegionFacts:
+    """What the template says about a region, for any explainer that words it differently."""
+
+    regions: tuple[masks.Region, ...]
+    location: str
+    total_area: float
+    ratio: float | None
+    """Peak of the main region over the threshold (the image score's when unknown)."""
+    shape: ShapeClass
+    severity: Severity
+
+    @property
+    def main(self) -> masks.Region:
+        return self.regions[0]
+
+    def sentence(self) -> str:
+        """This region's where, how big and how strong, in one sentence."""
+        count = len(self.regions)
+        head = "1 region" if count == 1 else f"{count} regions"
+        where = "in the center" if self.location == "center" else f"in the {self.location}"
+        size = _percent(self.total_area)
+        return f"{head}, mostly {where}, {size} of the image{_ratio_text(self.ratio)}."
+
+
+def region_facts(
+    anomaly_map: AnomalyMap,
+    region: np.ndarray,
+    *,
+    from_mask: bool,
+    rules: TemplateRules = DEFAULT_RULES,
+) -> RegionFacts | None:
+    """Facts of the regions in ``region`` (from ``regions.region_mask``); None when empty."""
+    threshold = usable_threshold(anomaly_map)
+    score_ratio = None if threshold is None else anomaly_map.score / threshold
+    values = None if from_mask else anomaly_map.map
+    regions = masks.analyze_regions(region, values, max_side=rules.max_side)
+    if not regions:
+        return None
+    main = regions[0]
+    ratio = score_ratio
+    if main.peak is not None and threshold is not None:
+        ratio = main.peak / threshold
+    total_area = sum(r.area_fraction for r in regions)
+    cell = masks.dominant_cell(region) or main.cell
+    return RegionFacts(
+        regions=tuple(regions),
+        location=masks.grid_words(cell),
+        total_area=total_area,
+        ratio=ratio,
+        shape=classify_shape(main, ratio, rules),
+        severity=severity_of(ratio, total_area, rules),
+    )
+
+
 def explain(
     anomaly_map: AnomalyMap,
     *,
@@ -144,9 +199,8 @@ def explain(
             severity="low",
             description=f"No region stands out from the normal references{strength}.",
         )
-    values = anomaly_map.map if mask is None else None
-    regions = masks.analyze_regions(region, values, max_side=rules.max_side)
-    if not regions:
+    facts = region_facts(anomaly_map, region, from_mask=mask is not None, rules=rules)
+    if facts is None:
         return Explanation(
             verdict="anomalous",
             severity=severity_of(score_ratio, 0.0, rules),
@@ -155,29 +209,21 @@ def explain(
                 f"{_ratio_text(score_ratio)}."
             ),
         )
-    main = regions[0]
-    region_ratio = score_ratio
-    if main.peak is not None and threshold is not None:
-        region_ratio = main.peak / threshold
-    shape = classify_shape(main, region_ratio, rules)
+    main = facts.main
     vocabulary = product.defect_vocabulary if product is not None else ()
-    cell = masks.dominant_cell(region) or main.cell
-    location = masks.grid_words(cell)
-    total_area = sum(r.area_fraction for r in regions)
-    severity = severity_of(region_ratio, total_area, rules)
-    count = len(regions)
+    count = len(facts.regions)
     head = "1 anomalous region" if count == 1 else f"{count} anomalous regions"
     main_words = "It" if count == 1 else "The largest"
-    where = "in the center" if location == "center" else f"in the {location}"
+    where = "in the center" if facts.location == "center" else f"in the {facts.location}"
     description = (
-        f"{head}, mostly {where} ({_percent(total_area)} of the image). "
-        f"{main_words} is {SHAPE_PHRASES[shape]}, covering {_percent(main.area_fraction)}"
-        f" with elongation {main.elongation:.1f}{_ratio_text(region_ratio)}."
+        f"{head}, mostly {where} ({_percent(facts.total_area)} of the image). "
+        f"{main_words} is {SHAPE_PHRASES[facts.shape]}, covering {_percent(main.area_fraction)}"
+        f" with elongation {main.elongation:.1f}{_ratio_text(facts.ratio)}."
     )
     return Explanation(
         verdict="anomalous",
-        defect_type=vocabulary_word(shape, vocabulary),
-        location=location,
-        severity=severity,
+        defect_type=vocabulary_word(facts.shape, vocabulary),
+        location=facts.location,
+        severity=facts.severity,
         description=description,
     )

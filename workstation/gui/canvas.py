@@ -37,8 +37,10 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core.mask_tools import MaskEditor, Tool
+from workstation.core.raster import Raster
 from workstation.core.undo import Box, MaskDiff
 from workstation.gui.render import (
+    DEFAULT_COLORMAP,
     HeatmapDisplay,
     heatmap_qimage,
     mask_outline,
@@ -46,6 +48,7 @@ from workstation.gui.render import (
     mask_tile_images,
     threshold_contour,
 )
+from workstation.gui.tiled_view import TiledImageItem
 
 MASK_TILE = 512
 MASK_RGBA = (255, 64, 96, 80)
@@ -53,7 +56,11 @@ MASK_RGBA = (255, 64, 96, 80)
 MASK_OUTLINE = QColor(255, 80, 110)
 CONTOUR_COLOR = QColor(255, 255, 255)
 MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
-Z_IMAGE, Z_HEAT, Z_CONTOUR, Z_MASK, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
+Z_IMAGE, Z_MASK, Z_HEAT, Z_CONTOUR, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
+"""The heat sits above the mask's fill: a ground-truth or drawn mask covers exactly the
+defect, and a fill on top tinted the heat there into a dull brown; the mask still reads
+by its outline, drawn above both."""
+DEFAULT_HEAT_OPACITY = 0.7
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class CanvasContent:
     overview: QImage | None = None
     """The image reduced by ``overview_factor``, painted instead of the tiles when zoomed out."""
     overview_factor: int = 1
+    raster: Raster | None = None
+    """A very large image's pyramid (``core.raster``): painted by level-of-detail tiles
+    instead of ``tiles``; ``rgb`` is then its full-resolution memory map."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -204,6 +214,8 @@ class Canvas(_BaseView):
     """A finished edit (MaskDiff), emitted on mouse release / polygon close."""
     view_changed = Signal()
     brush_size_changed = Signal(int)
+    hover_score = Signal(object)
+    """The heatmap score under the cursor (float), or None off the map."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -212,12 +224,13 @@ class Canvas(_BaseView):
         self.content: CanvasContent | None = None
         self.editor: MaskEditor | None = None
         self.tool: Tool = "brush"
-        self.colormap = "cividis"
-        self.heat_opacity = 0.55
+        self.colormap = DEFAULT_COLORMAP
+        self.heat_opacity = DEFAULT_HEAT_OPACITY
         self.heat_visible = True
         self.contour_visible = True
         self.mask_visible = True
         self._image_items: list[QGraphicsPixmapItem] = []
+        self.tiled_item: TiledImageItem | None = None
         self._mask_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}
         scene = self.scene()
         self._overview_item = QGraphicsPixmapItem()
@@ -275,6 +288,7 @@ class Canvas(_BaseView):
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = _tile_items(scene, content.tiles, Z_IMAGE)
+        self._set_tiled(TiledImageItem(content.raster) if content.raster is not None else None)
         if content.overview is not None:
             self._overview_item.setPixmap(QPixmap.fromImage(content.overview))
             self._overview_item.setScale(content.overview_factor)
@@ -305,6 +319,7 @@ class Canvas(_BaseView):
         for item in self._image_items:
             scene.removeItem(item)
         self._image_items = []
+        self._set_tiled(None)
         self._overview_item.setPixmap(QPixmap())
         for item in self._mask_items.values():
             scene.removeItem(item)
@@ -314,6 +329,14 @@ class Canvas(_BaseView):
         self._outline_item.setPath(QPainterPath())
         self.content = None
         self.editor = None
+
+    def _set_tiled(self, item: TiledImageItem | None) -> None:
+        if self.tiled_item is not None:
+            self.scene().removeItem(self.tiled_item)
+        self.tiled_item = item
+        if item is not None:
+            item.setZValue(Z_IMAGE)
+            self.scene().addItem(item)
 
     def _render_heatmap(self) -> None:
         heat = self.content.heatmap if self.content else None
@@ -523,6 +546,8 @@ class Canvas(_BaseView):
             return
         point = self._scene_point(event)
         self._move_cursor(point)
+        heat = self.content.heatmap if self.content is not None else None
+        self.hover_score.emit(heat.value_at(point.x(), point.y()) if heat is not None else None)
         if self.editor is not None and self.editor.stroking:
             self.refresh_mask(self.editor.stroke_to(point.x(), point.y()), outline=False)
         elif self.tool == "lasso" and self._poly and event.buttons() & Qt.MouseButton.LeftButton:
@@ -609,6 +634,7 @@ class Canvas(_BaseView):
 
     def leaveEvent(self, event: QEvent) -> None:
         self._cursor.setVisible(False)
+        self.hover_score.emit(None)
         super().leaveEvent(event)
 
     def _update_cursor_shape(self) -> None:

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core.masks import ALL_LOCATIONS
-from workstation.core.types import Explanation, ExplanationRevision
+from workstation.core.types import LEARNED_TYPES_SOURCE, Explanation, ExplanationRevision
 
 VERDICTS = ("anomalous", "normal")
 SEVERITIES = ("low", "medium", "high")
@@ -32,6 +32,9 @@ def describe_source(revision: ExplanationRevision | None) -> str:
     if revision is None:
         return "no draft yet"
     source = revision.source
+    kind, _, version = source.partition(":")
+    if kind == LEARNED_TYPES_SOURCE:  # the type (and words) came from a trained type head
+        source = f"learned types ({version})"
     when = revision.created_at.replace("T", " ")[:16]
     return f"{source} · {when}" if when else source
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent, QShowEvent
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSizePolicy,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -32,65 +31,26 @@ from workstation.core.types import Product
 from workstation.gui.app import Workstation
 from workstation.gui.canvas import Canvas, ReferenceView
 from workstation.gui.cheat_sheet import CheatSheet
+from workstation.gui.colorbar import ColorBar
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.fault_dialog import TITLE
 from workstation.gui.image_list import ImageListModel, ImageListPanel
-from workstation.gui.render import COLORMAPS
 from workstation.gui.review_controller import PRODUCT_KEY, ReviewController
 from workstation.gui.shortcuts import ACTIONS, load_bindings
 from workstation.gui.theme import app_icon
+from workstation.gui.type_drafts import TypeDraftsFollower
 from workstation.gui.view_toolbar import ViewToolbar
-
-OPACITY_STEPS = (0.25, 0.55, 0.85)
-LAYOUT_KEYS = {
-    "geometry": "gui.window.geometry",
-    "docks": "gui.window.docks",
-    "split": "gui.window.split",
-}
-"""Store app-state keys for the window layout (base64 of Qt's own state blobs)."""
-SIDE_DOCK_WIDTHS = (460, 340)
-"""Image list and explanation widths on a wide first window (px)."""
-CANVAS_SHARE = 2 / 3
-"""The canvas gets two thirds of the centre by default, the normal reference one third."""
-
-
-class ShareSplitter(QSplitter):
-    """A splitter that keeps its first pane at ``share`` of the width until the user drags.
-
-    Sizes set before the first show get rescaled from a provisional width (and again when
-    the docks settle), which left the reference pane a sliver; applying the share after
-    every resize, once Qt has laid the panes out, holds it.
-    """
-
-    def __init__(self, share: float) -> None:
-        super().__init__(Qt.Orientation.Horizontal)
-        self.share = share
-        self.keep_share = True
-        self.splitterMoved.connect(self._moved)
-
-    def _moved(self) -> None:
-        self.keep_share = False
-
-    def restoreState(self, state: QByteArray | bytes) -> bool:
-        restored = super().restoreState(state)
-        self.keep_share = self.keep_share and not restored
-        return restored
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if self.keep_share and self.count() == 2:
-            total = max(2, self.width() - self.handleWidth())
-            first = round(total * self.share)
-            self.setSizes([first, total - first])
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("muted")
-    label.setContentsMargins(8, 4, 8, 2)
-    # a long caption must not widen its pane (it pushed the reference pane to a sliver)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    return label
+from workstation.gui.window_layout import (
+    CANVAS_SHARE,
+    ShareSplitter,
+    caption,
+    fit_side_docks,
+    keep_name_readable,
+    place_engineer_dock,
+    restore_layout,
+    save_layout,
+    scrollable,
+)
 
 
 class MainWindow(QMainWindow):
@@ -101,8 +61,8 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.resize(1500, 900)
         self.bindings = load_bindings(workstation.store)
-
         self.canvas = Canvas()
+        self.colorbar = ColorBar()
         self.reference = ReferenceView()
         self.explanation = ExplanationPanel(workstation.settings.review.text_autosave_ms)
         self.list_model = ImageListModel()
@@ -129,7 +89,10 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._wire()
         self.models_dock: QDockWidget | None = None
+        self.type_drafts = TypeDraftsFollower(self.controller, self.show_message)  # kind: types
         self.models_panel: Any = None
+        self.threshold_dock: QDockWidget | None = None
+        self.threshold_panel: Any = None
         self._restore_layout()
         self._resolve_device()
         self.open_product(product)
@@ -140,16 +103,17 @@ class MainWindow(QMainWindow):
         layout = QVBoxLayout(reference_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.reference_caption = _caption("Normal reference")
+        self.reference_caption = caption("Normal reference")
         layout.addWidget(self.reference_caption)
         layout.addWidget(self.reference, 1)
         canvas_box = QWidget()
         layout = QVBoxLayout(canvas_box)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self.canvas_caption = _caption("")
+        self.canvas_caption = caption("")
         layout.addWidget(self.canvas_caption)
         layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.colorbar)
         self.splitter = ShareSplitter(CANVAS_SHARE)
         self.splitter.addWidget(canvas_box)
         self.splitter.addWidget(reference_box)
@@ -180,20 +144,8 @@ class MainWindow(QMainWindow):
         self.text_dock = self._dock(
             "Explanation", "explanation", self.explanation, Qt.DockWidgetArea.RightDockWidgetArea
         )
+        keep_name_readable(self.list_dock, self.image_list.table)
         self._fit_docks_once = True
-
-    def _fit_side_docks(self) -> None:
-        """First-run widths in proportion to the window, capped at what the panels need:
-        fixed 460 + 340 px left a 1100 px laptop window a canvas under 300 px wide."""
-        width = self.width()
-        self.resizeDocks(
-            [self.list_dock, self.text_dock],
-            [
-                min(SIDE_DOCK_WIDTHS[0], round(width * 0.38)),
-                min(SIDE_DOCK_WIDTHS[1], round(width * 0.22)),
-            ],
-            Qt.Orientation.Horizontal,
-        )
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -201,12 +153,14 @@ class MainWindow(QMainWindow):
         self.version_label = QLabel("model: none")
         self.device_label = QLabel("device: …")
         self.progress_label = QLabel("0 / 0 reviewed")
+        self.cursor_label = QLabel("")
         self.lane_progress = QProgressBar()
         self.lane_progress.setFixedWidth(180)
         self.lane_progress.setVisible(False)
         self.lane_cancel = QPushButton("Cancel")
         self.lane_cancel.setVisible(False)
         for label in (
+            self.cursor_label,
             self.product_label,
             self.version_label,
             self.device_label,
@@ -216,6 +170,7 @@ class MainWindow(QMainWindow):
         for widget in (
             self.lane_progress,
             self.lane_cancel,
+            self.cursor_label,
             self.product_label,
             self.version_label,
             self.device_label,
@@ -245,8 +200,8 @@ class MainWindow(QMainWindow):
             "undo": c.undo,
             "redo": c.redo,
             "toggle_heatmap": lambda: self.toolbar.heatmap.toggle(),
-            "heat_opacity": self._cycle_opacity,
-            "colormap": self._cycle_colormap,
+            "heat_opacity": lambda: self.toolbar.cycle_opacity(self.canvas.heat_opacity),
+            "colormap": lambda: self.toolbar.cycle_colormap(self.canvas.colormap),
             "toggle_mask": lambda: self.toolbar.mask.toggle(),
             "toggle_reference": lambda: self.toolbar.reference.toggle(),
             "fit": self.canvas.fit,
@@ -275,6 +230,7 @@ class MainWindow(QMainWindow):
         self.products_menu = file_menu.addMenu("Switch product")
         self._add(file_menu, "New product…", "Ctrl+N", self.show_onboarding)
         self._add(file_menu, "Models and training…", "Ctrl+M", self.show_models)
+        self._add(file_menu, "Threshold and scores…", "Ctrl+T", self.show_threshold)
         self._add(file_menu, "Settings…", "Ctrl+,", self.show_settings)
         file_menu.addSeparator()
         self._add(file_menu, "Quit", "Ctrl+Q", self.close)
@@ -302,6 +258,9 @@ class MainWindow(QMainWindow):
         t.heatmap.toggled.connect(canvas.set_heat_visible)
         t.opacity.valueChanged.connect(lambda v: canvas.set_heat_opacity(v / 100))
         t.colormap.currentTextChanged.connect(canvas.set_colormap)
+        t.colormap.currentTextChanged.connect(self.colorbar.set_colormap)
+        t.heatmap.toggled.connect(self.colorbar.setVisible)
+        canvas.hover_score.connect(self._show_hover_score)
         t.contour.toggled.connect(canvas.set_contour_visible)
         t.mask.toggled.connect(canvas.set_mask_visible)
         t.reference.toggled.connect(self.reference_box.setVisible)
@@ -341,6 +300,7 @@ class MainWindow(QMainWindow):
         self.product_label.setText(f"Product: {product.name}")
         self.setWindowTitle(f"{product.name} · IAD Workstation")
         self._show_version(product)
+        self.type_drafts.opened(product)  # kind: types (issue 22)
 
     def _fill_products_menu(self, products: list[Product]) -> None:
         self.products_menu.clear()
@@ -366,15 +326,6 @@ class MainWindow(QMainWindow):
         if self.canvas.editor is not None and self.canvas.editor.brush_size != size:
             self.canvas.editor.set_brush_size(size)
 
-    def _cycle_opacity(self) -> None:
-        current = self.canvas.heat_opacity
-        nxt = next((s for s in OPACITY_STEPS if s > current + 1e-3), OPACITY_STEPS[0])
-        self.toolbar.opacity.setValue(round(nxt * 100))
-
-    def _cycle_colormap(self) -> None:
-        i = COLORMAPS.index(self.canvas.colormap) if self.canvas.colormap in COLORMAPS else -1
-        self.toolbar.colormap.setCurrentText(COLORMAPS[(i + 1) % len(COLORMAPS)])
-
     def _on_image_shown(self, _image_id: int) -> None:
         current = self.controller.current
         if current is None:
@@ -386,11 +337,16 @@ class MainWindow(QMainWindow):
         folder = record.path.replace("\\", "/").rsplit("/", 2)[-2:-1]
         parts = ("/".join([*folder, record.name]), f"{record.width}×{record.height}", score, review)
         self.canvas_caption.setText("   ·   ".join(parts))
+        self.colorbar.set_display(current.content.heatmap)
         self.canvas_caption.setToolTip("   ·   ".join(parts))  # the pane may clip it
         self.image_list.table.selectRow(self.controller.current_row)
         self.image_list.table.scrollTo(self.list_model.index(self.controller.current_row, 0))
         if self.canvas.editor is not None:
             self.toolbar.brush.setValue(self.canvas.editor.brush_size)
+
+    def _show_hover_score(self, value: float | None) -> None:
+        self.colorbar.set_cursor(value)
+        self.cursor_label.setText("" if value is None else f"under cursor: {value:.2f}")
 
     def inspect_new(self) -> None:
         """Run the experts over images without a prediction; progress and cancel in the bar."""
@@ -453,32 +409,61 @@ class MainWindow(QMainWindow):
                 self.show_models()
                 self.models_panel.start_round("selftaught")
 
-    def show_models(self) -> None:
-        from workstation.gui.models_panel import ModelsPanel
-
+    def _engineer_dock(
+        self, name: str, title: str, panel: Any, dock: Any, build: Callable[[Product], Any]
+    ) -> tuple[Any, Any]:
+        """(panel, dock) ``name`` for the open product, built anew after a product switch,
+        under the canvas (``place_engineer_dock``), shown and raised."""
         product = self.controller.product
         if product is None:
             self.show_message("open or create a product first")
-            return
-        if self.models_panel is not None and self.models_panel.product.id != product.id:
-            self.models_panel.shutdown()
-            self.removeDockWidget(self.models_dock)
-            self.models_dock = self.models_panel = None
-        if self.models_dock is None:
+            return panel, dock
+        if panel is not None and panel.product.id != product.id:
+            if hasattr(panel, "shutdown"):
+                panel.shutdown()
+            self.removeDockWidget(dock)
+            panel = dock = None
+        if dock is None:
+            panel = build(product)
+            area = Qt.DockWidgetArea.BottomDockWidgetArea
+            dock = self._dock(title, name, scrollable(panel), area)
+            place_engineer_dock(self, dock, self.canvas, self.text_dock)
+        dock.show()
+        dock.raise_()
+        return panel, dock
+
+    def show_models(self) -> None:
+        from workstation.gui.models_panel import ModelsPanel
+
+        def build(product: Product) -> ModelsPanel:
             panel = ModelsPanel(self.ws, product, self)
             panel.versions_changed.connect(lambda: self._show_version(product))
+            panel.versions_changed.connect(lambda: self.type_drafts.versions_changed(product))
             # a round that promoted a model changes what the experts see: score again
             panel.round_finished.connect(self._after_round)
-            self.models_panel = panel
-            self.models_dock = self._dock(
-                "Models and training", "models", panel, Qt.DockWidgetArea.BottomDockWidgetArea
-            )
-            # the canvas keeps most of the height: the panel is consulted, the image worked on
-            self.resizeDocks(
-                [self.models_dock], [round(self.height() * 0.45)], Qt.Orientation.Vertical
-            )
-        self.models_dock.show()
-        self.models_dock.raise_()
+            return panel
+
+        self.models_panel, self.models_dock = self._engineer_dock(
+            "models", "Models and training", self.models_panel, self.models_dock, build
+        )
+
+    def show_threshold(self) -> None:
+        """The product's score histogram with its threshold to drag."""
+        from workstation.gui.threshold_panel import ThresholdPanel
+
+        def build(product: Product) -> ThresholdPanel:
+            panel = ThresholdPanel(self.ws, product, self)
+            panel.threshold_saved.connect(self._threshold_saved)
+            return panel
+
+        self.threshold_panel, self.threshold_dock = self._engineer_dock(
+            "threshold", "Threshold", self.threshold_panel, self.threshold_dock, build
+        )
+
+    def _threshold_saved(self, value: float) -> None:
+        """The queue's flags, the contour and the colour range follow the new threshold."""
+        self._open(self.ws.store.get_product(self.controller.product.id))
+        self.show_message(f"threshold set to {value:.2f}; the queue is flagged again")
 
     def _after_round(self, message: str) -> None:
         if message.startswith("promoted"):
@@ -493,30 +478,17 @@ class MainWindow(QMainWindow):
 
     # -- layout persistence ---------------------------------------------------------------------
     def _restore_layout(self) -> None:
-        """Geometry, docks and the canvas/reference split as the inspector left them."""
-        saved = {what: self.ws.store.get_state(key) for what, key in LAYOUT_KEYS.items()}
-        if saved["geometry"]:
-            self.restoreGeometry(QByteArray.fromBase64(saved["geometry"].encode()))
-        if saved["docks"]:
-            self.restoreState(QByteArray.fromBase64(saved["docks"].encode()))
+        if restore_layout(self, self.ws.store, self.splitter):
             self._fit_docks_once = False  # the inspector's own widths win
-        if saved["split"]:
-            self.splitter.restoreState(QByteArray.fromBase64(saved["split"].encode()))
 
     def save_layout(self) -> None:
-        blobs = {
-            "geometry": self.saveGeometry(),
-            "docks": self.saveState(),
-            "split": self.splitter.saveState(),
-        }
-        for what, blob in blobs.items():
-            self.ws.store.set_state(LAYOUT_KEYS[what], bytes(blob.toBase64().data()).decode())
+        save_layout(self, self.ws.store, self.splitter)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         if self._fit_docks_once:  # the window's real width is known only now
             self._fit_docks_once = False
-            self._fit_side_docks()
+            fit_side_docks(self, self.list_dock, self.text_dock)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.isVisible():  # a second close (or one never shown) has no layout to keep

@@ -32,6 +32,7 @@ from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import ModelVersion, Product
 from workstation.gui.app import Workstation
+from workstation.gui.golden_metrics import GoldenMetricsView
 from workstation.gui.workers import Lane
 
 COLUMNS = ("Version", "Kind", "Round", "Date", "Metrics", "Parent", "State")
@@ -195,23 +196,20 @@ class ModelsPanel(QWidget):
 
         self.loss_plot = _plot("Loss (this round)", "loss")
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen(CURVE_COLOURS[0], width=2))
-        self.metrics_plot = _plot("Metrics across versions", "value")
-        # the key sits under the plot, not on it: a docked plot is too small for a legend
-        # that does not hide the newest version's points
-        self.metrics_key = QLabel()
-        self.metrics_key.setWordWrap(True)
-        metrics_box = QWidget()
-        metrics_layout = QVBoxLayout(metrics_box)
-        metrics_layout.setContentsMargins(0, 0, 0, 0)
-        metrics_layout.setSpacing(2)
-        metrics_layout.addWidget(self.metrics_plot, 1)
-        metrics_layout.addWidget(self.metrics_key)
+        self.metrics_plot = _plot("Metrics across versions (golden set)", "value")
+        # what the gate judges on the golden set, per version (its key under the plot)
+        metrics_box = self.golden = GoldenMetricsView(ws, product, self.metrics_plot)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(version_buttons)
         left_layout.addWidget(self.table, 1)
+        # what the active experts' fit chose on its own evidence, and what it left out
+        self.fusion = QLabel()
+        self.fusion.setObjectName("muted")
+        self.fusion.setWordWrap(True)
+        left_layout.addWidget(self.fusion)
         left_layout.addLayout(training_row)
         left_layout.addWidget(self.status)
         plots = QSplitter()
@@ -258,48 +256,20 @@ class ModelsPanel(QWidget):
                 self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
-        self._plot_metrics()
-
-    def plotted_metrics(self) -> list[str]:
-        """Rates and AUROCs only: one axis from 0 to 1, so a count such as ``normals`` (40)
-        does not flatten every curve that matters."""
-        values: dict[str, list[float]] = {}
-        for version in self.versions:
-            for key, value in version.metrics.items():
-                if isinstance(value, int | float):
-                    values.setdefault(key, []).append(float(value))
-        rates = [k for k, vs in values.items() if all(0.0 <= v <= 1.0 for v in vs)]
-        return sorted(rates)[: len(CURVE_COLOURS)]
-
-    def _plot_metrics(self) -> None:
-        self.metrics_plot.clear()
-        key_items = []
-        for i, key in enumerate(self.plotted_metrics()):
-            points = [
-                (n, float(v.metrics[key])) for n, v in enumerate(self.versions) if key in v.metrics
-            ]
-            if points:
-                xs, ys = zip(*points, strict=True)
-                colour = CURVE_COLOURS[i % len(CURVE_COLOURS)]
-                self.metrics_plot.plot(
-                    list(xs),
-                    list(ys),
-                    pen=pg.mkPen(colour, width=2),
-                    symbol="o",
-                    symbolBrush=colour,
-                )
-                key_items.append(f'<span style="color:{colour}">&#9679;</span>&nbsp;{key}')
-        self.metrics_key.setText("&nbsp;&nbsp; ".join(key_items))
-        ticks = [(n, v.name) for n, v in enumerate(self.versions)]
-        self.metrics_plot.getAxis("bottom").setTicks([ticks])
+        active = [v for v in self.versions if v.kind == "experts" and v.state == "active"]
+        fusion = str(active[-1].config.get("fusion") or "") if active else ""
+        self.fusion.setText(fusion)
+        self.fusion.setToolTip(fusion)
+        self.fusion.setVisible(bool(fusion))
+        self.golden.refresh()
 
     def selected_version(self) -> ModelVersion | None:
         rows = self.table.selectionModel().selectedRows()
         return self.versions[rows[0].row()] if rows else None
 
     def promote_selected(self) -> None:
-        """``services.rounds.promote`` of the selected version."""
-        from workstation.services.rounds import promote
+        """``services.versions.promote`` of the selected version."""
+        from workstation.services.versions import promote
 
         version = self.selected_version()
         if version is None:
@@ -314,9 +284,9 @@ class ModelsPanel(QWidget):
         self._changed()
 
     def roll_back_selected(self) -> None:
-        """``services.rounds.rollback_version`` of the selected (active) version: retire it
+        """``services.versions.rollback_version`` of the selected (active) version: retire it
         and reactivate its parent, if it has one."""
-        from workstation.services.rounds import rollback_version
+        from workstation.services.versions import rollback_version
 
         version = self.selected_version()
         if version is None:

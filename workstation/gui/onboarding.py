@@ -41,6 +41,7 @@ from workstation.gui.app import Workstation
 from workstation.gui.render import rgb_qimage
 from workstation.gui.workers import CancelToken, ProgressFn, exclusive_model_job
 from workstation.services.model_jobs import OnboardRequest, onboard_from_files
+from workstation.services.phases import PhaseClock
 
 THUMB = 150
 TEACH_TEXT = "Teach the self-taught expert now, in the background (up to 8 min on a CPU)"
@@ -95,9 +96,11 @@ def run_onboarding(
         cancel=cancel.event,
         progress=progress,
     )
-    previews = []
+    previews: list[PreviewItem] = []
+    clock = PhaseClock(progress)
     for shot in fit.shots:
         cancel.raise_if_cancelled()
+        clock(len(previews), len(fit.shots), "preparing the preview")
         previews.append(
             PreviewItem(
                 path=shot.path,
@@ -289,12 +292,19 @@ class RunPage(QWizardPage):
         self.teach.setVisible(False)
         self.threshold.setText("")
         self.progress.setRange(0, 0)
-        self.status.setText("Starting…")
+        ws = self.wiz.ws
+        # a job already on the model lane (an inspection, a draft) runs first: say so, or
+        # the page seems stuck before its first phase
+        self.status.setText(
+            "Waiting for the running model job (inspection or drafting) to finish…"
+            if ws.model_lane.busy
+            else "Starting…"
+        )
         self.running = True
         self.cancel.setEnabled(True)
         request = self.wiz.request()
         self.wiz.product_page.created.add(request.name)
-        ws, runner = self.wiz.ws, self.wiz.runner
+        runner = self.wiz.runner
         self._job = ws.model_lane.submit(
             exclusive_model_job(
                 ws.models, lambda progress, cancel: runner(ws, request, progress, cancel)
@@ -328,6 +338,10 @@ class RunPage(QWizardPage):
         self.threshold.setText(
             f"Chosen threshold: <b>{level}</b> (scores are calibrated: 1.00 is the threshold)"
         )
+        # wide camera frames (1240 x 500) make short thumbnails: rows as tall as they are
+        tallest = max((item.thumbnail.height() for item in outcome.previews), default=THUMB)
+        self.grid.setIconSize(QSize(THUMB, tallest))
+        self.grid.setGridSize(QSize(THUMB + 30, tallest + 48))
         for item in outcome.previews:
             role = (
                 "reference" if item.is_reference else ("anomalous" if item.anomalous else "normal")

@@ -16,8 +16,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRect
 from PySide6.QtGui import QImage, QPainterPath
 
-COLORMAPS: tuple[str, ...] = ("cividis", "viridis", "inferno", "turbo")
-"""cividis first: readable with every common colour-vision deficiency."""
+COLORMAPS: tuple[str, ...] = ("inferno", "cividis", "viridis", "turbo")
+"""inferno first: the threshold sits mid-range, and inferno's middle is a saturated
+red-orange that stands out on gray metal, where cividis's middle is itself gray (the
+heatmap did not read). Like cividis its lightness rises monotonically, so it stays
+readable with the common colour-vision deficiencies."""
+DEFAULT_COLORMAP = COLORMAPS[0]
 IMAGE_TILE = 1024
 HEATMAP_DISPLAY_SIDE = 1024
 """Heatmaps are smooth; showing them at most this large (scaled up) saves memory on 8k images."""
@@ -84,19 +88,33 @@ class HeatmapDisplay:
     vmin: float
     vmax: float
     threshold: float | None
+    peak: float
+    """The map's highest value (full resolution), for the colour bar."""
+
+    def value_at(self, x: float, y: float) -> float | None:
+        """The score under image pixel (x, y), or None outside the map."""
+        row, col = int(y / self.scale), int(x / self.scale)
+        h, w = self.values.shape
+        if 0 <= row < h and 0 <= col < w and x >= 0 and y >= 0:
+            return float(self.values[row, col])
+        return None
 
 
 def reduce_heatmap(
-    anomaly_map: np.ndarray, threshold: float | None, image_width: int | None = None
+    anomaly_map: np.ndarray,
+    threshold: float | None,
+    image_width: int | None = None,
+    normal_level: float | None = None,
 ) -> HeatmapDisplay:
     """Downsample and fix the colour range; the map may be smaller than the image.
 
-    The range starts at the map's median, the image's typical (normal) level, which is
-    fully transparent: experts report calibrated scores whose normal level may be far from
-    zero (often negative), and a range starting at zero hid everything below it, so only
-    the region above the threshold showed. With a threshold the range ends as far above it
-    as the median lies below, so the threshold sits mid-colour: a near miss glows, a normal
-    image stays calm instead of being stretched to full colour by its own maximum.
+    The range starts at the normal level, which is fully transparent: the product's
+    typical normal score (``normal_level``, the same for every image of the product, so
+    one colour means one score everywhere), else the map's own median. Experts report
+    calibrated scores whose normal level may be far from zero (often negative), and a
+    range starting at zero hid everything below it. With a threshold the range ends as far
+    above it as the normal level lies below, so the threshold sits mid-colour: a near miss
+    glows, a normal image stays calm instead of being stretched by its own maximum.
     """
     h, w = anomaly_map.shape
     scale = max(1.0, max(h, w) / HEATMAP_DISPLAY_SIDE)
@@ -104,14 +122,18 @@ def reduce_heatmap(
     if scale > 1.0:
         size = (max(1, round(w / scale)), max(1, round(h / scale)))
         values = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    peak = float(anomaly_map.max()) if anomaly_map.size else 0.0
     vmin = float(np.median(values))
+    if normal_level is not None and (threshold is None or normal_level < threshold):
+        vmin = float(normal_level)
     if threshold is not None and threshold > vmin:
         vmax = 2.0 * float(threshold) - vmin
     else:
         vmax = float(values.max())
     if vmax <= vmin:
         vmax = vmin + 1e-6
-    return HeatmapDisplay(values, (image_width or w) / values.shape[1], vmin, vmax, threshold)
+    scale = (image_width or w) / values.shape[1]
+    return HeatmapDisplay(values, scale, vmin, vmax, threshold, peak)
 
 
 @lru_cache(maxsize=16)
@@ -120,11 +142,22 @@ def _heat_lut(name: str) -> np.ndarray:
 
     Transparent at the typical level, opaque from a little below the threshold (mid-range).
     """
-    rgb = colormap_lut(name).astype(np.uint32)
+    rgb = heat_colors(name).astype(np.uint32)
     level = np.arange(256, dtype=np.float64) / 255
     alpha = np.clip(level * 2.6 * 255, 0, 255).astype(np.uint32)
     r, g, b = (rgb[:, i] * alpha // 255 for i in range(3))
     return (alpha << 24) | (r << 16) | (g << 8) | b
+
+
+def heat_colors(name: str) -> np.ndarray:
+    """(256, 3) uint8 colours of the heat layer: the colormap without its darkest fifth.
+
+    A near-black low end reads as a shadow, not as heat, over a dark part; starting a
+    fifth in keeps every visible level a colour. The colour bar uses the same table.
+    """
+    lut = colormap_lut(name)
+    index = np.linspace(0.2 * 255, 255, 256).round().astype(int)
+    return np.ascontiguousarray(lut[index])
 
 
 def heatmap_qimage(display: HeatmapDisplay, colormap: str) -> QImage:

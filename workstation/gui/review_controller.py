@@ -4,45 +4,38 @@ Reads and writes both go through the io lane, one job at a time and in order, so
 loaded after an edit always sees that edit, and a verdict queued behind a stroke lands after
 it. Loads of the current image use the ``view`` channel (a newer one supersedes an older
 one); the neighbours are read ahead into a small cache so J / K shows them at once.
+
+What to show, read ahead, keep and undo is decided by the Qt-free
+:class:`~workstation.services.review_session.ReviewSession`; this class does the reading
+and writing its events ask for and draws the result. The model-lane jobs (inspection,
+redrafting) are :class:`~workstation.gui.review_jobs.ReviewModelJobs`.
 """
 
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from workstation.config import ExpertSettings, ExplainerSettings
+from workstation.config import ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.mask_tools import MaskEditor
-from workstation.core.types import Explanation, Product, ReviewVerdict
-from workstation.core.undo import UndoHistory
+from workstation.core.types import CALIBRATED_NORMAL_LEVEL, Explanation, Product, ReviewVerdict
 from workstation.faults import user_message
 from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
-from workstation.gui.workers import (
-    CancelToken,
-    Lane,
-    ProgressFn,
-    exclusive_model_job,
-    unload_models,
-)
+from workstation.gui.review_jobs import ReviewModelJobs
+from workstation.gui.tiled_view import large_raster
+from workstation.gui.workers import CancelToken, Lane, ProgressFn, unload_models
 from workstation.model_cache import ModelCache
-from workstation.services import model_jobs
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
+from workstation.services.review_session import ReviewSession, Shown
 
-if TYPE_CHECKING:
-    from workstation.services.explain import StoredExplanation
-    from workstation.services.triage import TriageReport
-
-PREFETCH_AHEAD, PREFETCH_BEHIND, CACHE_SIZE = 2, 1, 8
 PRODUCT_KEY = "gui.product"
 RESTORE_SCAN_PAGES = 40
 REFERENCE_MAX_SIDE = 4096
@@ -53,13 +46,22 @@ class LoadedImage:
     detail: ImageDetail
     content: CanvasContent
 
+    @property
+    def image_id(self) -> int:
+        return self.content.image_id
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.detail.mask
+
 
 def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedImage:
     """Everything to show one image, prepared off the GUI thread (runs on the io lane)."""
     from workstation.core.imageio import read_image
 
     detail = service.detail(image_id)
-    rgb = read_image(detail.record.path)
+    raster = large_raster(detail.record, service.store.path)
+    rgb = raster.levels[0] if raster is not None else read_image(detail.record.path)
     if rgb.shape[:2] != detail.mask.shape:
         raise UserError(
             f"{detail.record.name} is now {rgb.shape[1]}x{rgb.shape[0]} pixels but was imported "
@@ -67,8 +69,13 @@ def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedIm
         )
     heat = None
     if detail.anomaly_map is not None:
-        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1])
+        # calibrated scores put a typical normal at a fixed level: the colours mean the
+        # same score on every image of the product
+        normal = CALIBRATED_NORMAL_LEVEL if detail.threshold is not None else None
+        heat = reduce_heatmap(detail.anomaly_map, detail.threshold, rgb.shape[1], normal)
     overlays = prepare_overlays(heat, detail.mask, colormap)
+    if raster is not None:
+        return LoadedImage(detail, CanvasContent(image_id, rgb, [], heat, overlays, raster=raster))
     factor = overview_factor(rgb.shape[1], rgb.shape[0])
     content = CanvasContent(
         image_id,
@@ -80,6 +87,20 @@ def load_image(service: ReviewService, image_id: int, colormap: str) -> LoadedIm
         overview_factor=factor,
     )
     return LoadedImage(detail, content)
+
+
+class ListRows:
+    """The image list as the session's :class:`~workstation.services.review_session.Rows`."""
+
+    def __init__(self, model: ImageListModel) -> None:
+        self.model = model
+
+    def count(self) -> int:
+        return int(self.model.rowCount())
+
+    def image_id(self, row: int) -> int | None:
+        entry = self.model.row_at(row)
+        return None if entry is None else entry.image.id
 
 
 class ReviewController(QObject):
@@ -110,7 +131,6 @@ class ReviewController(QObject):
         super().__init__(parent)
         self.io = io_lane
         self.model_lane = model_lane
-        self._explainer_settings = explainer_settings
         self.models = models
         """Holds the loaded explainer; touched only inside model-lane jobs."""
         self.canvas = canvas
@@ -118,14 +138,19 @@ class ReviewController(QObject):
         self.panel = panel
         self.model = model
         self.service: ReviewService | None = None
-        self.current_row = -1
-        self.current: LoadedImage | None = None
-        self._cache: OrderedDict[int, LoadedImage] = OrderedDict()
-        self._inflight: set[int] = set()
-        self._editors: OrderedDict[int, MaskEditor] = OrderedDict()
-        self._history = UndoHistory(depth=undo_depth)
+        self.session: ReviewSession[LoadedImage] = ReviewSession(
+            ListRows(model), undo_depth=undo_depth
+        )
+        self.session.load.connect(self._request)
+        self.session.cancel_view.connect(lambda: self.io.cancel("view"))
+        self.session.shown.connect(self._show)
+        self.session.mask_changed.connect(self._undone)
+        self.session.message.connect(self.message.emit)
+        self.jobs = ReviewModelJobs(self, explainer_settings)
+        # the window's actions call these on the controller; they run on the model lane
+        self.inspect_new = self.jobs.inspect_new
+        self.redraft = self.jobs.redraft
         self._pending_view: dict[str, float] | None = None
-        self.writes_pending = 0
         self._shut_down = False
         self._view_timer = QTimer(self)
         self._view_timer.setSingleShot(True)
@@ -135,7 +160,19 @@ class ReviewController(QObject):
         canvas.view_changed.connect(self._on_view_changed)
         panel.edited.connect(self._on_text_edited)
 
-    def _report_failure(self, what: str, exc: BaseException) -> str:
+    @property
+    def current(self) -> LoadedImage | None:
+        return self.session.current
+
+    @property
+    def current_row(self) -> int:
+        return self.session.current_row
+
+    @property
+    def writes_pending(self) -> int:
+        return self.session.writes_pending
+
+    def report_failure(self, what: str, exc: BaseException) -> str:
         """A person's mistake goes to the status bar; a storage fault or a bug gets the
         dialog (the lane logged the trace). Returns the line."""
         store = self.service.store.path if self.service is not None else None
@@ -152,9 +189,7 @@ class ReviewController(QObject):
         if self.service is not None and self.service.product.id != service.product.id:
             unload_models(self.model_lane, self.models)
         self.service = service
-        self._cache.clear()
-        self._editors.clear()
-        self.current, self.current_row = None, -1
+        self.session.reset()
         self.canvas.clear()
         self.panel.clear()
         store = service.store
@@ -195,7 +230,7 @@ class ReviewController(QObject):
         image_id = self.current.detail.record.id if self.current else None
         self.model.set_filter(flt)
         row = self._find_row(image_id) if image_id is not None else None
-        self.current_row = -1
+        self.session.current_row = -1
         self.select_row(row if row is not None else 0)
 
     def scores_changed(self) -> None:
@@ -205,7 +240,7 @@ class ReviewController(QObject):
         what writes that queue, so the order is asked again each time."""
         if self.service is None:
             return
-        self._cache.clear()
+        self.session.forget_all()
         self.service.refresh_order()
         self.set_filter(self.model.filter)
         self._refresh_progress()
@@ -216,7 +251,7 @@ class ReviewController(QObject):
         self.model.set_filter(self.model.filter)
         row = self._find_row(image_id) if image_id is not None else None
         if row is not None:
-            self.current_row = row
+            self.session.current_row = row
 
     def _find_row(self, image_id: int) -> int | None:
         for page in range(RESTORE_SCAN_PAGES):
@@ -240,8 +275,13 @@ class ReviewController(QObject):
         def job(_progress: Any, _cancel: Any) -> Any:
             from workstation.core.imageio import read_image
 
-            # a comparison view: a reduced read keeps huge references cheap
-            rgb = read_image(record.path, max_side=REFERENCE_MAX_SIDE)
+            # a comparison view: a reduced read keeps huge references cheap (a scan too
+            # large to decode here comes from a reduced level of its pyramid)
+            raster = large_raster(record, service.store.path)
+            if raster is not None:
+                rgb = raster.reduced(REFERENCE_MAX_SIDE)
+            else:
+                rgb = read_image(record.path, max_side=REFERENCE_MAX_SIDE)
             return image_tiles(rgb), (record.width, record.height), record.width / rgb.shape[1]
 
         self.io.submit(
@@ -255,28 +295,18 @@ class ReviewController(QObject):
         self.reference.set_reference(tiles, size, scale)
         self.reference.follow(self.canvas)
 
-    # -- navigation --------------------------------------------------------------------------
+    # -- navigation ----------------------------------------------------------------------------
     def select_row(self, row: int) -> None:
         """Show the image at ``row`` of the list (clamped); flushes pending text first."""
-        count = self.model.rowCount()
-        if self.service is None or count == 0:
+        if self.service is None or self.model.rowCount() == 0:
             return
-        row = max(0, min(count - 1, row))
-        entry = self.model.row_at(row)
-        if entry is None:
+        clamped = max(0, min(self.model.rowCount() - 1, row))
+        if self.model.row_at(clamped) is None:
             return
         self.panel.flush()
-        self.current_row = row
-        image_id = entry.image.id
-        self.service.store.set_state(self._key("image"), str(image_id))
-        cached = self._cache.get(image_id)
-        if cached is not None:
-            self._cache.move_to_end(image_id)
-            self.io.cancel("view")
-            self._show(cached)
-        else:
-            self._request(image_id, channel="view")
-        self._prefetch(row)
+        image_id = self.session.select(clamped)
+        if image_id is not None:
+            self.service.store.set_state(self._key("image"), str(image_id))
 
     def next(self) -> None:
         self.select_row(self.current_row + 1)
@@ -284,68 +314,33 @@ class ReviewController(QObject):
     def previous(self) -> None:
         self.select_row(self.current_row - 1)
 
-    def _request(self, image_id: int, *, channel: str | None) -> None:
+    def _request(self, image_id: int, view: bool) -> None:
+        """The session's ``load``: read the image on the io lane (``view``: to show it)."""
         assert self.service is not None
         service = self.service
-        if channel is None:
-            self._inflight.add(image_id)
-
-        def done(loaded: LoadedImage) -> None:
-            self._inflight.discard(image_id)
-            self._remember(loaded)
-            if channel == "view":
-                self._show(loaded)
 
         def failed(exc: BaseException) -> None:
-            self._inflight.discard(image_id)
-            if channel == "view" and not isinstance(exc, CancelledError):
+            self.session.load_failed(image_id)
+            if view and not isinstance(exc, CancelledError):
                 self.message.emit(str(exc))
 
         colormap = self.canvas.colormap
         self.io.submit(
             lambda _p, _c: load_image(service, image_id, colormap),
-            channel=channel,
+            channel="view" if view else None,
             image_id=image_id,
-            on_result=done,
+            on_result=lambda loaded: self.session.loaded(loaded, view=view),
             on_error=failed,
         )
 
-    def _prefetch(self, row: int) -> None:
-        for offset in (*range(1, PREFETCH_AHEAD + 1), *(-i for i in range(1, PREFETCH_BEHIND + 1))):
-            entry = self.model.row_at(row + offset) if row + offset >= 0 else None
-            if entry is None:
-                continue
-            image_id = entry.image.id
-            if image_id not in self._cache and image_id not in self._inflight:
-                self._request(image_id, channel=None)
-
-    def _remember(self, loaded: LoadedImage) -> None:
-        self._cache[loaded.content.image_id] = loaded
-        self._cache.move_to_end(loaded.content.image_id)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
-
-    def _editor(self, loaded: LoadedImage) -> MaskEditor:
-        image_id = loaded.content.image_id
-        editor = self._editors.pop(image_id, None)
-        if editor is None:
-            editor = MaskEditor(loaded.detail.mask.copy(), self._history.stack(image_id))
-            if self.canvas.editor is not None:
-                editor.set_brush_size(self.canvas.editor.brush_size)
-        self._editors[image_id] = editor
-        while len(self._editors) > CACHE_SIZE * 4:
-            self._editors.popitem(last=False)
-        return editor
-
-    def _show(self, loaded: LoadedImage) -> None:
-        current = self.model.row_at(self.current_row)
-        if current is None or current.image.id != loaded.content.image_id:
-            return  # the inspector already moved on
-        keep = self.current is not None
-        self.current = loaded
-        fresh = loaded.content.image_id not in self._editors
+    def _show(self, shown: Shown[LoadedImage]) -> None:
+        """The session's ``shown``: draw the image, its mask editor and its explanations."""
+        loaded = shown.loaded
         self.canvas.set_content(
-            loaded.content, self._editor(loaded), keep_view=keep, mask_prepared=fresh
+            loaded.content,
+            shown.editor,
+            keep_view=shown.keep_view,
+            mask_prepared=shown.fresh_editor,
         )
         if self._pending_view is not None:
             self.canvas.apply_view_state(self._pending_view)
@@ -361,24 +356,21 @@ class ReviewController(QObject):
         """Queue a store write on the io lane; the shown image's cached detail is dropped."""
         assert self.service is not None
         service = self.service
-        self.writes_pending += 1
-        self._cache.pop(image_id, None)
+        self.session.write_started(image_id)
 
         def job(_progress: ProgressFn, _cancel: CancelToken) -> tuple[int, int]:
             fn(service)
             return service.progress()
 
         def done(progress: tuple[int, int]) -> None:
-            self.writes_pending -= 1
-            self._cache.pop(image_id, None)
+            self.session.write_ended(image_id)
             self.progress_changed.emit(*progress)
             self.committed.emit(what, image_id)
 
         def failed(exc: BaseException) -> None:
-            self.writes_pending -= 1
-            self._cache.pop(image_id, None)
+            self.session.write_ended(image_id)
             self._reload_rows()  # the list showed the edit before it was saved
-            self._report_failure(f"could not save the {what}", exc)
+            self.report_failure(f"could not save the {what}", exc)
 
         self.io.submit(job, image_id=image_id, on_result=done, on_error=failed, essential=True)
 
@@ -413,19 +405,13 @@ class ReviewController(QObject):
         self.next()
 
     def undo(self) -> None:
-        self._history_step(redo=False)
+        self.session.undo()
 
     def redo(self) -> None:
-        self._history_step(redo=True)
+        self.session.redo()
 
-    def _history_step(self, *, redo: bool) -> None:
-        editor = self.canvas.editor
-        if editor is None:
-            return
-        box = editor.redo() if redo else editor.undo()
-        if box is None:
-            self.message.emit("nothing to redo" if redo else "nothing to undo")
-            return
+    def _undone(self, box: Any) -> None:
+        """The session's ``mask_changed`` (undo / redo): draw the box and save the mask."""
         self.canvas.refresh_mask(box)
         self._on_mask_edited()
 
@@ -450,88 +436,6 @@ class ReviewController(QObject):
             return
         self.canvas.refresh_mask(diff.box)
         self._on_mask_edited(diff)
-
-    def inspect_new(
-        self,
-        expert_settings: ExpertSettings,
-        device_preference: str,
-        *,
-        on_progress: Callable[[int, int, str], None],
-        on_done: Callable[[str], None],
-    ) -> None:
-        """Score every image the active experts have not seen yet (model lane, cancellable)."""
-        if self.service is None:
-            return
-        store, name = self.service.store, self.service.product.name
-
-        def job(progress: ProgressFn, cancel: CancelToken) -> TriageReport:
-            return model_jobs.inspect_new(
-                store,
-                name,
-                expert_settings,
-                device_preference=device_preference,
-                cancel=cancel.event,
-                progress=progress,
-            )
-
-        def done(report: TriageReport) -> None:
-            self.scores_changed()
-            on_done(report.summary())
-
-        def failed(exc: BaseException) -> None:
-            if isinstance(exc, CancelledError):
-                on_done("inspection cancelled")
-            else:
-                on_done(self._report_failure("inspection failed", exc))
-
-        self.model_lane.submit(
-            exclusive_model_job(self.models, job),
-            channel="inspect",
-            on_result=done,
-            on_error=failed,
-            on_progress=on_progress,
-        )
-
-    def redraft(self) -> None:
-        """Have the explainer write a new draft for the shown image, streaming into the panel."""
-        if self.current is None or self.service is None:
-            return
-        store, product = self.service.store, self.service.product
-        image_id = self.current.content.image_id
-        settings = self._explainer_settings()
-        models = self.models
-
-        def job(progress: ProgressFn, cancel: CancelToken) -> StoredExplanation:
-            return model_jobs.redraft(
-                store,
-                product,
-                image_id,
-                settings,
-                models=models,
-                on_token=lambda token: progress(0, 0, token),
-                should_stop=lambda: cancel.cancelled,
-            )
-
-        def streamed(_done: int, _total: int, token: str) -> None:
-            if self.current is not None and self.current.content.image_id == image_id:
-                self.panel.append_draft_text(token)
-
-        def done(stored: StoredExplanation) -> None:
-            self._cache.pop(image_id, None)
-            if self.current is not None and self.current.content.image_id == image_id:
-                self.panel.flush()
-                self.panel.show_draft(stored.revision)
-            self.message.emit(f"new draft from {stored.revision.source}")
-
-        self.panel.start_draft()
-        self.model_lane.submit(
-            job,
-            channel="explain",
-            image_id=image_id,
-            on_result=done,
-            on_error=lambda exc: self.message.emit(f"explainer: {exc}"),
-            on_progress=streamed,
-        )
 
     # -- state ---------------------------------------------------------------------------------
     def _on_view_changed(self) -> None:

@@ -7,8 +7,11 @@ from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QSpinBox, QToolBar, QWidget
 
 from workstation.core.mask_tools import MAX_BRUSH, MIN_BRUSH
+from workstation.gui.canvas import DEFAULT_HEAT_OPACITY
 from workstation.gui.render import COLORMAPS
 
+OPACITY_STEPS = (0.4, 0.7, 1.0)
+"""Heatmap opacities the O key cycles through (the default, 0.7, is the middle one)."""
 TOOL_LABELS = {
     "brush": "Brush",
     "eraser": "Eraser",
@@ -50,12 +53,14 @@ class ViewToolbar(QToolBar):
         self.heatmap.setChecked(True)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(55)
+        self.opacity.setValue(round(DEFAULT_HEAT_OPACITY * 100))
         self.opacity.setFixedWidth(110)
         self.opacity.setToolTip("Heatmap opacity (O cycles)")
         self.colormap = QComboBox()
         self.colormap.addItems(COLORMAPS)
-        self.colormap.setToolTip("Colormap (C cycles); cividis is colour-blind safe")
+        self.colormap.setToolTip(
+            "Colormap (C cycles); inferno, cividis and viridis stay readable with colour-blindness"
+        )
         self.contour = QCheckBox("Threshold contour")
         self.contour.setChecked(True)
         self.mask = QCheckBox("Mask")
@@ -87,3 +92,11 @@ class ViewToolbar(QToolBar):
 
     def show_tool(self, tool: str) -> None:
         self.tool_actions[tool].setChecked(True)
+
+    def cycle_opacity(self, current: float) -> None:
+        nxt = next((s for s in OPACITY_STEPS if s > current + 1e-3), OPACITY_STEPS[0])
+        self.opacity.setValue(round(nxt * 100))
+
+    def cycle_colormap(self, current: str) -> None:
+        i = COLORMAPS.index(current) if current in COLORMAPS else -1
+        self.colormap.setCurrentText(COLORMAPS[(i + 1) % len(COLORMAPS)])

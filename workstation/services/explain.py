@@ -90,9 +90,12 @@ def create_explainer(
 def create_product_explainer(
     store: Store, product: Product, settings: ExplainerSettings, *, device: str = "auto"
 ) -> Explainer:
-    """Like :func:`create_explainer`, with the product's active VLM adapter when it has one."""
+    """Like :func:`create_explainer`, with the product's active VLM adapter when it has one;
+    without a VLM, the product's weight-free drafter (learned types when trained)."""
     if vlm_name(settings) is None:
-        return TemplateExplainer()
+        from workstation.services.typed_drafts import draft_explainer
+
+        return draft_explainer(store, product, device="cpu" if device == "auto" else device)
     active = store.active_model_version(product.id, "vlm")
     if active is None or active.path is None:
         return create_explainer(settings, device=device)
@@ -160,8 +163,8 @@ def explain_image(
 ) -> StoredExplanation:
     """Explain one stored image and save the explanation as a new revision."""
     prediction = store.latest_prediction(image_id)
-    # the template never looks at a reference image, so do not read one for it
-    with_reference = explainer.source != TEMPLATE_SOURCE
+    # only a VLM looks at a reference image, so do not read one for the others
+    with_reference = explainer.source.split(":", 1)[0] == "vlm"
     request = build_request(store, image_id, prediction=prediction, with_reference=with_reference)
     result = explainer.explain(request, on_token=on_token, should_stop=should_stop)
     if result.source == TEMPLATE_SOURCE:

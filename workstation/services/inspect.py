@@ -19,11 +19,10 @@ import numpy as np
 
 from workstation.config import ExpertSettings
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.imageio import read_image
 from workstation.core.types import ModelVersion, Product
 from workstation.experts.base import ProgressFn
 from workstation.experts.pipeline import InspectionPipeline, trained_folders
-from workstation.services.onboard import fit_product, trained_model_paths
+from workstation.services.onboard import fit_product, read_for_experts, trained_model_paths
 from workstation.store.repository import Store
 from workstation.store.rows import NewPrediction
 
@@ -80,9 +79,7 @@ def _usable_active(store: Store, product: Product) -> ModelVersion | None:
     return active
 
 
-def _load(
-    store: Store, version: ModelVersion, product: Product, device: str
-) -> InspectionPipeline:
+def _load(store: Store, version: ModelVersion, product: Product, device: str) -> InspectionPipeline:
     return InspectionPipeline.load(store.model_files(version), product=product, device=device)
 
 
@@ -123,7 +120,7 @@ def inspect_product(
         kept = []
         for record in batch:
             try:
-                images.append(read_image(record.path))
+                images.append(read_for_experts(store, record, settings.image_size))
                 kept.append(record)
             except UserError as exc:
                 failed.append((record.id, str(exc)))
@@ -134,7 +131,8 @@ def inspect_product(
                     image_id=record.id,
                     model_version=version.name,
                     score=result.score,
-                    anomalous=bool(result.anomalous),
+                    # judged at the product's threshold, which an engineer may have moved
+                    anomalous=bool(result.score >= product.decision_threshold),
                     anomaly_map=result.map.astype(np.float16),
                     expert_scores={name: m.score for name, m in experts.items()},
                     embedding=next(

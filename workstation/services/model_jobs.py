@@ -68,12 +68,27 @@ def redraft(
     """Have the product's explainer write a new draft for one image, token by token."""
     from workstation.services.explain import create_product_explainer, explain_image
 
-    # asked for per job and kept in no attribute, so unloading really frees it
+    # asked for per job and kept in no attribute, so unloading really frees it; a new
+    # active type head is a new drafter (kind: types)
+    types = store.active_model_version(product.id, "types")
     explainer = models.get(
-        f"explainer:{product.id}:{settings!r}",
+        f"explainer:{product.id}:{settings!r}:{types.name if types else ''}",
         lambda: create_product_explainer(store, product, settings),
     )
     return explain_image(store, image_id, explainer, on_token=on_token, should_stop=should_stop)
+
+
+def redraft_unreviewed(
+    store: Store,
+    product: Product,
+    *,
+    progress: Callable[[int, int], None],
+    cancelled: Callable[[], bool],
+) -> int:
+    """Rewrite the unreviewed images' machine drafts (a type head changed: kind types)."""
+    from workstation.services.typed_drafts import redraft_unreviewed as rewrite
+
+    return rewrite(store, product, progress=progress, cancelled=cancelled)
 
 
 @dataclass(frozen=True)
@@ -99,6 +114,11 @@ class ShotScore:
     """A normal shot (train split) rather than a defect example."""
 
 
+ONBOARD_BATCH = 2
+"""Images scored per progress report while onboarding: the nearest-neighbour search, not
+the batch, sets the pace, and a report every 8 images left the page silent for 20 s."""
+
+
 @dataclass(frozen=True)
 class OnboardFit:
     result: OnboardResult
@@ -117,7 +137,7 @@ def _import_shots(
     shots += [(p, "test", defect_label) for p in request.defect_paths]
     ids = []
     for i, (path, split, label) in enumerate(shots):
-        progress(i, len(shots), f"importing {Path(path).name}")
+        progress(i, len(shots), "importing the images")
         width, height = image_size(path)
         record, _ = store.add_image(
             product.id,
@@ -129,6 +149,7 @@ def _import_shots(
             source_label=label,
         )
         ids.append(record.id)
+    progress(len(shots), len(shots), "importing the images")
     return ids
 
 
@@ -143,9 +164,20 @@ def onboard_from_files(
 ) -> OnboardFit:
     """Create the product, import the shots, fit (``onboard_product``) and score every shot
     (``triage_product``), so the review window opens with heatmaps, drafts and a queue."""
-    from workstation.device import resolve_device
     from workstation.services.onboard import onboard_product
+    from workstation.services.phases import PhaseClock
     from workstation.services.triage import triage_product
+
+    clock = PhaseClock(progress)
+
+    def stage(done: int, total: int, phase: str) -> None:
+        """Every phase reports, and each report is a point where cancel takes effect."""
+        if cancel.is_set():
+            raise CancelledError()
+        clock(done, total, phase)
+
+    stage(0, 0, "loading the inspection libraries")  # torch: seconds on a busy machine
+    from workstation.device import resolve_device
 
     device = resolve_device(device_preference)
     product = store.find_product(request.name) or store.create_product(
@@ -154,7 +186,7 @@ def onboard_from_files(
         normality_rules=request.normality_rules,
         defect_vocabulary=request.defect_vocabulary,
     )
-    ids = _import_shots(store, product, request, progress)
+    ids = _import_shots(store, product, request, stage)
     result = onboard_product(
         store,
         request.name,
@@ -163,7 +195,7 @@ def onboard_from_files(
         normality_rules=request.normality_rules,
         defect_vocabulary=request.defect_vocabulary,
         device=device,
-        progress=lambda done, total: progress(done, total, "fitting the experts"),
+        stages=stage,
     )
     if cancel.is_set():
         raise CancelledError()
@@ -173,7 +205,8 @@ def onboard_from_files(
         settings,
         device=device,
         cancel=cancel,
-        progress=lambda done, total, stage: progress(done, total, f"{stage} the examples"),
+        batch_size=ONBOARD_BATCH,
+        progress=lambda done, total, what: stage(done, total, f"{what} the images"),
     )
     shots = []
     for image_id in ids:

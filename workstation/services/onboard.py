@@ -21,7 +21,8 @@ import numpy as np
 from workstation.config import ExpertSettings
 from workstation.core import kinds
 from workstation.core.errors import UserError
-from workstation.core.imageio import read_image
+from workstation.core.imageio import LARGE_PIXELS, read_image
+from workstation.core.raster import read_large
 from workstation.core.types import (
     CALIBRATED_THRESHOLD,
     NORMAL_LABEL,
@@ -29,11 +30,12 @@ from workstation.core.types import (
     ModelVersion,
     Product,
 )
-from workstation.experts.base import ProgressFn
+from workstation.experts.base import ProgressFn, StageFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
 from workstation.experts.pool import PoolConfig, PoolExpert
+from workstation.services.confirmed import confirmed_anomalies
 from workstation.store.repository import Store
 
 MAX_FIT_NORMALS = 200
@@ -156,8 +158,10 @@ def fit_product(
     *,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> tuple[ModelVersion, InspectionPipeline]:
-    """Fit, calibrate and register a new active ``experts`` version for ``product``."""
+    """Fit, calibrate and register a new active ``experts`` version for ``product``;
+    ``stages`` hears every phase (reading, features, memory bank, calibration)."""
     records = normal_images(store, product)[:MAX_FIT_NORMALS]
     if not records:
         raise UserError(
@@ -166,11 +170,17 @@ def fit_product(
         )
     config = PipelineConfig.from_settings(settings, trained=trained_model_paths(store, product))
     pipeline = InspectionPipeline(config, product=product, device=device)
-    normals = [read_image(r.path, max_side=fit_read_side(r, settings.image_size)) for r in records]
-    calibration = pipeline.fit(normals, progress=progress)
+    normals = []
+    for record in records:
+        normals.append(read_for_experts(store, record, settings.image_size, reduce=True))
+        if stages:
+            stages(len(normals), len(records), "reading normal images")
+    side = fit_read_side(records[0], settings.image_size)
+    anomalies = confirmed_anomalies(store, product, max_side=side)
+    calibration = pipeline.fit(normals, progress=progress, stages=stages, anomalies=anomalies)
     pool = pipeline.bank_expert()
     if isinstance(pool, PoolExpert):
-        pool.set_pool([read_image(r.path, max_side=fit_read_side(r, settings.image_size))
+        pool.set_pool([read_for_experts(store, r, settings.image_size, reduce=True)
                        for r in pool_images(store, product, pool.pool_config)])
     folder = store.new_model_folder()
     try:
@@ -186,7 +196,11 @@ def fit_product(
                 "normals": float(len(records)),
                 "threshold_confidence": calibration.threshold.confidence,
             },
-            config={**config.to_dict(), "statement": calibration.threshold.statement()},
+            config={
+                **config.to_dict(),
+                "statement": calibration.threshold.statement(),
+                "fusion": pipeline.choice.summary() if pipeline.choice else None,
+            },
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # gone already once registered
@@ -207,6 +221,18 @@ def fit_read_side(record: ImageRecord, image_size: int) -> int:
     return 2 * max(shape)
 
 
+def read_for_experts(
+    store: Store, record: ImageRecord, image_size: int, *, reduce: bool = False
+) -> np.ndarray:
+    """An image as the experts need it. A very large scan comes from its pyramid
+    (``core.raster``), at ``fit_read_side``: decoding it whole would take gigabytes for
+    pixels the experts shrink away. Others are read whole, or reduced when ``reduce``."""
+    side = fit_read_side(record, image_size)
+    if record.width * record.height > LARGE_PIXELS:
+        return read_large(record.path, store.path, record.sha256, side)
+    return read_image(record.path, max_side=side if reduce else None)
+
+
 def onboard_product(
     store: Store,
     name: str,
@@ -217,6 +243,7 @@ def onboard_product(
     defect_vocabulary: Sequence[str] | None = None,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    stages: StageFn | None = None,
 ) -> OnboardResult:
     """Create or update the product profile, fit the experts and preview known defects."""
     product = store.find_product(name)
@@ -238,7 +265,7 @@ def onboard_product(
         product = store.update_product(product.id, **changes)  # type: ignore[arg-type]
     with store.fit_lock(product.id, "experts"):
         version, pipeline = fit_product(
-            store, product, settings, device=device, progress=progress
+            store, product, settings, device=device, progress=progress, stages=stages
         )
     assert pipeline.calibration is not None
     defects = [
@@ -246,8 +273,10 @@ def onboard_product(
     ][:MAX_FIT_NORMALS]
     scores: list[tuple[int, float]] = []
     for record in defects:
-        result = pipeline.predict([read_image(record.path)])[0]
+        result = pipeline.predict([read_for_experts(store, record, settings.image_size)])[0]
         scores.append((record.id, result.score))
+        if stages:
+            stages(len(scores), len(defects), "checking known defects")
     product = store.get_product(product.id)
     return OnboardResult(
         product=product,

@@ -28,7 +28,7 @@ from workstation.core.types import (
 from workstation.store.rows import ImageFilter, ImageOrder, ImageRow
 
 INSPECTOR = "inspector"
-MACHINE_SOURCES: tuple[str, ...] = ("template", "vlm", "expert")
+MACHINE_SOURCES: tuple[str, ...] = ("template", "vlm", "expert", "types")
 
 
 @dataclass(frozen=True)

@@ -166,9 +166,11 @@ def collect_feedback(
     Label: the review's verdict (``accepted`` takes the model's verdict). The mask of a
     defect is the newest inspector or ground-truth revision (for ``accepted``, the newest
     revision of any source: the inspector accepted the model's mask). A sample is golden
-    when it is an inspector correction made before the last successful round (``since``).
+    when it is an inspector correction made before the last successful round (``since``)
+    or an image an engineer marked golden (``store.mark_golden``).
     """
     samples = []
+    marked = store.golden_image_ids(product.id)
     for row in store.query_images(product.id, review_state="reviewed", order_by="name"):
         review = store.latest_review(row.image.id)
         if review is None or review.verdict not in DECISIVE:
@@ -193,7 +195,8 @@ def collect_feedback(
                 image_id=row.image.id,
                 mask_path=None if mask_path is None else str(mask_path),
                 explanation=explanation.explanation.to_dict() if explanation else None,
-                golden=bool(corrected and since is not None and review.created_at < since),
+                golden=row.image.id in marked
+                or bool(corrected and since is not None and review.created_at < since),
             )
         )
     return samples
@@ -219,6 +222,10 @@ def build_manifest(
     store: Store, product: Product, options: RoundOptions, round_dir: Path
 ) -> RoundManifest:
     """Manifest of the product's feedback; raises UserError when it cannot teach anything."""
+    if options.kind == "types":  # kind: types (issue 22): its own samples, per-type split
+        from workstation.services.defect_types import build_types_manifest
+
+        return build_types_manifest(store, product, options, round_dir)
     kind = kinds.get(options.kind).implementation()
     since = _last_round_start(store, product, options.kind)
     samples = collect_feedback(store, product, mask_dir=round_dir / "masks", since=since)
@@ -256,7 +263,13 @@ def build_manifest(
         held_out=tuple(held),
         references=references,
         hyperparameters=asdict(options.hyperparameters),
-        extras=RoundExtras(regression_tolerance=options.regression_tolerance, **extras),
+        extras=RoundExtras(
+            regression_tolerance=options.regression_tolerance,
+            # the gate judges false alarms and recall where the engineer's threshold is
+            # (``models threshold``), not at the calibrated default
+            decision_threshold=product.decision_threshold,
+            **extras,
+        ),
         seed=options.seed,
         image_size=options.image_size,
         product_context={
@@ -352,7 +365,18 @@ def run_round(
         manifest = build_manifest(store, product, options, round_dir)
         manifest_path = manifest.save(round_dir / "manifest.json")
         record = store.add_round(product.id, kind=options.kind, manifest_path=str(manifest_path))
-    return _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    outcome = _run_child(store, product, record, options, on_event=on_event, handle=handle)
+    if options.kind == "types" and outcome.version is not None:  # kind: types (issue 22)
+        _types_changed(store, product, outcome.version.state == "active")
+    return outcome
+
+
+def _types_changed(store: Store, product: Product, changed: bool = True) -> None:
+    """A new active type head rewrites the unreviewed images' drafts (kind: types)."""
+    if changed:
+        from workstation.services.typed_drafts import redraft_unreviewed
+
+        redraft_unreviewed(store, product)
 
 
 def resumable_round(store: Store, product: Product, kind: str) -> Round | None:
@@ -463,44 +487,3 @@ def _register(
     message = ("promoted: " if promote else "kept as candidate: ") + reason
     store.update_round(record.id, status="succeeded", result_version_id=version.id, message=message)
     return RoundOutcome(store.get_round(record.id), version, "succeeded", message)
-
-
-# ------------------------------------------------------------------ promote / roll back
-
-
-def promote(store: Store, version_name: str) -> ModelVersion:
-    """Make a version active; the previously active one of its kind is retired."""
-    version = store.get_model_version(version_name)
-    if version.state == "active":
-        raise UserError(f"{version.name} is already the active {version.kind} version")
-    return store.set_model_state(version.id, "active")
-
-
-def rollback(store: Store, product_name: str, kind: str) -> ModelVersion | None:
-    """Retire the active version of ``kind`` (state rolled_back) and reactivate its parent,
-    if any. Rolling back always means the active version: the CLI names the kind, the GUI
-    the version (:func:`rollback_version`), and both end here.
-
-    Returns the version active afterwards (None: the product runs without a trained one).
-    """
-    product = store.get_product(product_name)
-    active = store.active_model_version(product.id, kind)
-    if active is None:
-        raise UserError(f"{product.name!r} has no active {kind} version to roll back")
-    store.set_model_state(active.id, "rolled_back")
-    if active.parent_id is None:
-        return None
-    return store.set_model_state(active.parent_id, "active")
-
-
-def rollback_version(store: Store, version_name: str) -> ModelVersion | None:
-    """:func:`rollback` of the version's kind, refused unless that version is the active
-    one (rolling back a candidate would reactivate its parent over the active version)."""
-    version = store.get_model_version(version_name)
-    if version.state != "active":
-        raise UserError(
-            f"{version.name} is not the active {version.kind} version ({version.state}); "
-            "only the active version can be rolled back"
-        )
-    product = store.get_product(version.product_id)
-    return rollback(store, product.name, version.kind)

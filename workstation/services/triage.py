@@ -3,7 +3,8 @@
 Scoring alone leaves the review window with numbers but no words and no order. After the
 experts run, every newly predicted image gets a template draft (weight-free, ~1 ms; a VLM
 draft is written on demand in the GUI because it costs seconds) and the active-learning
-queue is recomputed, so the next image shown is the most informative one.
+queue is recomputed, so the next image shown is the most informative one. With an active
+type head the drafts name the learned type (``typed_drafts``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 from workstation.active.queue import refresh_queue
 from workstation.config import ExpertSettings
 from workstation.core.errors import CancelledError
-from workstation.explain.result import TemplateExplainer
 from workstation.services.explain import explain_image
 from workstation.services.inspect import DEFAULT_BATCH, InspectReport, inspect_product
+from workstation.services.typed_drafts import draft_explainer
 from workstation.store.repository import Store
 
 Progress = Callable[[int, int, str], None]
@@ -69,7 +70,7 @@ def triage_product(
     undrafted = [
         image_id for image_id in sorted(predicted) if store.latest_explanation(image_id) is None
     ]
-    explainer = TemplateExplainer()
+    explainer = draft_explainer(store, product, device=device)
     drafting = report("drafting")
     for done, image_id in enumerate(undrafted, start=1):
         if cancel is not None and cancel.is_set():

@@ -149,6 +149,22 @@ class PredictionsMixin(StoreBase):
         )
         return {r[0] for r in rows}
 
+    def scores_by_version(self, image_ids: Sequence[int]) -> dict[str, dict[int, float]]:
+        """``{model version: {image id: score}}``, each version's newest score per image."""
+        out: dict[str, dict[int, float]] = {}
+        ids = list(image_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT image_id, model_version, score FROM predictions "
+                f"WHERE image_id IN ({marks}) ORDER BY created_at, id",
+                chunk,
+            )
+            for row in rows:  # oldest first: a newer score of the same version wins
+                out.setdefault(row["model_version"], {})[int(row["image_id"])] = row["score"]
+        return out
+
     def load_map(self, prediction: Prediction) -> np.ndarray:
         if prediction.map_blob is None:
             raise UserError(f"prediction {prediction.id} was saved without an anomaly map")

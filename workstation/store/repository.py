@@ -10,8 +10,8 @@ blob that no row references while we hold the lock can only be the leftover of a
 writer, which is what lets :meth:`Store.collect_garbage` run safely on every open.
 
 ``Store`` is the one front callers use; its methods live by kind of record in the mixins
-``products``, ``images``, ``revisions``, ``predictions``, ``registry`` and
-``maintenance``, over the connections and writes of ``base.StoreBase``.
+``products``, ``images``, ``revisions``, ``predictions``, ``registry``, ``thresholds``
+and ``maintenance``, over the connections and writes of ``base.StoreBase``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from workstation.store.predictions import PredictionsMixin
 from workstation.store.registry import RegistryMixin
 from workstation.store.revisions import RevisionsMixin
 from workstation.store.rows import ImageRow, NewImage, NewMaskRevision, NewPrediction
+from workstation.store.thresholds import ThresholdsMixin
 
 __all__ = ["ImageRow", "NewImage", "NewMaskRevision", "NewPrediction", "Store"]
 
 
-class Store(MaintenanceMixin, RegistryMixin, PredictionsMixin, RevisionsMixin):
+class Store(MaintenanceMixin, RegistryMixin, ThresholdsMixin, PredictionsMixin, RevisionsMixin):
     """The feedback store: products, images, revisions, predictions, models, rounds."""
 
     @classmethod

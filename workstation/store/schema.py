@@ -270,4 +270,30 @@ def _v4_sync(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4_sync)
+def _v5_thresholds(db: sqlite_utils.Database) -> None:
+    """Who set a product's threshold, when, to what, and for which experts version
+    (``threshold_settings``, append-only: the audit trail), and the images an engineer
+    marked golden (``golden_images``: held out of every round, judged by the gate).
+
+    Self-contained: touches only what it adds.
+    """
+    db.execute(
+        "CREATE TABLE threshold_settings (id INTEGER PRIMARY KEY, "
+        "product_id INTEGER NOT NULL REFERENCES products(id), threshold REAL NOT NULL, "
+        "author TEXT NOT NULL, model_version TEXT, reason TEXT NOT NULL DEFAULT '', "
+        "created_at TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_threshold_settings_product ON threshold_settings (product_id)")
+    db.execute(
+        "CREATE TABLE golden_images (image_id INTEGER PRIMARY KEY REFERENCES images(id), "
+        "author TEXT NOT NULL, created_at TEXT NOT NULL)"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _v1,
+    _v2,
+    _v3,
+    _v4_sync,
+    _v5_thresholds,
+)
