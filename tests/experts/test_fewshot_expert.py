@@ -11,14 +11,10 @@ from synthetic_parts import DEFECT_BOX, textured, with_defect
 
 from workstation.core.errors import UserError
 from workstation.experts.base import Backbone, Expert, available_backbones, build_backbone
-from workstation.experts.fewshot import (
-    FewShotConfig,
-    FewShotExpert,
-    greedy_coreset,
-    nearest_distances,
-    top_percent_mean,
-)
+from workstation.experts.coreset import greedy_coreset
+from workstation.experts.fewshot import FewShotConfig, FewShotExpert
 from workstation.experts.filterbank import FilterBankBackbone
+from workstation.experts.patch_knn import nearest_distances, top_percent_mean
 
 SIZE = 96
 
@@ -229,20 +225,20 @@ def test_working_shape_never_upsamples_beyond_the_images() -> None:
 
 
 def test_blocked_coreset_matches_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    import workstation.experts.fewshot as fewshot
+    import workstation.experts.coreset as coreset
 
     points = torch.randn(500, 6, generator=torch.Generator().manual_seed(1))
     whole = greedy_coreset(points, 40, projection_dim=128, seed=0)
-    monkeypatch.setattr(fewshot, "CORESET_ROWS", 64)
-    monkeypatch.setattr(fewshot, "MOMENT_ROWS", 50)
+    monkeypatch.setattr(coreset, "CORESET_ROWS", 64)
+    monkeypatch.setattr(coreset, "MOMENT_ROWS", 50)
     blocked = greedy_coreset(points, 40, projection_dim=128, seed=0)
     assert whole.tolist() == blocked.tolist()
 
 
 def test_blocked_standardisation_matches_torch(monkeypatch: pytest.MonkeyPatch) -> None:
-    import workstation.experts.fewshot as fewshot
+    import workstation.experts.patch_norm as patch_norm
 
-    monkeypatch.setattr(fewshot, "MOMENT_ROWS", 37)
+    monkeypatch.setattr(patch_norm, "MOMENT_ROWS", 37)
     model = expert()
     raw = torch.randn(3, 10, 10, 5, generator=torch.Generator().manual_seed(2)) * 4 + 7
     model._set_standardisation(raw)

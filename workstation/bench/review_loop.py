@@ -192,7 +192,7 @@ class GrowingBank:
     def add(self, image_ids: Sequence[int]) -> None:
         import torch
 
-        from workstation.experts.fewshot import nearest_distances
+        from workstation.experts.patch_knn import nearest_distances
 
         ids = [int(i) for i in image_ids if int(i) not in self.members]
         if not ids:

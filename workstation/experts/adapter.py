@@ -27,9 +27,9 @@ from workstation.core.errors import UserError
 from workstation.core.types import AnomalyMap
 from workstation.experts.base import Backbone, build_backbone
 from workstation.experts.features import grid_to_map, resize_rgb, to_rgb_uint8, working_shape
-from workstation.experts.fewshot import top_percent_mean
 from workstation.experts.fusion import normal_quantile, probability_scale
 from workstation.experts.model_folder import read_model_config
+from workstation.experts.patch_knn import top_percent_mean
 
 if TYPE_CHECKING:
     from workstation.experts.pipeline import InspectionPipeline
