@@ -29,7 +29,7 @@ from workstation.experts.imagenet_weights import (
     HedNetwork,
     _read_h5,
     efficientnet_key_map,
-    efficientnet_lite0,
+    efficientnet_lite,
     hed_key_map,
     hed_network,
     load_mapped,
@@ -54,14 +54,14 @@ def lukemelas_state() -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def efficientnet() -> torch.nn.Module:
-    return efficientnet_lite0()
+    return efficientnet_lite()
 
 
 # --------------------------------------------------------------------------- key maps
 
 
 def test_efficientnet_key_map_places_every_tensor_with_its_shape(lukemelas_state) -> None:  # type: ignore[no-untyped-def]
-    model = efficientnet_lite0(pretrained=False)
+    model = efficientnet_lite(pretrained=False)
     target = model.state_dict()
     mapping = efficientnet_key_map(list(lukemelas_state), [len(s) for s in model.blocks])
     assert set(mapping) == set(lukemelas_state)
@@ -74,7 +74,7 @@ def test_efficientnet_key_map_places_every_tensor_with_its_shape(lukemelas_state
 
 
 def test_an_unmapped_or_missing_key_is_refused(lukemelas_state) -> None:  # type: ignore[no-untyped-def]
-    model = efficientnet_lite0(pretrained=False)
+    model = efficientnet_lite(pretrained=False)
     depths = [len(s) for s in model.blocks]
     with pytest.raises(UserError, match="_se_reduce"):
         efficientnet_key_map(["_blocks.3._se_reduce.weight"], depths)
@@ -144,7 +144,7 @@ def test_efficientnet_recognises_real_photos(efficientnet) -> None:  # type: ign
     with torch.inference_mode():
         probs = efficientnet(torch.cat([flower, temple])).softmax(-1)
         misread = efficientnet(torchvision_style).softmax(-1)[0, IMAGENET_DAISY]
-        untrained = efficientnet_lite0(pretrained=False)(flower).softmax(-1)
+        untrained = efficientnet_lite(pretrained=False)(flower).softmax(-1)
     assert int(probs[0].argmax()) == IMAGENET_DAISY and float(probs[0].max()) > 0.15
     assert float(probs[0, IMAGENET_DAISY]) > 1.5 * float(misread)
     assert int(probs[1].argmax()) in IMAGENET_BUILDINGS and float(probs[1].max()) > 0.2

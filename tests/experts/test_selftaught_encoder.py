@@ -21,7 +21,7 @@ from training.selftaught import (
 )
 from training.selftaught_round import fit_selftaught
 from workstation.core.errors import MissingModelError
-from workstation.experts.imagenet_weights import efficientnet_lite0
+from workstation.experts.imagenet_weights import efficientnet_lite
 from workstation.experts.selftaught import (
     CONFIG_FILE,
     ImageNetUNet,
@@ -50,7 +50,7 @@ def _hyper(**changes: object) -> SelfTaughtHyperparameters:
 def test_the_encoder_starts_from_the_packaged_weights_and_the_decoder_from_random() -> None:
     network = build_network(_config(), pretrained=True)
     assert isinstance(network, ImageNetUNet)
-    reference = efficientnet_lite0()
+    reference = efficientnet_lite()
     # Trunk stage 5 is timm's blocks[4] (stage 1 is the stem with blocks[0]).
     for key, value in reference.blocks[4].state_dict().items():
         assert torch.equal(network.trunk.stages[4].state_dict()[key], value), key

@@ -20,15 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="one category folder or a folder of categories")
     parser.add_argument(
         "--expert",
-        choices=("fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"),
+        choices=("fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot", "pool"),
         default="fewshot",
-        help="fused = few-shot + a self-taught network trained on the same shots",
+        help="fused = few-shot + a self-taught network trained on the same shots; pool = "
+        "few-shot whose scores the unlabelled test images (the station's pool) can lower",
     )
     parser.add_argument("--backbone", default=None,
                         help="auto (choose per category on evidence made from the shots; "
                         "the default of --expert fused), filterbank (weight-free, the default "
-                        "otherwise), efficientnet-lite0, vgg16-hed (pip), dinov2-small, "
-                        "dinov2-base, clip-b16-plus")
+                        "otherwise), efficientnet-lite0/1/2, mobilenet-v2, vgg16-hed (pip), "
+                        "dinov2-small, dinov2-base, clip-b16-plus")
     parser.add_argument("--fixed-fusion", action="store_true",
                         help="no fusion choice: every expert joins with weight 1 (the old "
                         "fixed fusion, for comparison)")
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "training ends at the steps or the budget, whichever comes first)")
     parser.add_argument("--encoder", default="scratch",
                         help="initial weights of the self-taught network's encoder: scratch "
-                        "(random) or efficientnet-lite0 (ImageNet, pip)")
+                        "(random), efficientnet-lite0/1/2 or mobilenet-v2 (ImageNet, pip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=512,
                         help="working resolution (side of a square of equal area)")

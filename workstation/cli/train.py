@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget-minutes", type=float, metavar="M",
                         help="selftaught: stop training after M minutes (default 8)")
     parser.add_argument("--encoder", metavar="E",
-                        help="selftaught: the encoder's initial weights, scratch (default) or "
-                        "efficientnet-lite0 (ImageNet, from the pip package)")
+                        help="selftaught: the encoder's initial weights, scratch (default), "
+                        "efficientnet-lite0/1/2 or mobilenet-v2 (ImageNet, from pip packages)")
     parser.add_argument("--resume", action="store_true",
                         help="selftaught: continue the last interrupted round from its checkpoint")
     parser.add_argument("--device", default=None, help="auto, cpu or cuda (default: settings)")

@@ -25,19 +25,22 @@ from workstation.core.types import Product
 from workstation.datasets.mvtec import LabeledImage, MVTecCategory, load_category
 from workstation.experts.fewshot import FewShotConfig
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.experts.pool import PoolExpert
 from workstation.experts.registration import AlignMode
 from workstation.experts.synthetic import SynthesisMix
 
-EvalExpert = Literal["fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot"]
+EvalExpert = Literal["fewshot", "zeroshot", "selftaught", "fused", "fewshot+zeroshot", "pool"]
 EXPERT_SETS: dict[str, tuple[str, ...]] = {
     "fewshot": ("fewshot",),
     "zeroshot": ("zeroshot",),
     "selftaught": (),
     "fused": ("fewshot",),
     "fewshot+zeroshot": ("fewshot", "zeroshot"),
+    "pool": ("pool",),
 }
 """The reference-based experts of each choice; ``selftaught`` and ``fused`` also train a
-self-taught network on the sampled shots (``TRAINED``)."""
+self-taught network on the sampled shots (``TRAINED``). ``pool`` is the few-shot expert
+whose pool is the category's test images without their labels: what a station holds."""
 TRAINED = ("selftaught", "fused")
 ALL_SHOTS = 0
 """``shots`` value meaning every ``train/good`` image."""
@@ -181,6 +184,9 @@ def evaluate_category(
         started = time.perf_counter()
         pipeline.fit(shots, anomalies=[(read_image(i.path), _mask_of(i)) for i in confirmed])
         fit_seconds = time.perf_counter() - started
+        bank = pipeline.bank_expert()
+        if isinstance(bank, PoolExpert):
+            bank.set_pool([read_image(item.path) for item in category.test])
         return _score_test_images(
             category,
             pipeline,

@@ -278,7 +278,7 @@ def attach(pipeline: InspectionPipeline, folder: Path) -> None:
     few-shot expert's backbone when it is the one the head was trained on, else on its
     own copy of the right one."""
     wanted = read_adapter_config(folder).backbone
-    shared = pipeline.experts.get("fewshot")
+    shared = pipeline.bank_expert()
     backbone = getattr(shared, "backbone", None)
     if backbone is None or backbone.name != wanted:
         backbone = build_backbone(wanted, device=pipeline.device)

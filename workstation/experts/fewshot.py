@@ -533,10 +533,18 @@ class FewShotExpert:
         embeddings: list[np.ndarray] = []
         size = self.config.batch_size
         for start in range(0, len(prepared), size):
-            for one in self._normalise(self._features(prepared[start : start + size])):
-                grids.append(self._grid_scores(one, bank).cpu().numpy())
+            batch = prepared[start : start + size]
+            for image, one in zip(batch, self._normalise(self._features(batch)), strict=True):
+                grids.append(self._image_grid(image, one, bank).cpu().numpy())
                 embeddings.append(image_embedding(one))
         return grids, embeddings
+
+    def _image_grid(
+        self, image: np.ndarray, feats: torch.Tensor, bank: torch.Tensor
+    ) -> torch.Tensor:
+        """One prepared image's (h, w) patch scores from its normalised features: the
+        distance to ``bank`` here; the pool expert (pool.py) also asks the other images."""
+        return self._grid_scores(feats, bank)
 
     def held_out_maps(
         self, images: Sequence[np.ndarray], without: Sequence[int]

@@ -3,12 +3,13 @@
 Why: these are the only real pretrained image weights that reach an air-gapped station
 without a bundle (see :mod:`workstation.experts.imagenet_weights`). They serve twice:
 
-- as a few-shot backbone (:class:`ImageNetCnnBackbone`, names ``efficientnet-lite0`` and
-  ``vgg16-hed``): PatchCore's recipe. The outputs of a few stages are each averaged over a
-  3x3 neighbourhood on their own grid (local context, as PatchCore's aggregation), brought
-  to one stride-8 grid (bilinear up from coarser stages, box mean down from finer ones),
-  normalised to unit length per stage and concatenated, so every stage counts the same
-  and distances are cosine distances;
+- as a few-shot backbone (:class:`ImageNetCnnBackbone`, names ``efficientnet-lite0``,
+  ``-lite1``, ``-lite2``, ``mobilenet-v2`` and ``vgg16-hed``): PatchCore's recipe. The
+  outputs of a few stages are each averaged over a 3x3 neighbourhood on their own grid
+  (local context, as PatchCore's aggregation), brought to one stride-8 grid (bilinear up
+  from coarser stages, box mean down from finer ones), normalised to unit length per
+  stage and concatenated, so every stage counts the same and distances are cosine
+  distances;
 - as an ImageNet-initialised encoder (:func:`imagenet_trunk`), e.g. for a segmentation
   network trained on the product's own images.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -32,7 +34,13 @@ from torch import nn
 
 from workstation.core.errors import UserError
 from workstation.experts.backbones.tensors import DEFAULT_BATCH, Precision, TorchRunner
-from workstation.pretrained.catalog import STAGE_SEPARATOR, catalog_names, get_entry
+from workstation.pretrained.catalog import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    STAGE_SEPARATOR,
+    catalog_names,
+    get_entry,
+)
 
 IMAGENET_CNN_NAMES: tuple[str, ...] = catalog_names("imagenet")
 PATCH_STRIDE = 8
@@ -65,6 +73,30 @@ LAYOUTS: dict[str, TrunkLayout] = {
         pyramid=(1, 2, 3, 5, 7),
         mean=(_TF_LITE_MEAN,) * 3,
         std=(_TF_LITE_STD,) * 3,
+    ),
+    "efficientnet-lite1": TrunkLayout(  # Lite0's widths, deeper stages
+        channels=(16, 24, 40, 80, 112, 192, 320),
+        strides=(2, 4, 8, 16, 16, 32, 32),
+        pyramid=(1, 2, 3, 5, 7),
+        mean=(_TF_LITE_MEAN,) * 3,
+        std=(_TF_LITE_STD,) * 3,
+    ),
+    "efficientnet-lite2": TrunkLayout(  # deeper and 1.1x wider
+        channels=(16, 24, 48, 88, 120, 208, 352),
+        strides=(2, 4, 8, 16, 16, 32, 32),
+        pyramid=(1, 2, 3, 5, 7),
+        mean=(_TF_LITE_MEAN,) * 3,
+        std=(_TF_LITE_STD,) * 3,
+    ),
+    # torchvision's inverted-residual groups between stride changes and channel changes, cut
+    # as EfficientNet's seven stages are: features[0:2], [2:4], [4:7], [7:11], [11:14],
+    # [14:17], [17:18]; the 1280-channel head (features[18]) is never read.
+    "mobilenet-v2": TrunkLayout(
+        channels=(16, 24, 32, 64, 96, 160, 320),
+        strides=(2, 4, 8, 16, 16, 32, 32),
+        pyramid=(1, 2, 3, 5, 7),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     ),
     "vgg16-hed": TrunkLayout(
         channels=(64, 128, 256, 512, 512),
@@ -118,17 +150,25 @@ class ImageNetTrunk(nn.Module):
         return outputs
 
 
+_MOBILENET_STAGE_STARTS = (0, 2, 4, 7, 11, 14, 17, 18)
+
+
 def _stages(name: str, *, pretrained: bool) -> list[nn.Module]:
     from workstation.experts.imagenet_weights import (
-        efficientnet_lite0,
+        efficientnet_lite,
         hed_network,
+        mobilenet_v2,
         vgg16_block_ends,
     )
 
-    if name == "efficientnet-lite0":
-        model: Any = efficientnet_lite0(pretrained=pretrained)
+    architecture = get_entry(name).architecture
+    if architecture.startswith("tf_efficientnet_lite"):
+        model: Any = efficientnet_lite(name, pretrained=pretrained)
         stem = nn.Sequential(model.conv_stem, model.bn1, model.blocks[0])
         return [stem, *model.blocks[1:]]
+    if architecture == "mobilenet_v2":
+        features = mobilenet_v2(pretrained=pretrained).features
+        return [features[a:b] for a, b in pairwise(_MOBILENET_STAGE_STARTS)]
     features = hed_network(pretrained=pretrained).features
     starts = [0, *(end + 1 for end in vgg16_block_ends()[:-1])]
     ends = [end + 1 for end in vgg16_block_ends()]

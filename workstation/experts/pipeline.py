@@ -36,7 +36,9 @@ PIPELINE_FILE = "pipeline.json"
 BANK_FILE = "fewshot.npz"
 REGISTRATION_FILE = "registration.npz"
 PIPELINE_FORMAT = "iad-expert-pipeline/1"
-KNOWN_EXPERTS = ("fewshot", "zeroshot")
+KNOWN_EXPERTS = ("fewshot", "zeroshot", "pool")
+"""``pool`` is the few-shot bank whose scores the unlabelled pool can lower (pool.py); it
+replaces ``fewshot``, never runs beside it."""
 CHOICE_FILE = "fusion_choice.json"
 AUTO = "auto"
 """Backbone value: choose among the installed backbones per product (``choosing.py``)."""
@@ -75,6 +77,8 @@ class PipelineConfig:
                 f"unknown or no experts {unknown}; choose from {', '.join(KNOWN_EXPERTS)} "
                 "or give a trained model"
             )
+        if "pool" in self.experts and "fewshot" in self.experts:
+            raise UserError("the pool expert is the few-shot expert plus the pool; enable one")
         for kind in self.trained:
             if kind not in {k.name for k in kinds.experts()}:
                 raise UserError(
@@ -158,9 +162,15 @@ class InspectionPipeline:
         for name in self.config.experts:
             if name == "fewshot" and self.config.backbone == AUTO:
                 continue  # built by the choice in ``fit``
-            if name == "fewshot":
-                backbone = build_backbone(self.config.backbone, device=self.device)
-                self.experts[name] = FewShotExpert(backbone, self.config.fewshot)
+            if name in ("fewshot", "pool"):
+                from workstation.experts.pool import PoolExpert
+
+                # the pool expert takes no part in the choice: with ``auto`` it keeps the
+                # weight-free backbone
+                chosen = FALLBACK_BACKBONE if self.config.backbone == AUTO else self.config.backbone
+                backbone = build_backbone(chosen, device=self.device)
+                kind = PoolExpert if name == "pool" else FewShotExpert
+                self.experts[name] = kind(backbone, self.config.fewshot)
             else:
                 from workstation.experts.zeroshot import create_zeroshot_expert
 
@@ -360,12 +370,16 @@ class InspectionPipeline:
 
     # --- persistence ------------------------------------------------------------------
 
+    def bank_expert(self) -> FewShotExpert | None:
+        """The expert holding the memory bank (few-shot, or the pool expert built on it)."""
+        return next((e for e in self.experts.values() if isinstance(e, FewShotExpert)), None)
+
     def save(self, folder: Path) -> Path:
         if self.calibration is None:
             raise UserError("only a fitted pipeline can be saved")
         folder.mkdir(parents=True, exist_ok=True)
-        fewshot = self.experts.get("fewshot")
-        if isinstance(fewshot, FewShotExpert):
+        fewshot = self.bank_expert()
+        if fewshot is not None:
             tmp = folder / (BANK_FILE + ".tmp.npz")
             np.savez(tmp, **fewshot.state())
             tmp.replace(folder / BANK_FILE)
@@ -399,8 +413,8 @@ class InspectionPipeline:
         if manifest.get("format") != PIPELINE_FORMAT:
             raise UserError(f"{folder} holds an unsupported pipeline format; refit the product")
         pipeline = cls(PipelineConfig.from_dict(manifest["config"]), product=product, device=device)
-        fewshot = pipeline.experts.get("fewshot")
-        if isinstance(fewshot, FewShotExpert):
+        fewshot = pipeline.bank_expert()
+        if fewshot is not None:
             with np.load(folder / BANK_FILE) as data:
                 fewshot.load_state({key: data[key] for key in data.files})
         pipeline.calibration = Calibration.load(folder)

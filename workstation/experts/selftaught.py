@@ -62,7 +62,9 @@ the two most alike different frames of its 45 train/good images by 1.37, demo pl
 one normal to calibrate on. Too alike only ever keeps an image out of calibration."""
 
 
-Encoder = Literal["scratch", "efficientnet-lite0"]
+Encoder = Literal[
+    "scratch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "mobilenet-v2"
+]
 ENCODERS: tuple[str, ...] = get_args(Encoder)
 """``scratch``: random initial weights, no package needed. The others are ImageNet trunks
 whose weights ship in a pip package; only training needs that package (a saved model

