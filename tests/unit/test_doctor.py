@@ -13,7 +13,8 @@ import pytest
 
 from workstation import doctor
 from workstation.config import ExpertSettings, ExplainerSettings, Settings
-from workstation.doctor import CheckResult, DoctorContext
+from workstation.doctor import CheckResult, DoctorContext, environment
+from workstation.doctor.models import configured_models
 
 
 def context(tmp_path: Path, settings: Settings | None = None) -> DoctorContext:
@@ -85,7 +86,7 @@ def test_configured_models_are_marked(tmp_path: Path) -> None:
         experts=ExpertSettings(enabled=("fewshot", "zeroshot"), backbone="dinov2-small"),
         explainer=ExplainerSettings(kind="vlm", vlm="smolvlm"),
     )
-    assert doctor.configured_models(settings) == [
+    assert configured_models(settings) == [
         ("few-shot backbone", "dinov2-small"),
         ("zero-shot CLIP", "clip-b16-plus"),
         ("explainer VLM", "smolvlm"),
@@ -93,9 +94,9 @@ def test_configured_models_are_marked(tmp_path: Path) -> None:
     results = {r.name: r for r in doctor.check_models(context(tmp_path, settings))}
     assert "configured as few-shot backbone" in results["model dinov2-small"].detail
     assert "configured" not in results["model dinov2-base"].detail
-    assert doctor.configured_models(Settings()) == []
+    assert configured_models(Settings()) == []
     named = Settings(explainer=ExplainerSettings(kind="qwen2-vl-2b"))
-    assert doctor.configured_models(named) == [("explainer VLM", "qwen2-vl-2b")]
+    assert configured_models(named) == [("explainer VLM", "qwen2-vl-2b")]
 
 
 def _install_fake_bundle(payload: bytes) -> Path:
@@ -300,7 +301,7 @@ def test_model_libraries_import_or_warn(
     import sys
 
     monkeypatch.setattr(
-        doctor, "MODEL_LIBRARIES", (("json", "reading manifests"), ("peft_blocked", "LoRA"))
+        environment, "MODEL_LIBRARIES", (("json", "reading manifests"), ("peft_blocked", "LoRA"))
     )
     monkeypatch.setitem(sys.modules, "peft_blocked", None)  # makes the import fail
     results = {r.name: r for r in doctor.check_model_libraries(context(tmp_path))}

@@ -3,15 +3,13 @@
 A QGraphicsView paints only the tiles in view, so an 8000 x 8000 image pans as smoothly as
 a small one. Mouse input becomes :class:`~workstation.core.mask_tools.MaskEditor` calls; a
 finished edit is announced with ``mask_edited(diff)`` on mouse release so it can be
-committed at once. The normal reference image sits beside it in :class:`ReferenceView`,
-following the canvas's zoom and pan when the sizes match.
+committed at once. The normal reference image sits beside it in
+:class:`~workstation.gui.zoom_view.ReferenceView`, following the canvas's zoom and pan when
+the sizes match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
@@ -19,195 +17,39 @@ from PySide6.QtGui import (
     QImage,
     QKeyEvent,
     QMouseEvent,
-    QPainter,
     QPainterPath,
     QPen,
     QPixmap,
-    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
-    QFrame,
     QGraphicsEllipseItem,
     QGraphicsPathItem,
     QGraphicsPixmapItem,
-    QGraphicsScene,
     QGraphicsView,
     QWidget,
 )
 
 from workstation.core.mask_tools import MaskEditor, Tool
-from workstation.core.raster import Raster
 from workstation.core.undo import Box, MaskDiff
-from workstation.gui.render import (
-    DEFAULT_COLORMAP,
-    HeatmapDisplay,
-    heatmap_qimage,
-    mask_outline,
-    mask_qimage,
-    mask_tile_images,
-    threshold_contour,
+from workstation.gui.canvas_content import (
+    CONTOUR_COLOR,
+    DEFAULT_HEAT_OPACITY,
+    MASK_OUTLINE,
+    Z_CONTOUR,
+    Z_HEAT,
+    Z_IMAGE,
+    Z_OUTLINE,
+    Z_TOOL,
+    CanvasContent,
 )
+from workstation.gui.mask_layer import MaskLayer
+from workstation.gui.render import DEFAULT_COLORMAP, heatmap_qimage, threshold_contour
 from workstation.gui.tiled_view import TiledImageItem
-
-MASK_TILE = 512
-MASK_RGBA = (255, 64, 96, 80)
-"""Light fill (the outline marks the edge), so the heatmap under the mask still reads."""
-MASK_OUTLINE = QColor(255, 80, 110)
-CONTOUR_COLOR = QColor(255, 255, 255)
-MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
-Z_IMAGE, Z_MASK, Z_HEAT, Z_CONTOUR, Z_OUTLINE, Z_TOOL = 0, 1, 2, 3, 4, 5
-"""The heat sits above the mask's fill: a ground-truth or drawn mask covers exactly the
-defect, and a fill on top tinted the heat there into a dull brown; the mask still reads
-by its outline, drawn above both."""
-DEFAULT_HEAT_OPACITY = 0.7
+from workstation.gui.zoom_view import ZoomView, tile_items
 
 
-@dataclass(frozen=True)
-class Overlays:
-    """Heatmap and mask layers rendered ahead (worker thread) for one colormap and mask."""
-
-    colormap: str
-    heat_image: QImage | None
-    contour: QPainterPath
-    mask_tiles: dict[tuple[int, int], QImage]
-    mask_outline: QPainterPath
-
-
-def prepare_overlays(heat: HeatmapDisplay | None, mask: np.ndarray, colormap: str) -> Overlays:
-    """Worker-thread half of showing an image: every array-to-image conversion."""
-    return Overlays(
-        colormap=colormap,
-        heat_image=heatmap_qimage(heat, colormap) if heat is not None else None,
-        contour=threshold_contour(heat) if heat is not None else QPainterPath(),
-        mask_tiles=mask_tile_images(mask, MASK_RGBA, MASK_TILE),
-        mask_outline=mask_outline(mask),
-    )
-
-
-@dataclass(frozen=True)
-class CanvasContent:
-    """Everything one image needs on screen, prepared off the GUI thread."""
-
-    image_id: int
-    rgb: np.ndarray
-    tiles: list[tuple[int, int, QImage]]
-    heatmap: HeatmapDisplay | None = None
-    overlays: Overlays | None = None
-    overview: QImage | None = None
-    """The image reduced by ``overview_factor``, painted instead of the tiles when zoomed out."""
-    overview_factor: int = 1
-    raster: Raster | None = None
-    """A very large image's pyramid (``core.raster``): painted by level-of-detail tiles
-    instead of ``tiles``; ``rgb`` is then its full-resolution memory map."""
-
-    @property
-    def size(self) -> tuple[int, int]:
-        h, w = self.rgb.shape[:2]
-        return w, h
-
-
-def _tile_items(
-    scene: QGraphicsScene, tiles: list[tuple[int, int, QImage]], z: int, scale: float = 1.0
-) -> list[QGraphicsPixmapItem]:
-    items = []
-    for x, y, image in tiles:
-        item = QGraphicsPixmapItem(QPixmap.fromImage(image))
-        item.setPos(x * scale, y * scale)
-        item.setScale(scale)
-        item.setZValue(z)
-        item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
-        scene.addItem(item)
-        items.append(item)
-    return items
-
-
-class _BaseView(QGraphicsView):
-    """Shared view set-up: dark backdrop, cheap repaints, zoom-dependent smoothing."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setBackgroundBrush(QColor(24, 26, 30))
-        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
-        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        self._last_fit = 1.0
-
-    def zoom(self) -> float:
-        return self.transform().m11()
-
-    def set_zoom(self, factor: float) -> None:
-        factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
-        self.setTransform(self.transform().fromScale(factor, factor))
-        # pixels stay crisp when magnified (an inspector wants to see them), smooth when reduced
-        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, factor < 2.0)
-
-    def fit_zoom(self) -> float:
-        rect = self.sceneRect()
-        if rect.isEmpty():
-            return 1.0
-        view = self.viewport().rect()
-        return min(view.width() / rect.width(), view.height() / rect.height()) * 0.98
-
-    def fit(self) -> None:
-        rect = self.sceneRect()
-        if rect.isEmpty():
-            return
-        self.set_zoom(self.fit_zoom())
-        self._last_fit = self.zoom()
-        self.centerOn(rect.center())
-
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        fitted = abs(self.zoom() - self._last_fit) < 1e-6
-        super().resizeEvent(event)
-        if fitted:  # a fitted view stays fitted when the window or splitter changes
-            self.fit()
-
-
-class ReferenceView(_BaseView):
-    """A known-normal image of the same product beside the canvas, for comparison."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setInteractive(False)
-        self._items: list[QGraphicsPixmapItem] = []
-
-    def set_reference(
-        self,
-        tiles: list[tuple[int, int, QImage]] | None,
-        size: tuple[int, int] | None,
-        scale: float = 1.0,
-    ) -> None:
-        """Show ``tiles`` (of an image reduced by ``scale``) in the original ``size``."""
-        for item in self._items:
-            self.scene().removeItem(item)
-        self._items = _tile_items(self.scene(), tiles, Z_IMAGE, scale) if tiles else []
-        if size:
-            self.setSceneRect(QRectF(0, 0, size[0], size[1]))
-        self.fit()
-
-    def follow(self, canvas: Canvas) -> None:
-        """Mirror the canvas's zoom and centre (relative), so the same spot is compared.
-
-        While the canvas shows its whole image the reference shows its whole image too.
-        """
-        mine, theirs = self.sceneRect(), canvas.sceneRect()
-        if mine.isEmpty() or theirs.isEmpty():
-            return
-        if canvas.zoom() <= canvas.fit_zoom() * 1.05:
-            self.fit()
-            return
-        ratio = theirs.width() / mine.width()
-        self.set_zoom(canvas.zoom() * ratio)
-        centre = canvas.mapToScene(canvas.viewport().rect().center())
-        self.centerOn(centre.x() / ratio, centre.y() * mine.height() / theirs.height())
-
-
-class Canvas(_BaseView):
+class Canvas(ZoomView):
     """Review canvas; see the module docstring."""
 
     mask_edited = Signal(object)
@@ -228,10 +70,8 @@ class Canvas(_BaseView):
         self.heat_opacity = DEFAULT_HEAT_OPACITY
         self.heat_visible = True
         self.contour_visible = True
-        self.mask_visible = True
         self._image_items: list[QGraphicsPixmapItem] = []
         self.tiled_item: TiledImageItem | None = None
-        self._mask_items: dict[tuple[int, int], QGraphicsPixmapItem] = {}
         scene = self.scene()
         self._overview_item = QGraphicsPixmapItem()
         self._overview_item.setZValue(Z_IMAGE)
@@ -242,7 +82,9 @@ class Canvas(_BaseView):
         self._heat_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         scene.addItem(self._heat_item)
         self._contour_item = self._path_item(CONTOUR_COLOR, Z_CONTOUR, Qt.PenStyle.DashLine)
-        self._outline_item = self._path_item(MASK_OUTLINE, Z_OUTLINE, Qt.PenStyle.SolidLine)
+        self._mask_layer = MaskLayer(
+            scene, self._path_item(MASK_OUTLINE, Z_OUTLINE, Qt.PenStyle.SolidLine)
+        )
         self._poly_item = self._path_item(QColor(255, 220, 0), Z_TOOL, Qt.PenStyle.SolidLine)
         self._cursor = QGraphicsEllipseItem()
         self._cursor.setPen(self._cosmetic_pen(QColor(255, 255, 255, 200), Qt.PenStyle.SolidLine))
@@ -287,7 +129,7 @@ class Canvas(_BaseView):
         same_size = self.content is not None and self.content.size == content.size
         for item in self._image_items:
             scene.removeItem(item)
-        self._image_items = _tile_items(scene, content.tiles, Z_IMAGE)
+        self._image_items = tile_items(scene, content.tiles, Z_IMAGE)
         self._set_tiled(TiledImageItem(content.raster) if content.raster is not None else None)
         if content.overview is not None:
             self._overview_item.setPixmap(QPixmap.fromImage(content.overview))
@@ -306,7 +148,7 @@ class Canvas(_BaseView):
         else:
             self._render_heatmap()
         if overlays is not None and mask_prepared:
-            self._show_mask_tiles(overlays.mask_tiles, overlays.mask_outline)
+            self._mask_layer.show_tiles(overlays.mask_tiles, overlays.mask_outline)
         else:
             self.refresh_mask()
         if not (keep_view and same_size):
@@ -321,12 +163,9 @@ class Canvas(_BaseView):
         self._image_items = []
         self._set_tiled(None)
         self._overview_item.setPixmap(QPixmap())
-        for item in self._mask_items.values():
-            scene.removeItem(item)
-        self._mask_items = {}
+        self._mask_layer.clear()
         self._heat_item.setPixmap(QPixmap())
         self._contour_item.setPath(QPainterPath())
-        self._outline_item.setPath(QPainterPath())
         self.content = None
         self.editor = None
 
@@ -358,56 +197,10 @@ class Canvas(_BaseView):
         self._contour_item.setPath(contour)
         self._contour_item.setVisible(self.heat_visible and self.contour_visible)
 
-    def _show_mask_tiles(self, tiles: dict[tuple[int, int], QImage], outline: QPainterPath) -> None:
-        scene = self.scene()
-        for item in self._mask_items.values():
-            scene.removeItem(item)
-        self._mask_items = {}
-        for (ty, tx), image in tiles.items():
-            item = QGraphicsPixmapItem(QPixmap.fromImage(image))
-            item.setPos(tx * MASK_TILE, ty * MASK_TILE)
-            item.setZValue(Z_MASK)
-            item.setVisible(self.mask_visible)
-            scene.addItem(item)
-            self._mask_items[(ty, tx)] = item
-        self._outline_item.setPath(outline)
-
     def refresh_mask(self, box: Box | None = None, *, outline: bool = True) -> None:
         """Repaint the mask tiles touching ``box`` (all when None) and, if asked, the outline."""
-        if self.editor is None:
-            return
-        mask = self.editor.mask
-        h, w = mask.shape
-        y0, x0, y1, x1 = box if box is not None else (0, 0, h, w)
-        scene = self.scene()
-        for ty in range(y0 // MASK_TILE, (max(y1, 1) - 1) // MASK_TILE + 1):
-            for tx in range(x0 // MASK_TILE, (max(x1, 1) - 1) // MASK_TILE + 1):
-                patch = mask[
-                    ty * MASK_TILE : (ty + 1) * MASK_TILE, tx * MASK_TILE : (tx + 1) * MASK_TILE
-                ]
-                item = self._mask_items.get((ty, tx))
-                if not patch.any():
-                    if item is not None:
-                        scene.removeItem(item)
-                        del self._mask_items[(ty, tx)]
-                    continue
-                pixmap = QPixmap.fromImage(mask_qimage(patch, MASK_RGBA))
-                if item is None:
-                    item = QGraphicsPixmapItem(pixmap)
-                    item.setPos(tx * MASK_TILE, ty * MASK_TILE)
-                    item.setZValue(Z_MASK)
-                    item.setVisible(self.mask_visible)
-                    scene.addItem(item)
-                    self._mask_items[(ty, tx)] = item
-                else:
-                    item.setPixmap(pixmap)
-        if box is None:  # a whole refresh also drops tiles of a previous, larger image
-            for key in [
-                k for k in self._mask_items if k[0] * MASK_TILE >= h or k[1] * MASK_TILE >= w
-            ]:
-                scene.removeItem(self._mask_items.pop(key))
-        if outline:
-            self._outline_item.setPath(mask_outline(mask))
+        if self.editor is not None:
+            self._mask_layer.refresh(self.editor.mask, box, outline=outline)
 
     # -- layer controls ------------------------------------------------------------------------
     def set_heat_opacity(self, opacity: float) -> None:
@@ -424,10 +217,7 @@ class Canvas(_BaseView):
         self._contour_item.setVisible(visible and self.heat_visible)
 
     def set_mask_visible(self, visible: bool) -> None:
-        self.mask_visible = visible
-        for item in self._mask_items.values():
-            item.setVisible(visible)
-        self._outline_item.setVisible(visible)
+        self._mask_layer.set_visible(visible)
 
     def set_colormap(self, name: str) -> None:
         self.colormap = name

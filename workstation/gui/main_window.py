@@ -29,7 +29,7 @@ from workstation.core import kinds
 from workstation.core.errors import UserError
 from workstation.core.types import Product
 from workstation.gui.app import Workstation
-from workstation.gui.canvas import Canvas, ReferenceView
+from workstation.gui.canvas import Canvas
 from workstation.gui.cheat_sheet import CheatSheet
 from workstation.gui.colorbar import ColorBar
 from workstation.gui.explanation_panel import ExplanationPanel
@@ -51,6 +51,7 @@ from workstation.gui.window_layout import (
     save_layout,
     scrollable,
 )
+from workstation.gui.zoom_view import ReferenceView
 
 
 class MainWindow(QMainWindow):

@@ -25,13 +25,15 @@ from workstation.config import ExplainerSettings
 from workstation.core.errors import CancelledError, UserError
 from workstation.core.types import CALIBRATED_NORMAL_LEVEL, Explanation, Product, ReviewVerdict
 from workstation.faults import user_message
-from workstation.gui.canvas import Canvas, CanvasContent, ReferenceView, prepare_overlays
+from workstation.gui.canvas import Canvas
+from workstation.gui.canvas_content import CanvasContent, prepare_overlays
 from workstation.gui.explanation_panel import ExplanationPanel
 from workstation.gui.image_list import ImageListModel
 from workstation.gui.render import image_tiles, overview_factor, overview_qimage, reduce_heatmap
 from workstation.gui.review_jobs import ReviewModelJobs
 from workstation.gui.tiled_view import large_raster
 from workstation.gui.workers import CancelToken, Lane, ProgressFn, unload_models
+from workstation.gui.zoom_view import ReferenceView
 from workstation.model_cache import ModelCache
 from workstation.services.review import ImageDetail, QueueFilter, ReviewService
 from workstation.services.review_session import ReviewSession, Shown

@@ -7,7 +7,7 @@ from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSlider, QSpinBox, QToolBar, QWidget
 
 from workstation.core.mask_tools import MAX_BRUSH, MIN_BRUSH
-from workstation.gui.canvas import DEFAULT_HEAT_OPACITY
+from workstation.gui.canvas_content import DEFAULT_HEAT_OPACITY
 from workstation.gui.render import COLORMAPS
 
 OPACITY_STEPS = (0.4, 0.7, 1.0)
