@@ -59,6 +59,19 @@ def _crackforest(root: Path, rng: np.random.Generator) -> None:
         )
 
 
+def _kolektor(root: Path, rng: np.random.Generator) -> None:
+    for i in range(8):
+        split = "train" if i < 6 else "val"
+        _save(
+            root / "Datasets/images" / split / f"{i:03d}.jpg",
+            rng.integers(0, 255, (60, 24), np.uint8),
+        )
+        # parts 1, 4 and 7 are cracked: a thin triangle across the middle of the part
+        polygon = "0 0.1 0.5 0.9 0.5 0.9 0.55\n" if i % 3 == 1 else ""
+        (root / "Datasets/labels" / split).mkdir(parents=True, exist_ok=True)
+        (root / "Datasets/labels" / split / f"{i:03d}.txt").write_text(polygon)
+
+
 @pytest.fixture
 def sources(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
@@ -66,13 +79,15 @@ def sources(tmp_path: Path) -> Path:
     _magnetic_tile(root / "Magnetic-tile-defect-datasets.", rng)
     _deeppcb(root / "DeepPCB", rng)
     _crackforest(root / "CrackForest-dataset", rng)
+    _kolektor(root / "KolektorSDD_Yolov8_Datasets", rng)
     return root
 
 
 def test_every_set_is_a_readable_mvtec_category(sources: Path, tmp_path: Path) -> None:
     caps = SplitCaps(train_cap=3, test_good_cap=2, test_defect_cap=4, max_side=64)
     written = build(sources, tmp_path / "out", caps=caps)
-    assert [w.category.parent.name for w in written] == ["magnetic_tile", "deeppcb", "crackforest"]
+    names = ["magnetic_tile", "deeppcb", "crackforest", "kolektor"]
+    assert [w.category.parent.name for w in written] == names
     for w in written:
         category = load_category(w.category)
         assert len(category.train) == w.train == 3
@@ -88,7 +103,20 @@ def test_every_set_is_a_readable_mvtec_category(sources: Path, tmp_path: Path) -
     assert set(written[0].test_defect) == {"crack", "fray"}
     assert set(written[1].test_defect) == {"open", "short"}
     ready = (tmp_path / "out" / "READY").read_text().splitlines()
-    assert [line.split("\t")[0] for line in ready] == ["magnetic_tile", "deeppcb", "crackforest"]
+    assert [line.split("\t")[0] for line in ready] == names
+    # the polygon became a thin horizontal mask across the middle of the cracked part
+    cracked = [i for i in load_category(written[3].category).test if i.anomalous]
+    with Image.open(cracked[0].mask_path) as mask:
+        rows = np.flatnonzero(np.asarray(mask).any(axis=1))
+    assert len(rows) <= 6 and abs(rows.mean() / mask.height - 0.52) < 0.1
+
+
+def test_building_one_set_keeps_the_others_listed(sources: Path, tmp_path: Path) -> None:
+    caps = SplitCaps(train_cap=2, test_good_cap=2, test_defect_cap=2, max_side=64)
+    build(sources, tmp_path / "out", ("deeppcb", "kolektor"), caps)
+    build(sources, tmp_path / "out", ("kolektor",), caps)
+    ready = (tmp_path / "out" / "READY").read_text().splitlines()
+    assert [line.split("\t")[0] for line in ready] == ["deeppcb", "kolektor"]
 
 
 def test_split_keeps_a_source_image_on_one_side(sources: Path, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from workstation.datasets.devsuite.sources import SOURCES, Source
 def build(
     sources: Path, out: Path, names: tuple[str, ...] = (), caps: SplitCaps | None = None
 ) -> list[Written]:
-    """Build every source (or the named ones) under ``out`` and list them in ``out/READY``."""
+    """Build every source (or the named ones) under ``out`` and list them in ``out/READY``
+    (lines of sets built before, and not rebuilt now, are kept: ``--only`` adds a set)."""
     chosen = _choose(names)
     caps = caps or SplitCaps()
     written = []
@@ -24,9 +25,17 @@ def build(
         if not samples:
             raise UserError(f"{source.root(sources)} holds no images of {source.name}")
         written.append(write_category(source, samples, out, caps))
-    ready = "".join(f"{w.category.parent.name}\t{w.category}\n" for w in written)
-    (out / "READY").write_text(ready)
+    entries = _ready_entries(out / "READY")
+    entries.update({w.category.parent.name: str(w.category) for w in written})
+    (out / "READY").write_text("".join(f"{name}\t{path}\n" for name, path in entries.items()))
     return written
+
+
+def _ready_entries(ready: Path) -> dict[str, str]:
+    if not ready.is_file():
+        return {}
+    lines = (line.partition("\t") for line in ready.read_text().splitlines())
+    return {name: path for name, _, path in lines if name and path}
 
 
 def _choose(names: tuple[str, ...]) -> list[Source]:

@@ -202,6 +202,43 @@ def read_crackforest(root: Path) -> Iterator[RawSample]:
                 )
 
 
+# --- KolektorSDD (Tabernik et al.), as polygons in a YOLO-segment copy ----------------------
+
+
+def _polygon_mask(label: Path, size: tuple[int, int]) -> np.ndarray:
+    """YOLO segment lines ``class x1 y1 x2 y2 ...`` (coordinates in 0..1) as one mask."""
+    import cv2
+
+    width, height = size
+    mask = np.zeros((height, width), np.uint8)
+    for line in label.read_text().split("\n"):
+        values = line.split()[1:]
+        if len(values) < 6 or len(values) % 2:
+            continue
+        points = np.asarray(values, dtype=np.float64).reshape(-1, 2) * (width, height)
+        cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    return mask > 0
+
+
+def _kolektor_pair(image: Path, label: Path) -> Loaded:
+    pixels, _ = _open_pair(image, None)
+    return pixels, _polygon_mask(label, pixels.size)
+
+
+def read_kolektor(root: Path) -> Iterator[RawSample]:
+    """``Datasets/images/{train,val}/<n>.jpg`` with ``Datasets/labels/.../<n>.txt``: an empty
+    label file is a normal part, a non-empty one holds the crack's polygons."""
+    for image in sorted((root / "Datasets" / "images").glob("*/*.jpg")):
+        label = root / "Datasets" / "labels" / image.parent.name / f"{image.stem}.txt"
+        if not label.is_file():
+            continue
+        stem = image.stem
+        if not label.read_text().strip():
+            yield RawSample(stem, NORMAL_LABEL, stem, lambda i=image: _open_pair(i, None))
+            continue
+        yield RawSample(stem, "crack", stem, lambda i=image, t=label: _kolektor_pair(i, t))
+
+
 SOURCES: tuple[Source, ...] = (
     Source(
         "magnetic_tile",
@@ -244,5 +281,19 @@ SOURCES: tuple[Source, ...] = (
         "Colour road-surface photographs (texture) cut into 160x160 tiles; crack masks from "
         "the pixel-level .seg annotations. Normals are crack-free tiles of other photographs.",
         read_crackforest,
+    ),
+    Source(
+        "kolektor",
+        "commutator",
+        "https://github.com/stoy95536/KolektorSDD_Yolov8_Datasets.git",
+        "81e5cf333010730a05f11d1c0357bc0f24ecf502",
+        ("KolektorSDD_Yolov8_Datasets", "KolektorSDD"),
+        "KolektorSDD: CC BY-NC-SA 4.0 (non-commercial research); the copy has no licence file",
+        "D. Tabernik, S. Sela, J. Skvarc, D. Skocaj: Segmentation-based deep-learning approach "
+        "for surface-defect detection. J. Intell. Manuf. 31, 759-776 (2020)",
+        "Gray electrical-commutator surfaces, 500 x about 1250 px, one defect type (thin "
+        "cracks and fractures, often a few pixels wide); 347 normal parts and 52 defective, "
+        "masks rasterised from the copy's segment polygons.",
+        read_kolektor,
     ),
 )
