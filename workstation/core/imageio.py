@@ -18,8 +18,11 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
@@ -66,15 +69,22 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _read_bytes(path: Path) -> bytes:
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """File system errors while reading ``path`` as one-line :class:`ImageReadError`s."""
     try:
-        data = Path(path).read_bytes()
+        yield
     except FileNotFoundError as exc:
         raise ImageReadError(f"{path}: file not found") from exc
     except IsADirectoryError as exc:
         raise ImageReadError(f"{path}: is a folder, not an image") from exc
     except OSError as exc:
         raise ImageReadError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+
+
+def _read_bytes(path: Path) -> bytes:
+    with _reading(path):
+        data = Path(path).read_bytes()
     if not data:
         raise ImageReadError(f"{path}: the file is empty (0 bytes)")
     return data
@@ -126,12 +136,17 @@ class _BufferFile(io.RawIOBase):
 
 
 def _header(data: bytes | bytearray, name: str) -> _Header:
+    return _parse_header(_BufferFile(data), name, png_exif=b"eXIf" in data)
+
+
+def _parse_header(source: IO[bytes], name: str, *, png_exif: bool) -> _Header:
+    """The header of an open image file; ``png_exif``: a PNG holds an eXIf chunk."""
     try:
-        with Image.open(_BufferFile(data)) as img:
+        with Image.open(source) as img:
             width, height = img.size
             orientation = 1
             # Pillow decodes a whole PNG to look for EXIF: only ask when the chunk exists.
-            has_exif = img.format in ("JPEG", "TIFF") or (img.format == "PNG" and b"eXIf" in data)
+            has_exif = img.format in ("JPEG", "TIFF") or (img.format == "PNG" and png_exif)
             if has_exif:
                 try:
                     orientation = int(img.getexif().get(_ORIENTATION_TAG, 1) or 1)
@@ -321,6 +336,21 @@ def image_size(path: Path | str) -> tuple[int, int]:
     with open(path, "rb") as handle:
         data = handle.read()
     return header_size(data, name=str(path))
+
+
+def stored_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, reading only the header's bytes
+    (Pillow opens lazily) and refused above :func:`max_pixels`: how a scan of gigabytes is
+    measured, routed and perhaps refused before any of it is read. A PNG's EXIF
+    orientation is not looked for (that needs the whole file): the size is as stored,
+    which may be width and height swapped, the same number of pixels."""
+    path = Path(path)
+    with _reading(path), open(path, "rb") as handle:
+        if not handle.read(1):
+            raise ImageReadError(f"{path}: the file is empty (0 bytes)")
+        handle.seek(0)
+        header = _parse_header(handle, str(path), png_exif=False)
+    return header.width, header.height
 
 
 def header_size(data: bytes | bytearray, *, name: str = "image") -> tuple[int, int]:

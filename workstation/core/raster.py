@@ -11,7 +11,9 @@ scoring tile (``experts.tiled``).
 
 The folder is keyed by the file's content hash, so an edited file gets a new pyramid and
 an unchanged one is built once; ``complete`` is written last, so a half-built pyramid
-(a crash, a kill) is rebuilt rather than used.
+(a crash, a kill) is rebuilt rather than used. The child is told this process's pixel
+limit (``--max-pixels``): it reads no settings of its own, and must refuse what the app
+refuses, and accept what a raised ``[limits] max_image_megapixels`` lets through.
 """
 
 from __future__ import annotations
@@ -127,7 +129,12 @@ def ensure_raster(image_path: Path | str, folder: Path) -> Raster:
     found = open_raster(folder)
     if found is not None:
         return found
-    command = [sys.executable, "-m", "workstation.core.raster", str(image_path), str(folder)]
+    from workstation.core.imageio import max_pixels
+
+    command = [
+        sys.executable, "-m", "workstation.core.raster", str(image_path), str(folder),
+        "--max-pixels", str(max_pixels()),
+    ]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
@@ -142,10 +149,17 @@ def ensure_raster(image_path: Path | str, folder: Path) -> Raster:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m workstation.core.raster IMAGE FOLDER", file=sys.stderr)
+    from workstation.core.untrusted import set_limits, with_limits
+
+    if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] != "--max-pixels"):
+        print(
+            "usage: python -m workstation.core.raster IMAGE FOLDER [--max-pixels N]",
+            file=sys.stderr,
+        )
         return 2
     try:
+        if len(argv) == 4:
+            set_limits(with_limits(image_pixels=int(argv[3])))
         build(Path(argv[0]), Path(argv[1]))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
