@@ -83,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _score_files(store: object, args: argparse.Namespace, settings: object, device: str) -> int:
     from workstation.core.errors import UserError
-    from workstation.core.imageio import read_image
+    from workstation.core.imageio import stored_size
     from workstation.services.inspect import load_active_pipeline
+    from workstation.services.large_scoring import route, score_file
 
     product = store.get_product(args.product)  # type: ignore[attr-defined]
     version, pipeline = load_active_pipeline(
@@ -100,21 +101,30 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
     for number, path in enumerate(args.images, start=1):
         step = f"[{number}/{total}] {path}"
         try:  # the pixel limit is checked on the header, before anything is decoded
-            image = read_image(path)
+            width, height = stored_size(path)
+            tiled = route(width, height, name=str(path)) == "tiled"
         except UserError as exc:  # one unreadable or refused file never stops the batch
             print(f"{step}: refused", file=sys.stderr, flush=True)
             failed.append({"image": str(path), "error": str(exc)})
             continue
         # Each item says it started: a large one takes a while, and the batch goes on.
-        height, width = image.shape[:2]
-        print(f"{step}: {width}x{height} px, scoring", file=sys.stderr, flush=True)
-        result = pipeline.predict([image])[0]
+        how = "scoring in tiles" if tiled else "scoring"
+        print(f"{step}: {width}x{height} px, {how}", file=sys.stderr, flush=True)
+        try:
+            scored = score_file(store, path, pipeline, product)  # type: ignore[arg-type]
+        except UserError as exc:
+            failed.append({"image": str(path), "error": str(exc)})
+            continue
+        result = scored.fused
         row: dict[str, object] = {
             "image": str(path),
             "score": round(result.score, 4),
             "verdict": "anomalous" if result.anomalous else "normal",
             "model_version": version.name,
         }
+        if scored.tiles:
+            row["tiles"] = scored.tiles
+            row["regions"] = [list(region.bbox) for region in scored.regions]
         if args.explain:
             from workstation.explain.template import explain
 
@@ -126,6 +136,8 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
         return code
     for row in rows:
         print(f"{row['image']}: {row['verdict']} (score {row['score']}, threshold 1.0)")
+        if "regions" in row:
+            print(f"  {row['tiles']} tiles; regions (x0, y0, x1, y1): {row['regions']}")
         if "explanation" in row:
             explanation = row["explanation"]
             print(f"  {explanation['description']}")  # type: ignore[index]

@@ -18,8 +18,12 @@ refuses, and accept what a raised ``[limits] max_image_megapixels`` lets through
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +150,18 @@ def ensure_raster(image_path: Path | str, folder: Path) -> Raster:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise UserError(f"could not prepare the tiles of {Path(image_path).name}: {last}")
     return raster
+
+
+@contextmanager
+def scratch_raster(image_path: Path | str, parent: Path) -> Iterator[Raster]:
+    """The pyramid of a file that is not in the store, in a folder under ``parent`` that
+    is removed afterwards: a one-off file should not leave gigabytes of levels behind."""
+    parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="scratch-", dir=parent))
+    try:
+        yield ensure_raster(image_path, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _main(argv: list[str]) -> int:

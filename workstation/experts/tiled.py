@@ -115,9 +115,7 @@ def plan_tiles(
         max(1, min(width, round(shot[1] / down[1]))),
     )
     origins = tuple(
-        (y, x)
-        for y in starts(height, tile[0], overlap)
-        for x in starts(width, tile[1], overlap)
+        (y, x) for y in starts(height, tile[0], overlap) for x in starts(width, tile[1], overlap)
     )
     return TilePlan(level=level, level_shape=(height, width), tile=tile, origins=origins)
 
@@ -217,8 +215,7 @@ def score_tiled(
             raise CancelledError("tiled scoring cancelled")
         origins = plan.origins[start : start + max(1, batch)]
         tiles = [
-            raster.region(plan.level, x, y, x + plan.tile[1], y + plan.tile[0])
-            for y, x in origins
+            raster.region(plan.level, x, y, x + plan.tile[1], y + plan.tile[0]) for y, x in origins
         ]
         for done, (origin, (fused, experts)) in enumerate(
             zip(origins, pipeline.predict_detailed(tiles), strict=True), start=start + 1

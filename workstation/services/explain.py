@@ -34,6 +34,7 @@ from workstation.explain.result import (
     TokenCallback,
 )
 from workstation.paths import user_data_dir
+from workstation.services.large_scoring import read_for_review
 from workstation.store.repository import Store
 
 EXPLAINER_AUTHOR = "explainer"
@@ -145,7 +146,7 @@ def build_request(
     anomaly_map = AnomalyMap(values, score=prediction.score, threshold=product.decision_threshold)
     mask_revision = store.latest_mask_revision(image_id, sources=("inspector",))
     mask = store.load_mask(mask_revision) if mask_revision is not None else None
-    image = read_image(record.path)
+    image = read_for_review(store, record)
     reference = _reference_image(store, product) if with_reference else None
     return ExplainRequest(
         image=image, anomaly_map=anomaly_map, product=product, mask=mask, reference=reference

@@ -19,9 +19,11 @@ import numpy as np
 
 from workstation.config import ExpertSettings
 from workstation.core.errors import CancelledError, UserError
-from workstation.core.types import ModelVersion, Product
+from workstation.core.types import ImageRecord, ModelVersion, Product
 from workstation.experts.base import ProgressFn
 from workstation.experts.pipeline import InspectionPipeline, trained_folders
+from workstation.experts.tiled import Shape
+from workstation.services.large_scoring import Scored, route, score_stored_tiled, shot_shape
 from workstation.services.onboard import fit_product, read_for_experts, trained_model_paths
 from workstation.store.repository import Store
 from workstation.store.rows import NewPrediction
@@ -93,10 +95,14 @@ def inspect_product(
     refit: bool = False,
     cancel: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    tile_progress: Callable[[int, int], None] | None = None,
 ) -> InspectReport:
     """Predict every not-yet-predicted image of the product; see the module docstring.
 
-    Raises CancelledError when ``cancel`` is set; predictions written so far are kept.
+    A very large image is scored in tiles (``large_scoring``), alone, and stored once it
+    is whole; ``tile_progress(done, total)`` hears its tiles. Raises CancelledError when
+    ``cancel`` is set (between batches, or between a large image's tiles); predictions
+    written so far are kept.
     """
     if batch_size < 1:
         raise UserError("batch size must be at least 1")
@@ -110,6 +116,7 @@ def inspect_product(
     total = len(todo)
     predicted = anomalous = 0
     failed: list[tuple[int, str]] = []
+    shot: Shape | None = None
     if progress:
         progress(0, total)
     for start in range(0, total, batch_size):
@@ -118,29 +125,34 @@ def inspect_product(
         batch = todo[start : start + batch_size]
         images: list[np.ndarray] = []
         kept = []
+        scored: list[tuple[ImageRecord, Scored]] = []
         for record in batch:
             try:
+                if route(record.width, record.height, name=record.path) == "tiled":
+                    shot = shot or shot_shape(store, product)
+                    result = score_stored_tiled(
+                        store,
+                        record,
+                        pipeline,
+                        product,
+                        shot=shot,
+                        progress=tile_progress,
+                        cancel=cancel,
+                    )
+                    scored.append((record, result))
+                    continue
                 images.append(read_for_experts(store, record, settings.image_size))
                 kept.append(record)
             except UserError as exc:
                 failed.append((record.id, str(exc)))
         if images:
             results = pipeline.predict_detailed(images)
-            entries = [
-                NewPrediction(
-                    image_id=record.id,
-                    model_version=version.name,
-                    score=result.score,
-                    # judged at the product's threshold, which an engineer may have moved
-                    anomalous=bool(result.score >= product.decision_threshold),
-                    anomaly_map=result.map.astype(np.float16),
-                    expert_scores={name: m.score for name, m in experts.items()},
-                    embedding=next(
-                        (m.embedding for m in experts.values() if m.embedding is not None), None
-                    ),
-                )
-                for record, (result, experts) in zip(kept, results, strict=True)
+            scored += [
+                (record, Scored.whole(fused, experts, (record.width, record.height)))
+                for record, (fused, experts) in zip(kept, results, strict=True)
             ]
+        entries = [_prediction(record, version, product, result) for record, result in scored]
+        if entries:
             store.add_predictions(entries)
             predicted += len(entries)
             anomalous += sum(e.anomalous for e in entries)
@@ -154,4 +166,19 @@ def inspect_product(
         skipped=len(records) - total,
         anomalous=anomalous,
         failed=tuple(failed),
+    )
+
+
+def _prediction(
+    record: ImageRecord, version: ModelVersion, product: Product, result: Scored
+) -> NewPrediction:
+    return NewPrediction(
+        image_id=record.id,
+        model_version=version.name,
+        score=result.fused.score,
+        # judged at the product's threshold, which an engineer may have moved
+        anomalous=bool(result.fused.score >= product.decision_threshold),
+        anomaly_map=result.fused.map.astype(np.float16),
+        expert_scores=result.expert_scores,
+        embedding=result.embedding,
     )

@@ -64,6 +64,7 @@ def triage_product(
         refit=refit,
         cancel=cancel,
         progress=report("scoring"),
+        tile_progress=report("scoring a large image in tiles"),
     )
     product = store.get_product(product_name)
     predicted = store.predicted_image_ids(product.id, inspection.model_version)
