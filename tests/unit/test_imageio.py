@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,9 @@ from workstation.core.imageio import (
     read_image,
     read_mask,
     read_mask_checked,
+    stored_size,
     write_png,
+    write_png_bands,
 )
 
 
@@ -234,3 +237,26 @@ def test_png_exif_orientation_is_applied(tmp_path: Path) -> None:
     result = read_image(tmp_path / "rot.png")
     assert np.array_equal(result, np.rot90(rgb))
     assert image_size(tmp_path / "rot.png") == (24, 32)
+
+
+def test_a_png_written_in_bands_reads_back_exactly(tmp_path: Path, rgb: np.ndarray) -> None:
+    write_png_bands(tmp_path / "banded.png", 32, 24, [rgb[:10], rgb[10:11], rgb[11:]])
+    assert np.array_equal(read_image(tmp_path / "banded.png"), rgb)
+    assert stored_size(tmp_path / "banded.png") == (32, 24)
+    with pytest.raises(ValueError, match="23 rows, not 24"):
+        write_png_bands(tmp_path / "short.png", 32, 24, [rgb[:23]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["banded.png"]  # no half file
+
+
+def test_stored_size_reads_the_header_and_refuses_over_the_limit(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.png"  # a PNG header declaring 19999 x 19999, no pixels
+    write_png(huge, np.zeros((1, 1, 3), np.uint8))
+    data = bytearray(huge.read_bytes())
+    data[16:24] = (19_999).to_bytes(4, "big") * 2  # IHDR width and height, then its CRC
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    huge.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="19999x19999 pixels is more than the limit"):
+        stored_size(huge)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty"):
+        stored_size(tmp_path / "empty.png")

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import warnings
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -442,3 +444,42 @@ def write_bytes_atomic(path: Path | str, data: bytes) -> None:
 def write_png(path: Path | str, array: np.ndarray) -> None:
     """Save an RGB / RGBA / gray array as PNG atomically."""
     write_bytes_atomic(path, encode_png(array))
+
+
+def write_png_bands(
+    path: Path | str, width: int, height: int, bands: Iterable[np.ndarray], *, level: int = 1
+) -> None:
+    """Save an RGB image given as bands of rows, top to bottom, as PNG atomically: an image
+    too large to hold in memory at once (a synthetic 20000 x 20000 scan) costs one band.
+    Raises ValueError when the bands do not add up to ``height`` rows of ``width``."""
+    path = Path(path)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    fd, temp = create_temp(path.parent, path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+            handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
+            packer = zlib.compressobj(level)
+            rows = 0
+            for band in bands:
+                if band.dtype != np.uint8 or band.shape[1:] != (width, 3):
+                    raise ValueError(f"a band of shape {band.shape} is not {width} RGB pixels wide")
+                rows += band.shape[0]
+                # every row starts with its filter type, 0 (none)
+                raw = np.concatenate([np.zeros((band.shape[0], 1), np.uint8),
+                                      band.reshape(band.shape[0], -1)], axis=1)
+                if packed := packer.compress(raw.tobytes()):
+                    handle.write(chunk(b"IDAT", packed))
+            if rows != height:
+                raise ValueError(f"the bands hold {rows} rows, not {height}")
+            handle.write(chunk(b"IDAT", packer.flush()) + chunk(b"IEND", b""))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
