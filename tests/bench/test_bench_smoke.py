@@ -241,6 +241,21 @@ SMOKES: tuple[Smoke, ...] = (
             "baseline.exit_code": equals(0),
         },
     ),
+    Smoke(
+        "large",
+        lambda _: ["--side", "600", "--shot", "192", "--image-size", "96", "--shots", "6",
+                   "--defect", "6"],
+        {
+            "tiles": equals(16),
+            "s_per_tile": positive,
+            "pyramid_s": positive,
+            "fit_s": positive,
+            "defects_found": lambda found: found in (0, 1, 2, 3),
+            "map_shape": lambda shape: max(shape) <= 2048,
+            "peak_rss_mb_self": positive,
+            "peak_rss_mb_children": positive,
+        },
+    ),
 )
 
 

@@ -16,4 +16,5 @@ BENCH_MODULES: tuple[str, ...] = (
     "sync",
     "damage",
     "hostile",
+    "large",
 )
