@@ -21,12 +21,17 @@ import hashlib
 import resource
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from workstation.bench.scratch import emit, in_scratch
+
+if TYPE_CHECKING:
+    from workstation.core.types import ImageRecord
+    from workstation.store.repository import Store
 
 BAND_ROWS = 128
 DEFECTS = 3
@@ -82,19 +87,38 @@ def scan_bands(
         yield band
 
 
-def _found(
-    regions: tuple[Any, ...], centres: list[tuple[int, int]], radius: int
-) -> tuple[int, int]:
-    """(spots a region box overlaps, regions that overlap no spot)."""
+@dataclass(frozen=True)
+class Found:
+    """The regions of the scored scan against the planted spots."""
 
+    spots: int
+    """Spots a region box overlaps."""
+    other: int
+    """Regions that overlap no spot (false alarms at the product's threshold)."""
+    spot_peak_min: float
+    """The weakest found spot's peak (0 when none was found)."""
+    other_peak_max: float
+    """The strongest false alarm's peak (0 when there is none): below ``spot_peak_min``,
+    a threshold between them finds every spot and nothing else."""
+
+
+def found_spots(regions: tuple[Any, ...], centres: list[tuple[int, int]], radius: int) -> Found:
     def overlaps(box: tuple[int, int, int, int], centre: tuple[int, int]) -> bool:
         x0, y0, x1, y1 = box
         cx, cy = centre
         return x0 - radius <= cx < x1 + radius and y0 - radius <= cy < y1 + radius
 
-    found = sum(any(overlaps(r.bbox, c) for r in regions) for c in centres)
-    other = sum(not any(overlaps(r.bbox, c) for c in centres) for r in regions)
-    return found, other
+    hits = [
+        max((r.peak or 0.0 for r in regions if overlaps(r.bbox, c)), default=None) for c in centres
+    ]
+    others = [r.peak or 0.0 for r in regions if not any(overlaps(r.bbox, c) for c in centres)]
+    found = [peak for peak in hits if peak is not None]
+    return Found(
+        spots=len(found),
+        other=len(others),
+        spot_peak_min=round(min(found, default=0.0), 3),
+        other_peak_max=round(max(others, default=0.0), 3),
+    )
 
 
 def _peak_mb(who: int) -> float:
@@ -106,12 +130,17 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     from workstation.core.errors import UserError
     from workstation.core.imageio import write_png, write_png_bands
     from workstation.core.raster import ensure_raster, tiles_folder
+    from workstation.core.untrusted import limits, set_limits, with_limits
     from workstation.services.inspect import load_active_pipeline
     from workstation.services.large_scoring import score_stored_tiled, shot_shape
     from workstation.store.repository import Store
 
     if args.side < args.shot or args.shot < 32 or args.shots < 1:
         raise UserError("need --side >= --shot >= 32 and --shots >= 1")
+    # A plant with such scans raises [limits] max_image_megapixels (100 by default) to
+    # fit them; the bench does the same for this run.
+    pixels = max(limits().image_pixels, args.side * args.side)
+    set_limits(with_limits(image_pixels=pixels))
     centres = spots(args.side, args.seed)
     started = time.perf_counter()
     scan = folder / "scan.png"
@@ -128,24 +157,8 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             x0, y0 = (int(v) for v in rng.integers(0, args.side - args.shot + 1, 2))
             path = folder / f"normal_{index:03d}.png"
             write_png(path, texture(x0, y0, args.shot, args.shot, rng))
-            store.add_image(
-                product.id,
-                path=path,
-                sha256=_sha256(path),
-                width=args.shot,
-                height=args.shot,
-                split="train",
-                source_label="good",
-            )
-        record, _ = store.add_image(
-            product.id,
-            path=scan,
-            sha256=_sha256(scan),
-            width=args.side,
-            height=args.side,
-            split="unlabeled",
-            source_label=None,
-        )
+            _add(store, product.id, path, args.shot, "train")
+        record = _add(store, product.id, scan, args.side, "unlabeled")
         # The pyramid first: its child is forked before torch is loaded here, so the
         # children's peak is the decode's, not a copy of this process.
         print("building the pyramid ...", flush=True)
@@ -171,12 +184,13 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         score_s = time.perf_counter() - started
     finally:
         store.close()
-    found, other = _found(scored.regions, centres, args.defect)
+    found = found_spots(scored.regions, centres, args.defect)
     return {
         "side": args.side,
         "shot": args.shot,
         "image_size": args.image_size,
         "shots": args.shots,
+        "max_image_megapixels": pixels / 1e6,
         "scan_mb": round(scan.stat().st_size / 2**20, 1),
         "write_s": round(write_s, 2),
         "fit_s": round(fit_s, 2),
@@ -186,17 +200,30 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         "s_per_tile": round(score_s / max(scored.tiles, 1), 4),
         "score": round(scored.fused.score, 3),
         "defects": DEFECTS,
-        "defects_found": found,
-        "other_regions": other,
+        "defects_found": found.spots,
+        "other_regions": found.other,
+        "defect_peak_min": found.spot_peak_min,
+        "other_peak_max": found.other_peak_max,
         "map_shape": list(scored.fused.map.shape),
         "peak_rss_mb_self": _peak_mb(resource.RUSAGE_SELF),
         "peak_rss_mb_children": _peak_mb(resource.RUSAGE_CHILDREN),
     }
 
 
-def _sha256(path: Path) -> str:
+def _add(store: Store, product_id: int, path: Path, side: int, split: str) -> ImageRecord:
+    """A square image into the store: a normal shot (``train``) or the scan."""
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    record, _ = store.add_image(
+        product_id,
+        path=path,
+        sha256=digest,
+        width=side,
+        height=side,
+        split=split,
+        source_label="good" if split == "train" else None,  # type: ignore[arg-type]
+    )
+    return record
 
 
 def _every_tenth(done: int, total: int) -> None:
@@ -213,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
         f"fit {numbers['fit_s']} s · pyramid {numbers['pyramid_s']} s · "
         f"{numbers['tiles']} tiles in {numbers['score_s']} s ({numbers['s_per_tile']} s/tile)",
         f"defects found {numbers['defects_found']}/{numbers['defects']} "
-        f"({numbers['other_regions']} other regions), score {numbers['score']}, "
+        f"(weakest peak {numbers['defect_peak_min']}; {numbers['other_regions']} other "
+        f"regions, strongest {numbers['other_peak_max']}), score {numbers['score']}, "
         f"map {numbers['map_shape'][1]}x{numbers['map_shape'][0]}",
         f"peak RSS {numbers['peak_rss_mb_self']} MB (this process), "
         f"{numbers['peak_rss_mb_children']} MB (children)",

@@ -428,11 +428,19 @@ def encode_png(array: np.ndarray, *, compression: int = 3) -> bytes:
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
     """Write to a temp name in the same folder, flush to disk, rename: never half a file."""
+    with _atomic_file(path) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def _atomic_file(path: Path | str) -> Iterator[IO[bytes]]:
+    """A file written under a temp name in the same folder, flushed to disk and renamed
+    to ``path`` once the block ends; removed instead when it raises."""
     path = Path(path)
     fd, temp = create_temp(path.parent, path.suffix)  # O_EXCL: never a planted link
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -452,34 +460,26 @@ def write_png_bands(
     """Save an RGB image given as bands of rows, top to bottom, as PNG atomically: an image
     too large to hold in memory at once (a synthetic 20000 x 20000 scan) costs one band.
     Raises ValueError when the bands do not add up to ``height`` rows of ``width``."""
-    path = Path(path)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    fd, temp = create_temp(path.parent, path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-            handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
-            packer = zlib.compressobj(level)
-            rows = 0
-            for band in bands:
-                if band.dtype != np.uint8 or band.shape[1:] != (width, 3):
-                    raise ValueError(f"a band of shape {band.shape} is not {width} RGB pixels wide")
-                rows += band.shape[0]
-                # every row starts with its filter type, 0 (none)
-                raw = np.concatenate([np.zeros((band.shape[0], 1), np.uint8),
-                                      band.reshape(band.shape[0], -1)], axis=1)
-                if packed := packer.compress(raw.tobytes()):
-                    handle.write(chunk(b"IDAT", packed))
-            if rows != height:
-                raise ValueError(f"the bands hold {rows} rows, not {height}")
-            handle.write(chunk(b"IDAT", packer.flush()) + chunk(b"IEND", b""))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with _atomic_file(path) as handle:
+        header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+        handle.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header))
+        packer = zlib.compressobj(level)
+        rows = 0
+        for band in bands:
+            if band.dtype != np.uint8 or band.shape[1:] != (width, 3):
+                raise ValueError(f"a band of shape {band.shape} is not {width} RGB pixels wide")
+            rows += band.shape[0]
+            # every row starts with its filter type, 0 (none)
+            raw = np.concatenate(
+                [np.zeros((band.shape[0], 1), np.uint8), band.reshape(band.shape[0], -1)], axis=1
+            )
+            if packed := packer.compress(raw.tobytes()):
+                handle.write(chunk(b"IDAT", packed))
+        if rows != height:
+            raise ValueError(f"the bands hold {rows} rows, not {height}")
+        handle.write(chunk(b"IDAT", packer.flush()) + chunk(b"IEND", b""))
