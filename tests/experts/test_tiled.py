@@ -92,6 +92,15 @@ def test_the_level_is_the_coarsest_still_as_sharp_as_the_shots() -> None:
         covered[y : y + 96, x : x + 96] += 1
     assert covered.min() >= 1  # every pixel of the level is in some tile
     assert (covered >= 2).mean() > 0.25  # and seams are seen twice
+    # the kept parts (inner edges dropped, a neighbour sees them in context) still cover it
+    kept = np.zeros(plan.level_shape, np.uint8)
+    for origin in plan.origins:
+        top, left, bottom, right = plan.kept(origin)
+        assert (bottom - top) * (right - left) < 96 * 96  # every tile has an inner edge
+        kept[origin[0] + top : origin[0] + bottom, origin[1] + left : origin[1] + right] = 1
+    assert kept.min() == 1
+    assert plan.kept((0, 0)) == (0, 0, 96 - plan.margin[0], 96 - plan.margin[1])
+    assert plan.margin == (12, 12)
 
 
 def test_a_planted_defect_is_boxed_at_its_full_resolution_place(

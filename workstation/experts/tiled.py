@@ -7,10 +7,12 @@ pyramid level (``core.raster``) closest above the scale at which the shots were 
 (a 1024 px shot seen at 256 px: level 2, a quarter of full resolution) is cut into tiles
 of the shot's size at that level, overlapping by a quarter so that a defect on a seam is
 whole in at least one tile, and each tile goes through the product's fitted pipeline as a
-shot would. The tiles' maps are max-pooled into one map of at most ``MAP_SIDE`` px on the
-long side (where tiles overlap, the stronger evidence wins), the image's score is its
-highest tile's, and the regions above the threshold are given as boxes in full-resolution
-pixels.
+shot would. The tiles' maps, less the strip along each inner edge that a neighbour sees
+in context (patches at a tile's edge see the edge, not the surface around them, and
+scored there raised false regions along every seam), are max-pooled into one map of at
+most ``MAP_SIDE`` px on the long side (where kept parts overlap, the stronger evidence
+wins). The image's score is its highest tile's, and the regions above the threshold are
+given as boxes in full-resolution pixels.
 
 Memory is one batch of tiles, their maps and the stitched map, whatever the image: the
 pyramid's levels are read-only memory maps, and nothing is written here (the caller
@@ -54,6 +56,23 @@ class TilePlan:
     tile: Shape
     origins: tuple[Shape, ...]
     """(y, x) of each tile's top-left corner, row by row."""
+    margin: Shape = (0, 0)
+    """(rows, columns) of a tile's map dropped where a neighbour overlaps it: half the
+    overlap, so the kept parts still cover the image."""
+
+    def kept(self, origin: Shape) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the part of the tile at ``origin`` whose map is
+        used, in tile pixels: all of it along the image's border, elsewhere without the
+        margin, where the patches see the tile's edge instead of the surface around
+        them (the neighbour sees that strip away from its edge)."""
+        (y, x), (h, w) = origin, self.tile
+        height, width = self.level_shape
+        return (
+            self.margin[0] if y > 0 else 0,
+            self.margin[1] if x > 0 else 0,
+            h - (self.margin[0] if y + h < height else 0),
+            w - (self.margin[1] if x + w < width else 0),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,9 +101,14 @@ def starts(length: int, tile: int, overlap: float = OVERLAP) -> list[int]:
     to end at the border (so no tile is cut short and none hangs over the edge)."""
     if tile >= length:
         return [0]
-    stride = max(1, round(tile * (1 - overlap)))
-    count = math.ceil((length - tile) / stride) + 1
-    return [min(i * stride, length - tile) for i in range(count)]
+    step = stride(tile, overlap)
+    count = math.ceil((length - tile) / step) + 1
+    return [min(i * step, length - tile) for i in range(count)]
+
+
+def stride(tile: int, overlap: float = OVERLAP) -> int:
+    """Distance between the starts of neighbouring tiles."""
+    return max(1, round(tile * (1 - overlap)))
 
 
 def choose_level(level_shapes: Sequence[Shape], scale: float) -> int:
@@ -117,7 +141,10 @@ def plan_tiles(
     origins = tuple(
         (y, x) for y in starts(height, tile[0], overlap) for x in starts(width, tile[1], overlap)
     )
-    return TilePlan(level=level, level_shape=(height, width), tile=tile, origins=origins)
+    margin = ((tile[0] - stride(tile[0], overlap)) // 2, (tile[1] - stride(tile[1], overlap)) // 2)
+    return TilePlan(
+        level=level, level_shape=(height, width), tile=tile, origins=origins, margin=margin
+    )
 
 
 def pipeline_working_shape(pipeline: InspectionPipeline, shot: Shape) -> Shape:
@@ -220,7 +247,8 @@ def score_tiled(
         for done, (origin, (fused, experts)) in enumerate(
             zip(origins, pipeline.predict_detailed(tiles), strict=True), start=start + 1
         ):
-            stitcher.add(origin, fused.map)
+            top, left, bottom, right = plan.kept(origin)
+            stitcher.add((origin[0] + top, origin[1] + left), fused.map[top:bottom, left:right])
             name = fused.expert or name
             for name, output in experts.items():
                 expert_scores[name] = max(expert_scores.get(name, -math.inf), output.score)
