@@ -194,6 +194,7 @@ def test_inspect_cli_scores_a_large_file_in_tiles_and_refuses_one_over_the_limit
     assert main(["--db", db, "inspect", str(scan), "--product", "plate", "--json"]) == 0
     captured = capsys.readouterr()
     assert f"[1/1] {scan}: 480x480 px, scoring in tiles" in captured.err
+    assert "scan.png: tiles [" in captured.err  # a progress bar over the tiles
     (row,) = json.loads(captured.out)
     assert row["verdict"] == "anomalous" and row["tiles"] > 1
     x0, y0, x1, y1 = max(row["regions"], key=lambda box: (box[2] - box[0]) * (box[3] - box[1]))

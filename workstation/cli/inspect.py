@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score_files(store: object, args: argparse.Namespace, settings: object, device: str) -> int:
+    from workstation.cli.progress import progress_bar
     from workstation.core.errors import UserError
     from workstation.core.imageio import stored_size
     from workstation.services.inspect import load_active_pipeline
@@ -110,8 +111,9 @@ def _score_files(store: object, args: argparse.Namespace, settings: object, devi
         # Each item says it started: a large one takes a while, and the batch goes on.
         how = "scoring in tiles" if tiled else "scoring"
         print(f"{step}: {width}x{height} px, {how}", file=sys.stderr, flush=True)
+        tiles = progress_bar(0, f"{path.name}: tiles") if tiled else None
         try:
-            scored = score_file(store, path, pipeline, product)  # type: ignore[arg-type]
+            scored = score_file(store, path, pipeline, product, progress=tiles)  # type: ignore[arg-type]
         except UserError as exc:
             failed.append({"image": str(path), "error": str(exc)})
             continue

@@ -237,10 +237,11 @@ def score_tiled(
     name = "fused"
     if progress:
         progress(0, total)
-    for start in range(0, total, max(1, batch)):
+    step = max(1, batch)
+    for start in range(0, total, step):
         if cancel is not None and cancel.is_set():
             raise CancelledError("tiled scoring cancelled")
-        origins = plan.origins[start : start + max(1, batch)]
+        origins = plan.origins[start : start + step]
         tiles = [
             raster.region(plan.level, x, y, x + plan.tile[1], y + plan.tile[0]) for y, x in origins
         ]
@@ -250,8 +251,8 @@ def score_tiled(
             top, left, bottom, right = plan.kept(origin)
             stitcher.add((origin[0] + top, origin[1] + left), fused.map[top:bottom, left:right])
             name = fused.expert or name
-            for name, output in experts.items():
-                expert_scores[name] = max(expert_scores.get(name, -math.inf), output.score)
+            for expert, output in experts.items():
+                expert_scores[expert] = max(expert_scores.get(expert, -math.inf), output.score)
             if fused.score > best:
                 best = fused.score
                 embedding = next(
