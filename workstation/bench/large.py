@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workstation.bench.scratch import emit, in_scratch
+from workstation.bench.threads import add_threads_argument, apply_threads
 
 if TYPE_CHECKING:
     from workstation.core.types import ImageRecord
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, default=256, help="experts' working size")
     parser.add_argument("--defect", type=int, default=16, help="planted spot radius (16 px)")
     parser.add_argument("--seed", type=int, default=0)
+    add_threads_argument(parser)
     parser.add_argument("--workdir", help="scratch folder (default: a temp folder, removed)")
     parser.add_argument("--json", metavar="OUT", help="also write the numbers as JSON")
     parser.set_defaults(handler=run)
@@ -137,6 +139,7 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     if args.side < args.shot or args.shot < 32 or args.shots < 1:
         raise UserError("need --side >= --shot >= 32 and --shots >= 1")
+    threads = apply_threads(args.threads)
     # A plant with such scans raises [limits] max_image_megapixels (100 by default) to
     # fit them; the bench does the same for this run.
     pixels = max(limits().image_pixels, args.side * args.side)
@@ -190,6 +193,7 @@ def measure(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
         "shot": args.shot,
         "image_size": args.image_size,
         "shots": args.shots,
+        "threads": threads,
         "max_image_megapixels": pixels / 1e6,
         "scan_mb": round(scan.stat().st_size / 2**20, 1),
         "write_s": round(write_s, 2),
@@ -236,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [
         f"scan {numbers['side']} px ({numbers['scan_mb']} MB PNG, written in "
         f"{numbers['write_s']} s); shots {numbers['shot']} px x {numbers['shots']}, "
-        f"experts at {numbers['image_size']} px",
+        f"experts at {numbers['image_size']} px, {numbers['threads']} torch thread(s)",
         f"fit {numbers['fit_s']} s · pyramid {numbers['pyramid_s']} s · "
         f"{numbers['tiles']} tiles in {numbers['score_s']} s ({numbers['s_per_tile']} s/tile)",
         f"defects found {numbers['defects_found']}/{numbers['defects']} "
