@@ -107,12 +107,13 @@ def test_the_stronger_backbone_wins_and_a_useless_expert_is_left_out() -> None:
     assert choice.summary().startswith("fusion: fewshot(b); selftaught left out: evidence")
 
 
-def test_the_simplest_alternative_wins_within_noise() -> None:
+def test_the_first_listed_alternative_wins_within_noise() -> None:
     evidence = _evidence()
     first = _member("fewshot(a)", evidence, [0.0] * 8 + [3.0] * 16, 1)
     second = _member("fewshot(b)", evidence, [0.0] * 8 + [3.05] * 16, 2)
     choice = choose_fusion(evidence, [first, second])
     assert choice.options() == {"fewshot": "a"}
+    assert choose_fusion(evidence, [second, first]).options() == {"fewshot": "b"}
 
 
 def test_a_complementary_expert_joins_only_when_it_helps_on_both_metrics() -> None:
@@ -234,3 +235,22 @@ def test_no_visible_evidence_keeps_the_configured_experts(
     assert pipeline.choice is None
     assert pipeline.config.backbone == "filterbank"
     assert [n.name for n in calibration.norms] == ["fewshot", "selftaught"]
+
+
+def test_auto_tries_the_reference_first_then_the_backbones_by_worst_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installed order is the registry's; ``auto`` reorders by PREFERENCE, leaves out
+    NOT_AUTO, and keeps a backbone it has no rank for (after the ranked ones)."""
+    from workstation.experts import choosing
+
+    installed = ("efficientnet-lite0", "vgg16-hed", "new-net", "mobilenet-v2", "efficientnet-lite2")
+    monkeypatch.setattr(choosing, "installed_imagenet_backbones", lambda: installed)
+    assert choosing.candidate_backbones("auto") == (
+        "filterbank",
+        "efficientnet-lite2",
+        "efficientnet-lite0",
+        "mobilenet-v2",
+        "new-net",
+    )
+    assert choosing.candidate_backbones("efficientnet-lite0") == ("efficientnet-lite0",)

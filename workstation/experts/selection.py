@@ -20,8 +20,9 @@ image AUROC and pixel AUROC on the evidence all its members may be judged on. Th
 robust rather than greedy for the mean: a candidate that adds a member is accepted only if
 it is not worse than each of its members alone on *either* metric and beats the simpler
 candidate by more than the noise of the evidence; among alternatives (backbones) the
-simplest within noise of the best wins. Members are generic (:class:`Member`), so new
-backbones and experts take part by being listed.
+first listed within noise of the best wins (the caller lists them by preference: the
+weight-free reference, then the backbone with the best worst case). Members are generic
+(:class:`Member`), so new backbones and experts take part by being listed.
 """
 
 from __future__ import annotations
@@ -305,9 +306,10 @@ class Judge:
 def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice:
     """The robust choice described in the module docstring.
 
-    Members are listed simplest first: alternatives of the first member's slot compete for
-    the base (the simplest within noise of the best wins), then each other slot's member
-    is tried on top, with every weight and normalisation, on the rows all can be judged on.
+    Members are listed in order of preference: alternatives of the first member's slot
+    compete for the base (the first listed within noise of the best wins), then each other
+    slot's member is tried on top, with every weight and normalisation, on the rows all can
+    be judged on.
     """
     if not members:
         raise UserError("choosing a fusion needs at least one member")
@@ -328,7 +330,7 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
         others = ", ".join(f"{s.label} {s.image_auroc:.3f}/{s.pixel_auroc:.3f}" for s in singles)
         reason += f" (alternatives image/pixel: {others})"
         if base is not best:
-            reason += f"; simplest within noise ({tolerance:.3f}) of the best"
+            reason += f"; first in order of preference within noise ({tolerance:.3f}) of the best"
     current = base.parts
     left_out: dict[str, str] = {}
     for member in members:
