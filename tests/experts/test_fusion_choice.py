@@ -116,6 +116,24 @@ def test_the_first_listed_alternative_wins_within_noise() -> None:
     assert choose_fusion(evidence, [second, first]).options() == {"fewshot": "b"}
 
 
+def test_an_alternative_worse_than_the_reference_on_pixels_is_not_chosen() -> None:
+    """Better image AUROC and a better mean, but coarser maps than the reference: the
+    reference stays (a backbone must not trade away tiny defects for the image score)."""
+    evidence = _evidence()
+    labels = evidence.anomalous
+    reference = _member("fewshot(a)", evidence, [0.0] * 8 + [2.0] * 16, 1)
+    reference.scores = np.random.default_rng(5).random(len(labels))
+    coarse = _member("fewshot(b)", evidence, [0.0] * 8 + [0.5] * 16, 2)
+    coarse.scores = labels.astype(float) * 10.0
+    assert choose_fusion(evidence, [coarse]).options() == {"fewshot": "b"}
+    choice = choose_fusion(evidence, [reference, coarse])
+    assert choice.options() == {"fewshot": "a"}
+    assert "fewshot(b) below fewshot(a) on one metric" in choice.reason
+    sharper = _member("fewshot(c)", evidence, [0.0] * 8 + [2.5] * 16, 3)
+    sharper.scores = labels.astype(float) * 10.0
+    assert choose_fusion(evidence, [reference, coarse, sharper]).options() == {"fewshot": "c"}
+
+
 def test_a_complementary_expert_joins_only_when_it_helps_on_both_metrics() -> None:
     evidence = _evidence()
     half = [0.0] * 8 + [2.0, 0.0] * 8

@@ -317,11 +317,12 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
     base_slot = members[0].slot
     alternatives = [m for m in members if m.slot == base_slot]
     singles = [judge.score([Part(m.name, 1.0, "normal")]) for m in alternatives]
-    best = max(singles, key=lambda s: s.objective)
+    eligible = [s for s in singles if _not_worse(s, singles[0])]
+    best = max(eligible, key=lambda s: s.objective)
     tolerance = best.noise()
     base = next(
         s
-        for s in singles
+        for s in eligible
         if s.image_auroc >= best.image_auroc - tolerance
         and s.pixel_auroc >= best.pixel_auroc - PIXEL_NOISE
     )
@@ -329,6 +330,9 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
     if len(singles) > 1:
         others = ", ".join(f"{s.label} {s.image_auroc:.3f}/{s.pixel_auroc:.3f}" for s in singles)
         reason += f" (alternatives image/pixel: {others})"
+        if len(eligible) < len(singles):
+            below = ", ".join(s.label for s in singles if s not in eligible)
+            reason += f"; {below} below {singles[0].label} on one metric"
         if base is not best:
             reason += f"; first in order of preference within noise ({tolerance:.3f}) of the best"
     current = base.parts
@@ -361,6 +365,16 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
             for s in judge.tried.values()
         ),
         evidence=_evidence_counts(evidence),
+    )
+
+
+def _not_worse(candidate: Scored, reference: Scored) -> bool:
+    """An alternative may replace the reference (the first listed, weight-free backbone)
+    only if it is not worse on *either* metric beyond noise: an ImageNet backbone that
+    gains image AUROC can lose pixel AUROC on tiny defects, and the mean would hide it."""
+    return (
+        candidate.image_auroc >= reference.image_auroc - reference.noise()
+        and candidate.pixel_auroc >= reference.pixel_auroc - PIXEL_NOISE
     )
 
 
