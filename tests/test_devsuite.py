@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from workstation.core.errors import UserError
 from workstation.datasets.devsuite import SplitCaps, build
 from workstation.datasets.devsuite.__main__ import main
 from workstation.datasets.mvtec import load_category
@@ -159,3 +160,12 @@ def test_a_damaged_source_image_is_a_one_line_error(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read") and "002.jpg" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("side", [0, -5, 8])
+def test_a_max_side_that_would_erase_thin_masks_is_refused(side: int, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="too small"):
+        SplitCaps(max_side=side)
+    assert main(["build", "--sources", str(tmp_path), "--out", str(tmp_path / "o"),
+                 "--max-side", str(side)]) == 2
+    assert not (tmp_path / "o").exists()

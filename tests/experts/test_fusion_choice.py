@@ -107,12 +107,31 @@ def test_the_stronger_backbone_wins_and_a_useless_expert_is_left_out() -> None:
     assert choice.summary().startswith("fusion: fewshot(b); selftaught left out: evidence")
 
 
-def test_the_simplest_alternative_wins_within_noise() -> None:
+def test_the_first_listed_alternative_wins_within_noise() -> None:
     evidence = _evidence()
     first = _member("fewshot(a)", evidence, [0.0] * 8 + [3.0] * 16, 1)
     second = _member("fewshot(b)", evidence, [0.0] * 8 + [3.05] * 16, 2)
     choice = choose_fusion(evidence, [first, second])
     assert choice.options() == {"fewshot": "a"}
+    assert choose_fusion(evidence, [second, first]).options() == {"fewshot": "b"}
+
+
+def test_an_alternative_worse_than_the_reference_on_pixels_is_not_chosen() -> None:
+    """Better image AUROC and a better mean, but coarser maps than the reference: the
+    reference stays (a backbone must not trade away tiny defects for the image score)."""
+    evidence = _evidence()
+    labels = evidence.anomalous
+    reference = _member("fewshot(a)", evidence, [0.0] * 8 + [2.0] * 16, 1)
+    reference.scores = np.random.default_rng(5).random(len(labels))
+    coarse = _member("fewshot(b)", evidence, [0.0] * 8 + [0.5] * 16, 2)
+    coarse.scores = labels.astype(float) * 10.0
+    assert choose_fusion(evidence, [coarse]).options() == {"fewshot": "b"}
+    choice = choose_fusion(evidence, [reference, coarse])
+    assert choice.options() == {"fewshot": "a"}
+    assert "fewshot(b) below fewshot(a) on one metric" in choice.reason
+    sharper = _member("fewshot(c)", evidence, [0.0] * 8 + [2.5] * 16, 3)
+    sharper.scores = labels.astype(float) * 10.0
+    assert choose_fusion(evidence, [reference, coarse, sharper]).options() == {"fewshot": "c"}
 
 
 def test_a_complementary_expert_joins_only_when_it_helps_on_both_metrics() -> None:
@@ -234,3 +253,22 @@ def test_no_visible_evidence_keeps_the_configured_experts(
     assert pipeline.choice is None
     assert pipeline.config.backbone == "filterbank"
     assert [n.name for n in calibration.norms] == ["fewshot", "selftaught"]
+
+
+def test_auto_tries_the_reference_first_then_the_backbones_by_worst_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Installed order is the registry's; ``auto`` reorders by PREFERENCE, leaves out
+    NOT_AUTO, and keeps a backbone it has no rank for (after the ranked ones)."""
+    from workstation.experts import choosing
+
+    installed = ("efficientnet-lite0", "vgg16-hed", "new-net", "mobilenet-v2", "efficientnet-lite2")
+    monkeypatch.setattr(choosing, "installed_imagenet_backbones", lambda: installed)
+    assert choosing.candidate_backbones("auto") == (
+        "filterbank",
+        "efficientnet-lite2",
+        "efficientnet-lite0",
+        "mobilenet-v2",
+        "new-net",
+    )
+    assert choosing.candidate_backbones("efficientnet-lite0") == ("efficientnet-lite0",)

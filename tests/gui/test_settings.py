@@ -65,7 +65,7 @@ def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> 
     qtbot.addWidget(dialog)
     dialog.show()
     offered = [dialog.backbone.itemText(i) for i in range(dialog.backbone.count())]
-    assert offered[:2] == ["filterbank", "efficientnet-lite0"]
+    assert offered[:3] == ["auto", "filterbank", "efficientnet-lite0"]
     hed_installed = packaged_file(catalog.CATALOG["vgg16-hed"]) is not None
     assert ("vgg16-hed" in offered) == hed_installed
     assert "Weight-free" in dialog.backbone_source.text()
@@ -76,6 +76,10 @@ def test_installed_imagenet_backbones_are_offered(qtbot, window, screenshot) -> 
     screenshot(dialog.backbone.view().window(), "settings_backbone_list")
     dialog.backbone.hidePopup()
     assert dialog.edited_settings().experts.backbone == "efficientnet-lite0"
+    dialog.backbone.setCurrentText("auto")
+    assert "Chosen per product" in dialog.backbone_source.text()
+    screenshot(dialog, "settings_auto_backbone")
+    assert dialog.edited_settings().experts.backbone == "auto"
 
 
 def test_a_backbone_whose_package_is_missing_is_not_offered(

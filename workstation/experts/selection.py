@@ -20,8 +20,9 @@ image AUROC and pixel AUROC on the evidence all its members may be judged on. Th
 robust rather than greedy for the mean: a candidate that adds a member is accepted only if
 it is not worse than each of its members alone on *either* metric and beats the simpler
 candidate by more than the noise of the evidence; among alternatives (backbones) the
-simplest within noise of the best wins. Members are generic (:class:`Member`), so new
-backbones and experts take part by being listed.
+first listed within noise of the best wins (the caller lists them by preference: the
+weight-free reference, then the backbone with the best worst case). Members are generic
+(:class:`Member`), so new backbones and experts take part by being listed.
 """
 
 from __future__ import annotations
@@ -305,9 +306,10 @@ class Judge:
 def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice:
     """The robust choice described in the module docstring.
 
-    Members are listed simplest first: alternatives of the first member's slot compete for
-    the base (the simplest within noise of the best wins), then each other slot's member
-    is tried on top, with every weight and normalisation, on the rows all can be judged on.
+    Members are listed in order of preference: alternatives of the first member's slot
+    compete for the base (the first listed within noise of the best wins), then each other
+    slot's member is tried on top, with every weight and normalisation, on the rows all can
+    be judged on.
     """
     if not members:
         raise UserError("choosing a fusion needs at least one member")
@@ -315,11 +317,12 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
     base_slot = members[0].slot
     alternatives = [m for m in members if m.slot == base_slot]
     singles = [judge.score([Part(m.name, 1.0, "normal")]) for m in alternatives]
-    best = max(singles, key=lambda s: s.objective)
+    eligible = [s for s in singles if _not_worse(s, singles[0])]
+    best = max(eligible, key=lambda s: s.objective)
     tolerance = best.noise()
     base = next(
         s
-        for s in singles
+        for s in eligible
         if s.image_auroc >= best.image_auroc - tolerance
         and s.pixel_auroc >= best.pixel_auroc - PIXEL_NOISE
     )
@@ -327,8 +330,11 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
     if len(singles) > 1:
         others = ", ".join(f"{s.label} {s.image_auroc:.3f}/{s.pixel_auroc:.3f}" for s in singles)
         reason += f" (alternatives image/pixel: {others})"
+        if len(eligible) < len(singles):
+            below = ", ".join(s.label for s in singles if s not in eligible)
+            reason += f"; {below} below {singles[0].label} on one metric"
         if base is not best:
-            reason += f"; simplest within noise ({tolerance:.3f}) of the best"
+            reason += f"; first in order of preference within noise ({tolerance:.3f}) of the best"
     current = base.parts
     left_out: dict[str, str] = {}
     for member in members:
@@ -359,6 +365,16 @@ def choose_fusion(evidence: Evidence, members: Sequence[Member]) -> FusionChoice
             for s in judge.tried.values()
         ),
         evidence=_evidence_counts(evidence),
+    )
+
+
+def _not_worse(candidate: Scored, reference: Scored) -> bool:
+    """An alternative may replace the reference (the first listed, weight-free backbone)
+    only if it is not worse on *either* metric beyond noise: an ImageNet backbone that
+    gains image AUROC can lose pixel AUROC on tiny defects, and the mean would hide it."""
+    return (
+        candidate.image_auroc >= reference.image_auroc - reference.noise()
+        and candidate.pixel_auroc >= reference.pixel_auroc - PIXEL_NOISE
     )
 
 

@@ -89,6 +89,13 @@ def _form(widget: QWidget) -> QFormLayout:
 
 def _backbone_source(name: str) -> str:
     """Where a backbone's weights come from, so an installed pip package is named."""
+    from workstation.experts.choosing import AUTO
+
+    if name == AUTO:
+        return (
+            "Chosen per product at each fit among the filter bank and the installed "
+            "ImageNet backbones, on held-out evidence (the Models dock says why)."
+        )
     if name == "filterbank":
         return "Weight-free filter bank: nothing to install."
     entry = find_entry(name)
@@ -137,6 +144,7 @@ class SettingsDialog(QDialog):
     # -- tabs -------------------------------------------------------------------------------
     def _experts_tab(self) -> QWidget:
         from workstation.experts.base import available_backbones
+        from workstation.experts.choosing import AUTO
 
         e = self.settings.experts
         page = QWidget()
@@ -149,7 +157,7 @@ class SettingsDialog(QDialog):
         row.addStretch(1)
         form.addRow("Experts", row)
         self.backbone = QComboBox()
-        self.backbone.addItems(available_backbones())
+        self.backbone.addItems([AUTO, *available_backbones()])
         self.backbone_source = QLabel()
         self.backbone_source.setWordWrap(True)
         self.backbone.currentTextChanged.connect(

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, required=True)
     b.add_argument("--only", nargs="*", default=[], choices=[s.name for s in SOURCES])
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--max-side", type=int, default=SplitCaps.max_side)
+    b.add_argument("--max-side", type=int, default=SplitCaps.max_side,
+                   help="long side of the written images, pixels (at least 32)")
     args = parser.parse_args(argv)
     try:
         if not args.sources.is_dir():
