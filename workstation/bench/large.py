@@ -69,7 +69,7 @@ def texture(x0: int, y0: int, width: int, height: int, rng: np.random.Generator)
 
 
 def spots(side: int, seed: int) -> list[tuple[int, int]]:
-    """Centres of the planted spots, apart from each other and from the border."""
+    """Centres of the planted spots, away from the border (seeded: every run the same)."""
     rng = np.random.default_rng(seed + 1)
     low, high = int(side * 0.15), int(side * 0.85)
     return [(int(x), int(y)) for x, y in rng.integers(low, high, (DEFECTS, 2))]
@@ -78,6 +78,7 @@ def spots(side: int, seed: int) -> list[tuple[int, int]]:
 def scan_bands(
     side: int, centres: list[tuple[int, int]], radius: int, seed: int
 ) -> Iterator[np.ndarray]:
+    """The scan, top to bottom, in bands of ``BAND_ROWS`` rows with the spots drawn in."""
     import cv2
 
     rng = np.random.default_rng(seed)
